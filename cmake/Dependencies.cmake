@@ -1,0 +1,12 @@
+# Every dependency comes from Debian bookworm packages (see scripts/install-deps).
+find_package(OpenSSL 3.0 REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_package(CLI11 REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(fmt REQUIRED)
+find_package(spdlog REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET libmosquitto)
+if(RECMESH_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()

@@ -1,0 +1,64 @@
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "recmesh/pki/pki.hpp"
+
+namespace recmesh::broker {
+
+// A TLS listener as rendered into mosquitto.conf.
+struct ListenerSummary {
+  std::string role;        // member, bridge, management, ems
+  int port = 0;
+  std::string bind_address;
+  std::string trusts;      // CA whose clients it accepts
+};
+
+// Mosquitto's own bridge to the central broker, authenticated with the member's Bridge-CA
+// certificate. A stand-in until the recmesh bridging module replaces it.
+struct BuiltinBridge {
+  std::string host;
+  int port = 0;
+};
+
+struct LocalBrokerOptions {
+  std::string rec;
+  std::string member;
+  int member_port = 0;
+  int bridge_port = 0;
+  std::optional<int> management_port;
+  std::string bind_address = "127.0.0.1";
+  std::vector<pki::SubjectAltName> sans;  // extra SANs if the server certificate is issued now
+  std::optional<BuiltinBridge> bridge_to;
+  std::string user;  // account the broker runs as when started by root (default mosquitto)
+};
+
+struct CentralBrokerOptions {
+  int ems_port = 0;
+  int bridge_port = 0;
+  std::string bind_address = "127.0.0.1";
+  std::vector<pki::SubjectAltName> sans;
+  std::string user;
+};
+
+struct RenderedBroker {
+  std::filesystem::path config;          // DIR/mosquitto.conf
+  std::string server_common_name;
+  bool issued_server_certificate = false;
+  std::vector<ListenerSummary> listeners;
+};
+
+// Writes DIR/mosquitto.conf and every file it references (server chain and key, per-listener
+// CA bundles and CRLs). Each listener trusts one CA only: its bundle holds that CA's chain and
+// its CRL file holds that CA's CRL alone, so OpenSSL's CRL check refuses a client certificate
+// of any other issuer. Issues the broker's server certificate when it has none. Idempotent:
+// re-running refreshes CRLs and keeps the certificate.
+RenderedBroker render_local_broker(pki::Pki& pki, const LocalBrokerOptions& options,
+                                   const std::filesystem::path& out_dir);
+RenderedBroker render_central_broker(pki::Pki& pki, const CentralBrokerOptions& options,
+                                     const std::filesystem::path& out_dir);
+
+}  // namespace recmesh::broker

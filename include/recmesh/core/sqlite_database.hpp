@@ -1,0 +1,82 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace recmesh {
+
+class SqliteStatement;
+
+// One SQLite connection. Errors throw Error(kInternal) with the statement's SQL and SQLite's text;
+// a file that is not a database throws Error(kDataLoss).
+class SqliteDatabase {
+ public:
+  enum class Mode { kReadOnly, kReadWrite, kCreate };
+
+  SqliteDatabase(const std::filesystem::path& path, Mode mode);
+  SqliteDatabase(const SqliteDatabase&) = delete;
+  SqliteDatabase& operator=(const SqliteDatabase&) = delete;
+  ~SqliteDatabase();
+
+  void execute(std::string_view sql);
+  SqliteStatement prepare(std::string_view sql);
+  std::int64_t changes() const;
+  sqlite3* handle() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::filesystem::path path_;
+};
+
+class SqliteStatement {
+ public:
+  SqliteStatement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
+  SqliteStatement(const SqliteStatement&) = delete;
+  SqliteStatement& operator=(const SqliteStatement&) = delete;
+  SqliteStatement(SqliteStatement&& other) noexcept;
+  SqliteStatement& operator=(SqliteStatement&&) = delete;
+  ~SqliteStatement();
+
+  // Binds by 1-based position; std::nullopt binds NULL.
+  SqliteStatement& bind(int index, std::string_view value);
+  SqliteStatement& bind(int index, std::int64_t value);
+  SqliteStatement& bind_nullable(int index, const std::optional<std::string>& value);
+  SqliteStatement& bind_nullable(int index, const std::optional<std::int64_t>& value);
+
+  // Advances to the next row; false when done.
+  bool step();
+  // Runs a statement that returns no rows, then resets it for reuse.
+  void run();
+  void reset();
+
+  std::string column_text(int index) const;
+  std::optional<std::string> column_optional_text(int index) const;
+  std::int64_t column_int(int index) const;
+  std::optional<std::int64_t> column_optional_int(int index) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_;
+};
+
+// RAII transaction: BEGIN IMMEDIATE on construction, ROLLBACK unless commit() was called.
+class SqliteTransaction {
+ public:
+  explicit SqliteTransaction(SqliteDatabase& db);
+  SqliteTransaction(const SqliteTransaction&) = delete;
+  SqliteTransaction& operator=(const SqliteTransaction&) = delete;
+  ~SqliteTransaction();
+  void commit();
+
+ private:
+  SqliteDatabase& db_;
+  bool open_ = true;
+};
+
+}  // namespace recmesh

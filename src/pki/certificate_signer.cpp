@@ -1,0 +1,229 @@
+#include "recmesh/pki/certificate_signer.hpp"
+
+#include <openssl/bn.h>
+#include <openssl/rand.h>
+
+#include <array>
+#include <fmt/format.h>
+#include <utility>
+
+#include "recmesh/core/error.hpp"
+#include "recmesh/core/identifier.hpp"
+#include "recmesh/crypto/openssl_error.hpp"
+
+namespace recmesh::pki {
+namespace {
+
+using crypto::throw_openssl_error;
+
+constexpr std::array<std::pair<RevocationReason, std::string_view>, 6> kReasonNames{{
+    {RevocationReason::kUnspecified, "unspecified"},
+    {RevocationReason::kKeyCompromise, "key-compromise"},
+    {RevocationReason::kCaCompromise, "ca-compromise"},
+    {RevocationReason::kAffiliationChanged, "affiliation-changed"},
+    {RevocationReason::kSuperseded, "superseded"},
+    {RevocationReason::kCessationOfOperation, "cessation-of-operation"},
+}};
+
+constexpr std::size_t kSerialBytes = 16;
+constexpr std::string_view kOrganization = "recmesh";
+
+crypto::Asn1IntegerPtr random_serial() {
+  std::array<unsigned char, kSerialBytes> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1) {
+    throw_openssl_error("RAND_bytes");
+  }
+  bytes[0] &= 0x7F;  // positive
+  bytes[0] |= 0x40;  // and always 16 bytes long, so serials sort and print uniformly
+  crypto::BignumPtr bn(BN_bin2bn(bytes.data(), static_cast<int>(bytes.size()), nullptr));
+  crypto::Asn1IntegerPtr serial(bn ? BN_to_ASN1_INTEGER(bn.get(), nullptr) : nullptr);
+  if (!serial) {
+    throw_openssl_error("cannot create serial number");
+  }
+  return serial;
+}
+
+crypto::Asn1IntegerPtr serial_from_hex(std::string_view hex) {
+  BIGNUM* raw = nullptr;
+  const std::string text(hex);
+  if (BN_hex2bn(&raw, text.c_str()) == 0) {
+    throw Error(ErrorCode::kDataLoss, fmt::format("malformed serial {}", quote_untrusted(hex)));
+  }
+  crypto::BignumPtr bn(raw);
+  crypto::Asn1IntegerPtr serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+  if (!serial) {
+    throw_openssl_error("BN_to_ASN1_INTEGER");
+  }
+  return serial;
+}
+
+void add_extension(X509* cert, X509V3_CTX* ctx, int nid, const std::string& value) {
+  crypto::X509ExtensionPtr ext(X509V3_EXT_nconf_nid(nullptr, ctx, nid, value.c_str()));
+  if (!ext || X509_add_ext(cert, ext.get(), -1) != 1) {
+    throw_openssl_error(fmt::format("cannot add extension {}", OBJ_nid2sn(nid)));
+  }
+}
+
+crypto::X509NamePtr make_subject(std::string_view common_name) {
+  crypto::X509NamePtr name(X509_NAME_new());
+  auto add = [&](const char* field, std::string_view value) {
+    if (X509_NAME_add_entry_by_txt(name.get(), field, MBSTRING_UTF8,
+                                   reinterpret_cast<const unsigned char*>(value.data()),
+                                   static_cast<int>(value.size()), -1, 0) != 1) {
+      throw_openssl_error("cannot build subject name");
+    }
+  };
+  if (!name) {
+    throw_openssl_error("X509_NAME_new");
+  }
+  add("O", kOrganization);
+  add("CN", common_name);
+  return name;
+}
+
+void set_time(ASN1_TIME* field, Clock::TimePoint t) {
+  if (ASN1_TIME_set(field, static_cast<time_t>(to_unix_seconds(t))) == nullptr) {
+    throw_openssl_error("cannot set certificate time");
+  }
+}
+
+}  // namespace
+
+std::string_view to_string(RevocationReason reason) {
+  for (const auto& [r, name] : kReasonNames) {
+    if (r == reason) {
+      return name;
+    }
+  }
+  return "unspecified";
+}
+
+RevocationReason parse_revocation_reason(std::string_view text) {
+  for (const auto& [reason, name] : kReasonNames) {
+    if (name == text) {
+      return reason;
+    }
+  }
+  throw Error(ErrorCode::kInvalidArgument,
+              fmt::format("unknown revocation reason {} (expected unspecified, key-compromise, "
+                          "ca-compromise, affiliation-changed, superseded or "
+                          "cessation-of-operation)",
+                          quote_untrusted(text)));
+}
+
+std::string serial_to_hex(const ASN1_INTEGER* serial) {
+  crypto::BignumPtr bn(ASN1_INTEGER_to_BN(serial, nullptr));
+  char* hex = bn ? BN_bn2hex(bn.get()) : nullptr;
+  if (hex == nullptr) {
+    throw_openssl_error("cannot print serial number");
+  }
+  std::string out(hex);
+  OPENSSL_free(hex);
+  return out;
+}
+
+SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* subject_key,
+                                   X509* issuer, EVP_PKEY* issuer_key) {
+  crypto::X509Ptr cert(X509_new());
+  if (!cert || X509_set_version(cert.get(), X509_VERSION_3) != 1) {
+    throw_openssl_error("X509_new");
+  }
+  crypto::Asn1IntegerPtr serial = random_serial();
+  crypto::X509NamePtr subject = make_subject(tmpl.common_name);
+  if (X509_set_serialNumber(cert.get(), serial.get()) != 1 ||
+      X509_set_subject_name(cert.get(), subject.get()) != 1 ||
+      X509_set_issuer_name(cert.get(),
+                           issuer != nullptr ? X509_get_subject_name(issuer) : subject.get()) !=
+          1 ||
+      X509_set_pubkey(cert.get(), subject_key) != 1) {
+    throw_openssl_error("cannot fill certificate");
+  }
+  set_time(X509_getm_notBefore(cert.get()), tmpl.not_before);
+  set_time(X509_getm_notAfter(cert.get()), tmpl.not_after);
+
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer != nullptr ? issuer : cert.get(), cert.get(), nullptr, nullptr, 0);
+  add_extension(cert.get(), &ctx, NID_subject_key_identifier, "hash");
+  if (issuer != nullptr) {
+    add_extension(cert.get(), &ctx, NID_authority_key_identifier, "keyid:always");
+  }
+  switch (tmpl.usage) {
+    case CertificateTemplate::Usage::kCertificateAuthority:
+      add_extension(cert.get(), &ctx, NID_basic_constraints,
+                    tmpl.path_length >= 0
+                        ? fmt::format("critical,CA:TRUE,pathlen:{}", tmpl.path_length)
+                        : std::string("critical,CA:TRUE"));
+      add_extension(cert.get(), &ctx, NID_key_usage, "critical,keyCertSign,cRLSign");
+      break;
+    case CertificateTemplate::Usage::kServer:
+    case CertificateTemplate::Usage::kClient:
+      add_extension(cert.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE");
+      add_extension(cert.get(), &ctx, NID_key_usage, "critical,digitalSignature");
+      add_extension(cert.get(), &ctx, NID_ext_key_usage,
+                    tmpl.usage == CertificateTemplate::Usage::kServer ? "serverAuth"
+                                                                       : "clientAuth");
+      break;
+  }
+  if (!tmpl.sans.empty()) {
+    // Entries were validated by SubjectAltName::parse: no commas, no other types.
+    add_extension(cert.get(), &ctx, NID_subject_alt_name, join_subject_alt_names(tmpl.sans));
+  }
+  if (X509_sign(cert.get(), issuer_key, EVP_sha256()) <= 0) {
+    throw_openssl_error("cannot sign certificate");
+  }
+  return {std::move(cert), serial_to_hex(serial.get())};
+}
+
+crypto::X509CrlPtr sign_crl(X509* issuer, EVP_PKEY* issuer_key,
+                            const std::vector<RevokedEntry>& revoked, long long crl_number,
+                            Clock::TimePoint this_update, Clock::TimePoint next_update) {
+  crypto::X509CrlPtr crl(X509_CRL_new());
+  crypto::Asn1TimePtr last(ASN1_TIME_new());
+  crypto::Asn1TimePtr next(ASN1_TIME_new());
+  if (!crl || !last || !next || X509_CRL_set_version(crl.get(), 1) != 1 ||
+      X509_CRL_set_issuer_name(crl.get(), X509_get_subject_name(issuer)) != 1) {
+    throw_openssl_error("X509_CRL_new");
+  }
+  set_time(last.get(), this_update);
+  set_time(next.get(), next_update);
+  if (X509_CRL_set1_lastUpdate(crl.get(), last.get()) != 1 ||
+      X509_CRL_set1_nextUpdate(crl.get(), next.get()) != 1) {
+    throw_openssl_error("cannot set CRL times");
+  }
+  for (const auto& entry : revoked) {
+    crypto::X509RevokedPtr item(X509_REVOKED_new());
+    crypto::Asn1IntegerPtr serial = serial_from_hex(entry.serial);
+    crypto::Asn1TimePtr when(ASN1_TIME_new());
+    crypto::Asn1EnumeratedPtr reason(ASN1_ENUMERATED_new());
+    if (!item || !when || !reason) {
+      throw_openssl_error("X509_REVOKED_new");
+    }
+    set_time(when.get(), from_unix_seconds(entry.revoked_at));
+    if (X509_REVOKED_set_serialNumber(item.get(), serial.get()) != 1 ||
+        X509_REVOKED_set_revocationDate(item.get(), when.get()) != 1 ||
+        ASN1_ENUMERATED_set(reason.get(), static_cast<long>(entry.reason)) != 1 ||
+        X509_REVOKED_add1_ext_i2d(item.get(), NID_crl_reason, reason.get(), 0, 0) != 1 ||
+        X509_CRL_add0_revoked(crl.get(), item.get()) != 1) {
+      throw_openssl_error("cannot add CRL entry");
+    }
+    (void)item.release();  // owned by the CRL now
+  }
+  crypto::Asn1IntegerPtr number(ASN1_INTEGER_new());
+  if (!number || ASN1_INTEGER_set_int64(number.get(), crl_number) != 1 ||
+      X509_CRL_add1_ext_i2d(crl.get(), NID_crl_number, number.get(), 0, 0) != 1) {
+    throw_openssl_error("cannot set CRL number");
+  }
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, nullptr, nullptr, crl.get(), 0);
+  crypto::X509ExtensionPtr aki(
+      X509V3_EXT_nconf_nid(nullptr, &ctx, NID_authority_key_identifier, "keyid:always"));
+  if (!aki || X509_CRL_add_ext(crl.get(), aki.get(), -1) != 1) {
+    throw_openssl_error("cannot set CRL authority key identifier");
+  }
+  if (X509_CRL_sort(crl.get()) != 1 || X509_CRL_sign(crl.get(), issuer_key, EVP_sha256()) <= 0) {
+    throw_openssl_error("cannot sign CRL");
+  }
+  return crl;
+}
+
+}  // namespace recmesh::pki
