@@ -1,12 +1,14 @@
 // `recmesh broker-config`: renders a Mosquitto configuration from the PKI.
-#include <fmt/format.h>
 #include <iostream>
 #include <memory>
 
-#include "command.hpp"
+#include <fmt/format.h>
+
 #include "recmesh/broker/mosquitto_config.hpp"
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/secret.hpp"
+
+#include "command.hpp"
 
 namespace recmesh::cli {
 namespace {
@@ -88,10 +90,9 @@ int run_broker_config(const BrokerConfigFlags& f) {
     options.user = f.user;
     rendered = broker::render_central_broker(pki, options, f.out_dir);
   }
-  std::cout << fmt::format("wrote {} for {}{}\n", rendered.config.string(),
-                           rendered.server_common_name,
-                           rendered.issued_server_certificate ? " (server certificate issued)"
-                                                              : "");
+  std::cout << fmt::format(
+      "wrote {} for {}{}\n", rendered.config.string(), rendered.server_common_name,
+      rendered.issued_server_certificate ? " (server certificate issued)" : "");
   for (const auto& l : rendered.listeners) {
     std::cout << fmt::format("  listener {:<10} {}:{}  accepts clients of CA {}\n", l.role,
                              l.bind_address, l.port, l.trusts);

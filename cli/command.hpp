@@ -1,16 +1,17 @@
 #pragma once
 
-#include <CLI/CLI.hpp>
-
 #include <functional>
+
+#include <CLI/CLI.hpp>
 
 namespace recmesh::cli {
 
 // Exit codes of every recmesh command (docs/operations.md).
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitRejected = 1;  // a verdict: e.g. `pki verify` found the certificate invalid
-inline constexpr int kExitUsage = 2;     // malformed flags or arguments
-inline constexpr int kExitFailed = 3;    // the operation could not be carried out
+inline constexpr int kExitRejected =
+    1;                                 // a verdict: e.g. `pki verify` found the certificate invalid
+inline constexpr int kExitUsage = 2;   // malformed flags or arguments
+inline constexpr int kExitFailed = 3;  // the operation could not be carried out
 
 // Each subcommand registers its flags and sets `run` to what executes it.
 using Runner = std::function<int()>;

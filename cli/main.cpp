@@ -1,10 +1,11 @@
-#include <CLI/CLI.hpp>
-
-#include <fmt/format.h>
 #include <iostream>
 
-#include "command.hpp"
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
 #include "recmesh/core/error.hpp"
+
+#include "command.hpp"
 
 int main(int argc, char** argv) {
   using namespace recmesh;

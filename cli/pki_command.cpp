@@ -1,16 +1,17 @@
 // `recmesh pki ...`: the command line over recmesh::pki::Pki.
-#include <nlohmann/json.hpp>
-
 #include <ctime>
-#include <fmt/format.h>
 #include <iostream>
 #include <memory>
 
-#include "command.hpp"
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/secret.hpp"
 #include "recmesh/pki/pki.hpp"
+
+#include "command.hpp"
 #include "record_json.hpp"
 
 namespace recmesh::cli {
@@ -62,7 +63,8 @@ void print_issued(const pki::IssuedCertificate& issued, bool as_json, std::strin
 
 void add_init(CLI::App* pki_cmd, Runner& run) {
   auto flags = std::make_shared<PkiFlags>();
-  auto* cmd = pki_cmd->add_subcommand("init", "Create RootCA, EMS CA and Bridge CA in a new directory");
+  auto* cmd =
+      pki_cmd->add_subcommand("init", "Create RootCA, EMS CA and Bridge CA in a new directory");
   add_common(cmd, *flags, true);
   cmd->callback([flags, &run] {
     run = [flags] {
@@ -210,7 +212,8 @@ void add_revoke(CLI::App* pki_cmd, Runner& run) {
       pki::Pki pki = open_for_signing(*flags);
       const auto result = pki.revoke(*target, why);
       if (flags->json_output) {
-        std::cout << json{{"revoked", result.revoked_serials}, {"crls_updated", result.crls_updated}}
+        std::cout << json{{"revoked", result.revoked_serials},
+                          {"crls_updated", result.crls_updated}}
                          .dump()
                   << '\n';
       } else {
@@ -340,8 +343,9 @@ void add_crl(CLI::App* pki_cmd, Runner& run) {
   auto* cmd = pki_cmd->add_subcommand(
       "crl", "Re-sign every CA's CRL (default), or print one CA's CRL with --print CA");
   add_common(cmd, *flags, true);
-  cmd->add_option("--print", *print_ca, "CA ID whose CRL to print (root, ems, bridge, rec_<r>, "
-                                        "member_<r>_<m>)");
+  cmd->add_option("--print", *print_ca,
+                  "CA ID whose CRL to print (root, ems, bridge, rec_<r>, "
+                  "member_<r>_<m>)");
   cmd->callback([flags, print_ca, &run] {
     run = [flags, print_ca] {
       if (!print_ca->empty()) {

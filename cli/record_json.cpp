@@ -1,6 +1,7 @@
 #include "record_json.hpp"
 
 #include <ctime>
+
 #include <fmt/format.h>
 
 namespace recmesh::cli {
@@ -47,10 +48,14 @@ json record_to_json(const pki::CertificateRecord& r, bool with_pem) {
 }
 
 json authority_to_json(const pki::AuthorityRecord& a) {
-  return {{"id", a.id},         {"kind", to_string(a.kind)},
-          {"parent", a.parent}, {"common_name", a.common_name},
-          {"serial", a.serial}, {"fingerprint_sha256", a.fingerprint},
-          {"crl_number", a.crl_number}, {"not_after", format_time(a.not_after)},
+  return {{"id", a.id},
+          {"kind", to_string(a.kind)},
+          {"parent", a.parent},
+          {"common_name", a.common_name},
+          {"serial", a.serial},
+          {"fingerprint_sha256", a.fingerprint},
+          {"crl_number", a.crl_number},
+          {"not_after", format_time(a.not_after)},
           {"revoked", a.revoked}};
 }
 

@@ -55,9 +55,9 @@ pki::IssuedCertificate server_identity(pki::Pki& pki, const pki::Identity& ident
     if (record.common_name == identity.common_name() &&
         record.status == pki::CertificateStatus::kValid) {
       if (!record.has_key) {
-        throw Error(ErrorCode::kFailedPrecondition,
-                    fmt::format("{} was issued from a CSR; its key is not in the PKI",
-                                record.common_name));
+        throw Error(
+            ErrorCode::kFailedPrecondition,
+            fmt::format("{} was issued from a CSR; its key is not in the PKI", record.common_name));
       }
       return {record, pki.files_of(record)};
     }
@@ -126,13 +126,13 @@ class ConfigWriter {
 
   void hand_over(const fs::path& path) const {
     if (!account_.name.empty() && ::chown(path.c_str(), account_.uid, account_.gid) != 0) {
-      throw Error(ErrorCode::kInternal, fmt::format("cannot give {} to {}", path.string(),
-                                                    account_.name));
+      throw Error(ErrorCode::kInternal,
+                  fmt::format("cannot give {} to {}", path.string(), account_.name));
     }
   }
 
-  void listener(const ListenerSummary& summary, const std::string& comment,
-                const fs::path& cafile, const fs::path& crlfile) {
+  void listener(const ListenerSummary& summary, const std::string& comment, const fs::path& cafile,
+                const fs::path& crlfile) {
     text_ += fmt::format(
         "\n# {}\n"
         "listener {} {}\n"
@@ -270,8 +270,8 @@ RenderedBroker render_local_broker(pki::Pki& pki, const LocalBrokerOptions& opti
       pki::authority_id(pki::AuthorityKind::kMember, options.rec, options.member);
   auto [member_bundle, member_crl] = trust_files(writer, pki, "member", member_ca);
   writer.listener({"member", options.member_port, options.bind_address, member_ca},
-                  fmt::format("Devices and smart gateway of member {}/{} (member CA)",
-                              options.rec, options.member),
+                  fmt::format("Devices and smart gateway of member {}/{} (member CA)", options.rec,
+                              options.member),
                   member_bundle, member_crl);
   auto [bridge_bundle, bridge_crl] = trust_files(writer, pki, "bridge", "bridge");
   writer.listener({"bridge", options.bridge_port, options.bind_address, "bridge"},
@@ -293,8 +293,7 @@ RenderedBroker render_central_broker(pki::Pki& pki, const CentralBrokerOptions& 
   require_port("--bridge-port", options.bridge_port);
   require_distinct_ports({options.ems_port, options.bridge_port});
   require_bind_address(options.bind_address);
-  const pki::Identity identity =
-      pki::Identity::make(pki::IdentityKind::kCentralBroker, "", "", "");
+  const pki::Identity identity = pki::Identity::make(pki::IdentityKind::kCentralBroker, "", "", "");
   bool issued = false;
   const pki::IssuedCertificate server = server_identity(pki, identity, options.sans, issued);
 

@@ -1,17 +1,17 @@
 #include "recmesh/core/file_io.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <fmt/format.h>
+#include <fcntl.h>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <utility>
+
+#include <fmt/format.h>
 
 #include "recmesh/core/error.hpp"
 
@@ -35,7 +35,9 @@ class FileDescriptor {
   int fd_;
 };
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
 std::string temporary_name(const std::filesystem::path& path) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -47,8 +49,8 @@ std::string temporary_name(const std::filesystem::path& path) {
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    throw Error(ErrorCode::kNotFound, fmt::format("cannot read {}: {}", path.string(),
-                                                  errno_text()));
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("cannot read {}: {}", path.string(), errno_text()));
   }
   std::ostringstream buffer;
   buffer << in.rdbuf();
@@ -59,8 +61,7 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view conte
   const std::string temp = temporary_name(path);
   FileDescriptor fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (fd.get() < 0) {
-    throw Error(ErrorCode::kInternal,
-                fmt::format("cannot create {}: {}", temp, errno_text()));
+    throw Error(ErrorCode::kInternal, fmt::format("cannot create {}: {}", temp, errno_text()));
   }
   // The umask may have narrowed `mode`; set it exactly.
   bool ok = ::fchmod(fd.get(), mode) == 0;

@@ -1,17 +1,19 @@
 #include "recmesh/core/secret.hpp"
 
-#include <openssl/crypto.h>
+#include <cstdlib>
 #include <sys/stat.h>
 
-#include <cstdlib>
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 
 namespace recmesh {
 
-Secret::Secret(Secret&& other) noexcept : value_(std::move(other.value_)) { other.wipe(); }
+Secret::Secret(Secret&& other) noexcept : value_(std::move(other.value_)) {
+  other.wipe();
+}
 
 Secret& Secret::operator=(Secret&& other) noexcept {
   if (this != &other) {
@@ -22,7 +24,9 @@ Secret& Secret::operator=(Secret&& other) noexcept {
   return *this;
 }
 
-Secret::~Secret() { wipe(); }
+Secret::~Secret() {
+  wipe();
+}
 
 void Secret::wipe() {
   if (!value_.empty()) {

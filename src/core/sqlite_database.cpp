@@ -1,9 +1,9 @@
 #include "recmesh/core/sqlite_database.hpp"
 
-#include <sqlite3.h>
+#include <utility>
 
 #include <fmt/format.h>
-#include <utility>
+#include <sqlite3.h>
 
 #include "recmesh/core/error.hpp"
 
@@ -14,8 +14,8 @@ namespace {
   const int code = db != nullptr ? sqlite3_errcode(db) : SQLITE_ERROR;
   const char* message = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
   const ErrorCode kind = (code == SQLITE_NOTADB || code == SQLITE_CORRUPT) ? ErrorCode::kDataLoss
-                         : code == SQLITE_BUSY ? ErrorCode::kUnavailable
-                                               : ErrorCode::kInternal;
+                         : code == SQLITE_BUSY                             ? ErrorCode::kUnavailable
+                                                                           : ErrorCode::kInternal;
   throw Error(kind, fmt::format("{}: {}", what, message));
 }
 
@@ -48,8 +48,8 @@ SqliteDatabase::SqliteDatabase(const std::filesystem::path& path, Mode mode) : p
   char* error = nullptr;
   if (sqlite3_exec(db_, "PRAGMA schema_version", nullptr, nullptr, &error) != SQLITE_OK) {
     sqlite3_free(error);
-    const bool corrupt = sqlite3_errcode(db_) == SQLITE_NOTADB ||
-                         sqlite3_errcode(db_) == SQLITE_CORRUPT;
+    const bool corrupt =
+        sqlite3_errcode(db_) == SQLITE_NOTADB || sqlite3_errcode(db_) == SQLITE_CORRUPT;
     std::string message = sqlite3_errmsg(db_);
     sqlite3_close(db_);
     db_ = nullptr;
@@ -59,7 +59,9 @@ SqliteDatabase::SqliteDatabase(const std::filesystem::path& path, Mode mode) : p
   execute("PRAGMA foreign_keys = ON");
 }
 
-SqliteDatabase::~SqliteDatabase() { sqlite3_close(db_); }
+SqliteDatabase::~SqliteDatabase() {
+  sqlite3_close(db_);
+}
 
 void SqliteDatabase::execute(std::string_view sql) {
   const std::string text(sql);
@@ -79,12 +81,16 @@ SqliteStatement SqliteDatabase::prepare(std::string_view sql) {
   return {db_, stmt};
 }
 
-std::int64_t SqliteDatabase::changes() const { return sqlite3_changes64(db_); }
+std::int64_t SqliteDatabase::changes() const {
+  return sqlite3_changes64(db_);
+}
 
 SqliteStatement::SqliteStatement(SqliteStatement&& other) noexcept
     : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
 
-SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
+SqliteStatement::~SqliteStatement() {
+  sqlite3_finalize(stmt_);
+}
 
 SqliteStatement& SqliteStatement::bind(int index, std::string_view value) {
   if (sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()),
@@ -101,7 +107,8 @@ SqliteStatement& SqliteStatement::bind(int index, std::int64_t value) {
   return *this;
 }
 
-SqliteStatement& SqliteStatement::bind_nullable(int index, const std::optional<std::string>& value) {
+SqliteStatement& SqliteStatement::bind_nullable(int index,
+                                                const std::optional<std::string>& value) {
   if (value) {
     return bind(index, std::string_view(*value));
   }
@@ -111,7 +118,8 @@ SqliteStatement& SqliteStatement::bind_nullable(int index, const std::optional<s
   return *this;
 }
 
-SqliteStatement& SqliteStatement::bind_nullable(int index, const std::optional<std::int64_t>& value) {
+SqliteStatement& SqliteStatement::bind_nullable(int index,
+                                                const std::optional<std::int64_t>& value) {
   if (value) {
     return bind(index, *value);
   }

@@ -1,9 +1,9 @@
 #include "recmesh/crypto/openssl_error.hpp"
 
-#include <openssl/err.h>
-
 #include <array>
+
 #include <fmt/format.h>
+#include <openssl/err.h>
 
 #include "recmesh/core/error.hpp"
 

@@ -1,14 +1,14 @@
 #include "recmesh/crypto/pem.hpp"
 
+#include <array>
+
+#include <fmt/format.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/obj_mac.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/rand.h>
-
-#include <array>
-#include <fmt/format.h>
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/crypto/openssl_error.hpp"
@@ -81,9 +81,8 @@ std::string private_key_to_encrypted_pem(EVP_PKEY* key, const Secret& passphrase
   if (!algorithm) {
     throw_openssl_error("cannot set up scrypt key encryption");
   }
-  X509SigPtr sealed(PKCS8_set0_pbe(passphrase.reveal().data(),
-                                   static_cast<int>(passphrase.size()), info.get(),
-                                   algorithm.get()));
+  X509SigPtr sealed(PKCS8_set0_pbe(passphrase.reveal().data(), static_cast<int>(passphrase.size()),
+                                   info.get(), algorithm.get()));
   if (!sealed) {
     throw_openssl_error("cannot encrypt private key");
   }
@@ -106,18 +105,18 @@ PkeyPtr private_key_from_pem(std::string_view pem, const Secret* passphrase,
     PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
     if (!key) {
       drain_openssl_errors();
-      throw Error(ErrorCode::kDataLoss,
-                  fmt::format("{} does not hold a readable private key (truncated or corrupt?)",
-                              label));
+      throw Error(
+          ErrorCode::kDataLoss,
+          fmt::format("{} does not hold a readable private key (truncated or corrupt?)", label));
     }
     return key;
   }
   X509SigPtr sealed(PEM_read_bio_PKCS8(bio.get(), nullptr, nullptr, nullptr));
   if (!sealed) {
     drain_openssl_errors();
-    throw Error(ErrorCode::kDataLoss,
-                fmt::format("{} does not hold a readable encrypted key (truncated or corrupt?)",
-                            label));
+    throw Error(
+        ErrorCode::kDataLoss,
+        fmt::format("{} does not hold a readable encrypted key (truncated or corrupt?)", label));
   }
   if (passphrase == nullptr || passphrase->empty()) {
     throw Error(ErrorCode::kPermissionDenied,
@@ -127,8 +126,7 @@ PkeyPtr private_key_from_pem(std::string_view pem, const Secret* passphrase,
                                   static_cast<int>(passphrase->size())));
   if (!info) {
     drain_openssl_errors();
-    throw Error(ErrorCode::kPermissionDenied,
-                fmt::format("wrong passphrase for {}", label));
+    throw Error(ErrorCode::kPermissionDenied, fmt::format("wrong passphrase for {}", label));
   }
   PkeyPtr key(EVP_PKCS82PKEY(info.get()));
   if (!key) {
@@ -151,9 +149,9 @@ X509Ptr certificate_from_pem(std::string_view pem, std::string_view label) {
   X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
   if (!cert) {
     drain_openssl_errors();
-    throw Error(ErrorCode::kDataLoss,
-                fmt::format("{} does not hold a readable certificate (truncated or corrupt?)",
-                            label));
+    throw Error(
+        ErrorCode::kDataLoss,
+        fmt::format("{} does not hold a readable certificate (truncated or corrupt?)", label));
   }
   return cert;
 }

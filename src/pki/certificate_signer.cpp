@@ -1,11 +1,11 @@
 #include "recmesh/pki/certificate_signer.hpp"
 
+#include <array>
+#include <utility>
+
+#include <fmt/format.h>
 #include <openssl/bn.h>
 #include <openssl/rand.h>
-
-#include <array>
-#include <fmt/format.h>
-#include <utility>
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/identifier.hpp"
@@ -132,9 +132,8 @@ SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* su
   crypto::X509NamePtr subject = make_subject(tmpl.common_name);
   if (X509_set_serialNumber(cert.get(), serial.get()) != 1 ||
       X509_set_subject_name(cert.get(), subject.get()) != 1 ||
-      X509_set_issuer_name(cert.get(),
-                           issuer != nullptr ? X509_get_subject_name(issuer) : subject.get()) !=
-          1 ||
+      X509_set_issuer_name(
+          cert.get(), issuer != nullptr ? X509_get_subject_name(issuer) : subject.get()) != 1 ||
       X509_set_pubkey(cert.get(), subject_key) != 1) {
     throw_openssl_error("cannot fill certificate");
   }
@@ -159,9 +158,9 @@ SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* su
     case CertificateTemplate::Usage::kClient:
       add_extension(cert.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE");
       add_extension(cert.get(), &ctx, NID_key_usage, "critical,digitalSignature");
-      add_extension(cert.get(), &ctx, NID_ext_key_usage,
-                    tmpl.usage == CertificateTemplate::Usage::kServer ? "serverAuth"
-                                                                       : "clientAuth");
+      add_extension(
+          cert.get(), &ctx, NID_ext_key_usage,
+          tmpl.usage == CertificateTemplate::Usage::kServer ? "serverAuth" : "clientAuth");
       break;
   }
   if (!tmpl.sans.empty()) {

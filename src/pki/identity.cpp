@@ -1,9 +1,10 @@
 #include "recmesh/pki/identity.hpp"
 
 #include <array>
-#include <fmt/format.h>
 #include <utility>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/identifier.hpp"
@@ -166,9 +167,11 @@ std::optional<Identity> parse_common_name(std::string_view cn) {
     return Identity{IdentityKind::kBridge, parts[1], parts[2], {}};
   }
   if (prefix == "ems" && parts.size() == 2) {
-    return Identity{parts[1] == kCentralBrokerService ? IdentityKind::kCentralBroker
-                                                      : IdentityKind::kService,
-                    {}, {}, parts[1]};
+    return Identity{
+        parts[1] == kCentralBrokerService ? IdentityKind::kCentralBroker : IdentityKind::kService,
+        {},
+        {},
+        parts[1]};
   }
   return std::nullopt;
 }

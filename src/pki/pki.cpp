@@ -1,19 +1,20 @@
 #include "recmesh/pki/pki.hpp"
 
-#include <openssl/x509.h>
+#include <algorithm>
+#include <set>
 #include <sys/stat.h>
 
-#include <algorithm>
 #include <fmt/format.h>
-#include <set>
+#include <openssl/x509.h>
 
-#include "pki_repository.hpp"
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/identifier.hpp"
 #include "recmesh/core/sqlite_database.hpp"
 #include "recmesh/crypto/openssl_error.hpp"
 #include "recmesh/crypto/pem.hpp"
+
+#include "pki_repository.hpp"
 #include "staged_files.hpp"
 
 namespace recmesh::pki {
@@ -35,8 +36,12 @@ Clock::TimePoint add_days(Clock::TimePoint t, int days) {
   return t + std::chrono::hours(24) * days;
 }
 
-fs::path authority_dir(const std::string& id) { return fs::path("ca") / id; }
-fs::path issued_dir(const std::string& cn) { return fs::path("issued") / cn; }
+fs::path authority_dir(const std::string& id) {
+  return fs::path("ca") / id;
+}
+fs::path issued_dir(const std::string& cn) {
+  return fs::path("issued") / cn;
+}
 fs::path bridge_bundle(const std::string& rec, const std::string& member) {
   return fs::path("bundles") / fmt::format("bridge_{}_{}.pem", rec, member);
 }
@@ -122,12 +127,12 @@ class Pki::Impl {
     if (with_key && !it->second.key) {
       require_signing();
       const fs::path key_path = dir_ / authority_dir(id) / "key.pem";
-      PkeyPtr key = crypto::private_key_from_pem(read_file(key_path), &*passphrase_,
-                                                 key_path.string());
+      PkeyPtr key =
+          crypto::private_key_from_pem(read_file(key_path), &*passphrase_, key_path.string());
       if (X509_check_private_key(it->second.cert.get(), key.get()) != 1) {
         crypto::drain_openssl_errors();
-        throw Error(ErrorCode::kDataLoss, fmt::format("{} does not belong to the CA certificate",
-                                                      key_path.string()));
+        throw Error(ErrorCode::kDataLoss,
+                    fmt::format("{} does not belong to the CA certificate", key_path.string()));
       }
       it->second.key = std::move(key);
     }
@@ -255,9 +260,9 @@ class Pki::Impl {
     }
     auto member_ca = repo_.find_authority(authority_id(AuthorityKind::kMember, rec, member));
     if (!member_ca) {
-      throw Error(ErrorCode::kNotFound,
-                  fmt::format("member {}/{} is not registered (recmesh pki add-member)", rec,
-                              member));
+      throw Error(
+          ErrorCode::kNotFound,
+          fmt::format("member {}/{} is not registered (recmesh pki add-member)", rec, member));
     }
     if (member_ca->revoked) {
       throw Error(ErrorCode::kFailedPrecondition,
@@ -309,8 +314,7 @@ class Pki::Impl {
     const Identity identity = Identity::make(raw.kind, raw.rec, raw.member, raw.name);
     const std::string cn = identity.common_name();
     if (!seen_names.insert(cn).second) {
-      throw Error(ErrorCode::kAlreadyExists,
-                  fmt::format("{} appears twice in one request", cn));
+      throw Error(ErrorCode::kAlreadyExists, fmt::format("{} appears twice in one request", cn));
     }
     if (!identity.rec.empty()) {
       require_active_member(identity.rec, identity.member);
@@ -343,7 +347,8 @@ class Pki::Impl {
     } else {
       crypto::X509ReqPtr csr = crypto::csr_from_pem(request.csr_pem);
       key.reset(X509_REQ_get_pubkey(csr.get()));
-      if (!key || EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC || EVP_PKEY_get_bits(key.get()) < 256) {
+      if (!key || EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC ||
+          EVP_PKEY_get_bits(key.get()) < 256) {
         throw Error(ErrorCode::kInvalidArgument,
                     "the CSR's key must be ECDSA with at least 256 bits (P-256 recommended)");
       }
@@ -366,8 +371,8 @@ class Pki::Impl {
                                       : CertificateTemplate::Usage::kClient;
     tmpl.sans = sans;
     tmpl.not_before = request.not_before.value_or(clock_.now() - kBackdate);
-    tmpl.not_after = std::min(add_days(tmpl.not_before, days),
-                              from_unix_seconds(issuer.record.not_after));
+    tmpl.not_after =
+        std::min(add_days(tmpl.not_before, days), from_unix_seconds(issuer.record.not_after));
     SignedCertificate signed_cert =
         sign_certificate(tmpl, key.get(), issuer.cert.get(), issuer.key.get());
 
@@ -401,9 +406,8 @@ class Pki::Impl {
     return {record, files_of(record)};
   }
 
-  void revoke_serial(const std::string& serial, CertificateStatus status,
-                     RevocationReason reason, std::set<std::string>& touched,
-                     RevocationResult& result) {
+  void revoke_serial(const std::string& serial, CertificateStatus status, RevocationReason reason,
+                     std::set<std::string>& touched, RevocationResult& result) {
     auto record = repo_.find_certificate(serial);
     if (!record || record->status != CertificateStatus::kValid) {
       return;
@@ -433,9 +437,9 @@ Pki::~Pki() = default;
 
 Pki Pki::create(const fs::path& dir, Secret passphrase, const Clock& clock, PkiSettings settings) {
   if (passphrase.size() < kMinPassphraseLength) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("the CA passphrase must have at least {} characters",
-                            kMinPassphraseLength));
+    throw Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("the CA passphrase must have at least {} characters", kMinPassphraseLength));
   }
   const fs::path absolute = fs::absolute(dir).lexically_normal();
   const bool existed = fs::exists(absolute);
@@ -454,8 +458,8 @@ Pki Pki::create(const fs::path& dir, Secret passphrase, const Clock& clock, PkiS
       txn.commit();
     }
     impl->transaction([&](StagedFiles& staged) {
-      impl->create_authority(staged, {AuthorityKind::kRoot, "root", "", "", "",
-                                      "recmesh Root CA", settings.root_days, 2});
+      impl->create_authority(staged, {AuthorityKind::kRoot, "root", "", "", "", "recmesh Root CA",
+                                      settings.root_days, 2});
       impl->create_authority(staged, {AuthorityKind::kEms, "ems", "root", "", "", "recmesh EMS CA",
                                       settings.top_ca_days, 0});
       impl->create_authority(staged, {AuthorityKind::kBridge, "bridge", "root", "", "",
@@ -501,9 +505,8 @@ AuthorityRecord Pki::add_rec(const std::string& rec) {
   const std::string id = authority_id(AuthorityKind::kRec, rec);
   if (auto existing = impl_->repo_.find_authority(id)) {
     throw Error(ErrorCode::kAlreadyExists,
-                existing->revoked
-                    ? fmt::format("REC {} was revoked; REC IDs are not reused", rec)
-                    : fmt::format("REC {} already exists", rec));
+                existing->revoked ? fmt::format("REC {} was revoked; REC IDs are not reused", rec)
+                                  : fmt::format("REC {} already exists", rec));
   }
   return impl_->transaction([&](StagedFiles& staged) {
     return impl_->create_authority(
@@ -528,17 +531,17 @@ AuthorityRecord Pki::add_member(const std::string& rec, const std::string& membe
   }
   const std::string id = authority_id(AuthorityKind::kMember, rec, member);
   if (auto existing = impl_->repo_.find_authority(id)) {
-    throw Error(ErrorCode::kAlreadyExists,
-                existing->revoked
-                    ? fmt::format("member {}/{} was revoked; member IDs are not reused", rec,
-                                  member)
-                    : fmt::format("member {}/{} already exists", rec, member));
+    throw Error(
+        ErrorCode::kAlreadyExists,
+        existing->revoked
+            ? fmt::format("member {}/{} was revoked; member IDs are not reused", rec, member)
+            : fmt::format("member {}/{} already exists", rec, member));
   }
   return impl_->transaction([&](StagedFiles& staged) {
-    AuthorityRecord record = impl_->create_authority(
-        staged, {AuthorityKind::kMember, id, rec_id, rec, member,
-                 fmt::format("recmesh member {}/{} CA", rec, member),
-                 impl_->settings_.member_ca_days, 0});
+    AuthorityRecord record =
+        impl_->create_authority(staged, {AuthorityKind::kMember, id, rec_id, rec, member,
+                                         fmt::format("recmesh member {}/{} CA", rec, member),
+                                         impl_->settings_.member_ca_days, 0});
     // A bridge verifies its local broker (member CA) and the central broker (EMS CA).
     std::string bundle = impl_->chain_pem(id);
     bundle += crypto::certificate_to_pem(impl_->load("ems", false).cert.get());
@@ -582,12 +585,12 @@ IssuedCertificate Pki::renew(const std::string& common_name, std::optional<int> 
     throw Error(ErrorCode::kFailedPrecondition, "CA certificates are not renewed in place");
   }
   IssueRequest request;
-  request.identity = Identity{parse_identity_kind(current->kind), current->rec, current->member,
-                              current->name};
+  request.identity =
+      Identity{parse_identity_kind(current->kind), current->rec, current->member, current->name};
   request.sans = current->sans;
   constexpr long long kDay = 86400;
-  request.days = days.value_or(
-      static_cast<int>((current->not_after - current->not_before + kDay - 1) / kDay));
+  request.days =
+      days.value_or(static_cast<int>((current->not_after - current->not_before + kDay - 1) / kDay));
   request.csr_pem = csr_pem;
   request.key_passphrase = key_passphrase;
   return impl_->transaction([&](StagedFiles& staged) {
@@ -650,9 +653,9 @@ RevocationResult Pki::revoke(const RevocationTarget& target, RevocationReason re
     if (!target.member.empty()) {
       require_identifier("member", target.member);
     }
-    const std::string id =
-        target.member.empty() ? authority_id(AuthorityKind::kRec, target.rec)
-                              : authority_id(AuthorityKind::kMember, target.rec, target.member);
+    const std::string id = target.member.empty()
+                               ? authority_id(AuthorityKind::kRec, target.rec)
+                               : authority_id(AuthorityKind::kMember, target.rec, target.member);
     authority = repo.find_authority(id);
     const std::string what = target.member.empty()
                                  ? fmt::format("REC {}", target.rec)
@@ -674,8 +677,7 @@ RevocationResult Pki::revoke(const RevocationTarget& target, RevocationReason re
     if (authority && authority->kind == AuthorityKind::kMember) {
       impl_->revoke_member(*authority, reason, touched, result);
     } else if (authority) {
-      impl_->revoke_serial(authority->serial, CertificateStatus::kRevoked, reason, touched,
-                           result);
+      impl_->revoke_serial(authority->serial, CertificateStatus::kRevoked, reason, touched, result);
       for (const auto& member_ca : repo.member_authorities_of(authority->rec)) {
         if (!member_ca.revoked) {
           impl_->revoke_member(member_ca, reason, touched, result);
@@ -706,7 +708,8 @@ std::vector<std::string> Pki::refresh_crls() {
 }
 
 VerifyResult Pki::verify(const std::string& certificate_pem) const {
-  std::vector<X509Ptr> presented = crypto::certificates_from_pem(certificate_pem, "the certificate");
+  std::vector<X509Ptr> presented =
+      crypto::certificates_from_pem(certificate_pem, "the certificate");
   VerifyResult result;
   result.common_name = crypto::subject_common_name(presented.front().get());
 
@@ -742,8 +745,7 @@ VerifyResult Pki::verify(const std::string& certificate_pem) const {
       X509_STORE_CTX_init(ctx.get(), store.get(), presented.front().get(), untrusted.get()) != 1) {
     crypto::throw_openssl_error("X509_STORE_CTX_init");
   }
-  X509_STORE_CTX_set_time(ctx.get(), 0,
-                          static_cast<time_t>(to_unix_seconds(impl_->clock_.now())));
+  X509_STORE_CTX_set_time(ctx.get(), 0, static_cast<time_t>(to_unix_seconds(impl_->clock_.now())));
   result.valid = X509_verify_cert(ctx.get()) == 1;
   result.openssl_error = X509_STORE_CTX_get_error(ctx.get());
   result.reason = X509_verify_cert_error_string(result.openssl_error);
@@ -751,11 +753,17 @@ VerifyResult Pki::verify(const std::string& certificate_pem) const {
   return result;
 }
 
-std::vector<AuthorityRecord> Pki::authorities() const { return impl_->repo_.authorities(); }
+std::vector<AuthorityRecord> Pki::authorities() const {
+  return impl_->repo_.authorities();
+}
 
-AuthorityRecord Pki::authority(const std::string& id) const { return impl_->authority_record(id); }
+AuthorityRecord Pki::authority(const std::string& id) const {
+  return impl_->authority_record(id);
+}
 
-std::vector<CertificateRecord> Pki::certificates() const { return impl_->repo_.certificates(); }
+std::vector<CertificateRecord> Pki::certificates() const {
+  return impl_->repo_.certificates();
+}
 
 CertificateRecord Pki::find_by_serial(const std::string& serial) const {
   if (auto found = impl_->repo_.find_certificate(upper(serial))) {

@@ -100,8 +100,7 @@ void PkiRepository::check_schema() {
     version.reset();
   }
   if (!version || *version != std::to_string(kSchemaVersion)) {
-    throw Error(ErrorCode::kDataLoss,
-                "pki.db is not a recmesh PKI database of schema version 1");
+    throw Error(ErrorCode::kDataLoss, "pki.db is not a recmesh PKI database of schema version 1");
   }
 }
 
@@ -124,8 +123,8 @@ void PkiRepository::insert_authority(const AuthorityRecord& r) {
 
 std::vector<AuthorityRecord> PkiRepository::query_authorities(
     const std::string& where, const std::vector<std::string>& args) {
-  auto stmt = db_.prepare(fmt::format("SELECT {} FROM authorities {} ORDER BY rowid",
-                                      kAuthorityColumns, where));
+  auto stmt = db_.prepare(
+      fmt::format("SELECT {} FROM authorities {} ORDER BY rowid", kAuthorityColumns, where));
   for (std::size_t i = 0; i < args.size(); ++i) {
     stmt.bind(static_cast<int>(i + 1), args[i]);
   }
@@ -156,7 +155,9 @@ std::optional<AuthorityRecord> PkiRepository::find_authority(const std::string& 
   return std::move(found.front());
 }
 
-std::vector<AuthorityRecord> PkiRepository::authorities() { return query_authorities("", {}); }
+std::vector<AuthorityRecord> PkiRepository::authorities() {
+  return query_authorities("", {});
+}
 
 std::vector<AuthorityRecord> PkiRepository::member_authorities_of(const std::string& rec) {
   return query_authorities("WHERE kind = 'member' AND rec = ?", {rec});
@@ -188,8 +189,9 @@ void PkiRepository::insert_certificate(const CertificateRecord& r) {
       .bind(10, std::int64_t{r.not_after})
       .bind(11, to_string(r.status))
       .bind_nullable(12, r.revoked_at ? std::optional<std::int64_t>(*r.revoked_at) : std::nullopt)
-      .bind_nullable(13, r.reason ? std::optional<std::int64_t>(static_cast<std::int64_t>(*r.reason))
-                         : std::nullopt)
+      .bind_nullable(13, r.reason
+                             ? std::optional<std::int64_t>(static_cast<std::int64_t>(*r.reason))
+                             : std::nullopt)
       .bind_nullable(14, r.superseded_by)
       .bind(15, std::int64_t{r.has_key ? 1 : 0})
       .bind(16, r.pem)
@@ -198,8 +200,8 @@ void PkiRepository::insert_certificate(const CertificateRecord& r) {
 
 std::vector<CertificateRecord> PkiRepository::query_certificates(
     const std::string& where, const std::vector<std::string>& args) {
-  auto stmt = db_.prepare(fmt::format("SELECT {} FROM certificates {}", kCertificateColumns,
-                                      where));
+  auto stmt =
+      db_.prepare(fmt::format("SELECT {} FROM certificates {}", kCertificateColumns, where));
   for (std::size_t i = 0; i < args.size(); ++i) {
     stmt.bind(static_cast<int>(i + 1), args[i]);
   }
@@ -237,8 +239,7 @@ std::optional<CertificateRecord> PkiRepository::find_certificate(const std::stri
   return std::move(found.front());
 }
 
-std::vector<CertificateRecord> PkiRepository::certificates_with_common_name(
-    const std::string& cn) {
+std::vector<CertificateRecord> PkiRepository::certificates_with_common_name(const std::string& cn) {
   return query_certificates("WHERE cn = ? ORDER BY rowid DESC", {cn});
 }
 
@@ -272,8 +273,8 @@ std::vector<RevokedEntry> PkiRepository::revoked_entries_of(const std::string& i
   return out;
 }
 
-void PkiRepository::mark_revoked(const std::string& serial, CertificateStatus status,
-                                 long long at, RevocationReason reason,
+void PkiRepository::mark_revoked(const std::string& serial, CertificateStatus status, long long at,
+                                 RevocationReason reason,
                                  const std::optional<std::string>& superseded_by) {
   db_.prepare(
          "UPDATE certificates SET status = ?, revoked_at = ?, reason = ?, superseded_by = ? "

@@ -1,13 +1,13 @@
 #include "staged_files.hpp"
 
+#include <cerrno>
+#include <cstring>
 #include <fcntl.h>
+#include <random>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstring>
 #include <fmt/format.h>
-#include <random>
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
@@ -65,15 +65,14 @@ void StagedFiles::make_parent_directories(const std::filesystem::path& absolute)
   }
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
     if (::mkdir(it->c_str(), kDirectoryMode) != 0 && errno != EEXIST) {
-      throw Error(ErrorCode::kInternal, fmt::format("cannot create directory {}: {}",
-                                                    it->string(), std::strerror(errno)));
+      throw Error(ErrorCode::kInternal, fmt::format("cannot create directory {}: {}", it->string(),
+                                                    std::strerror(errno)));
     }
     created_directories_.push_back(*it);
   }
 }
 
-void StagedFiles::stage(const std::filesystem::path& path, std::string_view content,
-                        mode_t mode) {
+void StagedFiles::stage(const std::filesystem::path& path, std::string_view content, mode_t mode) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   const std::filesystem::path final_path = root_ / path;
   make_parent_directories(final_path);
@@ -101,8 +100,8 @@ void StagedFiles::publish() {
   for (const auto& [temp, final_path] : renames_) {
     if (::rename((root_ / temp).c_str(), (root_ / final_path).c_str()) != 0) {
       // Left for recover(): the row stays until the rename happens.
-      throw Error(ErrorCode::kInternal, fmt::format("cannot move {} into place: {}", final_path,
-                                                    std::strerror(errno)));
+      throw Error(ErrorCode::kInternal,
+                  fmt::format("cannot move {} into place: {}", final_path, std::strerror(errno)));
     }
   }
   for (const auto& path : removals_) {

@@ -1,9 +1,9 @@
 #include "recmesh/pki/subject_alt_name.hpp"
 
 #include <arpa/inet.h>
-
 #include <array>
 #include <cctype>
+
 #include <fmt/format.h>
 
 #include "recmesh/core/error.hpp"

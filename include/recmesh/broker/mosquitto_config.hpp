@@ -11,10 +11,10 @@ namespace recmesh::broker {
 
 // A TLS listener as rendered into mosquitto.conf.
 struct ListenerSummary {
-  std::string role;        // member, bridge, management, ems
+  std::string role;  // member, bridge, management, ems
   int port = 0;
   std::string bind_address;
-  std::string trusts;      // CA whose clients it accepts
+  std::string trusts;  // CA whose clients it accepts
 };
 
 // Mosquitto's own bridge to the central broker, authenticated with the member's Bridge-CA
@@ -45,7 +45,7 @@ struct CentralBrokerOptions {
 };
 
 struct RenderedBroker {
-  std::filesystem::path config;          // DIR/mosquitto.conf
+  std::filesystem::path config;  // DIR/mosquitto.conf
   std::string server_common_name;
   bool issued_server_certificate = false;
   std::vector<ListenerSummary> listeners;

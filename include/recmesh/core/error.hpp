@@ -8,9 +8,9 @@ namespace recmesh {
 
 // What kind of failure an operation hit; callers map it to exit codes or HTTP statuses.
 enum class ErrorCode {
-  kInvalidArgument,  // the caller's input is malformed (IDs, SANs, flags)
-  kAlreadyExists,    // a REC, member or identity that is already registered
-  kNotFound,         // no such REC, member, CA or certificate
+  kInvalidArgument,     // the caller's input is malformed (IDs, SANs, flags)
+  kAlreadyExists,       // a REC, member or identity that is already registered
+  kNotFound,            // no such REC, member, CA or certificate
   kFailedPrecondition,  // the state forbids it (issuing under a revoked CA, missing PKI)
   kPermissionDenied,    // wrong passphrase, too-open key or passphrase file
   kDataLoss,            // a corrupt or truncated file in a store

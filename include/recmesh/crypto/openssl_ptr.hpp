@@ -1,5 +1,7 @@
 #pragma once
 
+#include <memory>
+
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
@@ -7,8 +9,6 @@
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 #include <openssl/x509v3.h>
-
-#include <memory>
 
 namespace recmesh::crypto {
 

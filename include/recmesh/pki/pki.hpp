@@ -22,7 +22,7 @@ namespace recmesh::pki {
 // Lifetimes, in days. Leaves are short so that renewal is routine (SPEC §3).
 struct PkiSettings {
   int root_days = 7305;
-  int top_ca_days = 3652;     // EMS CA, Bridge CA, REC CAs
+  int top_ca_days = 3652;  // EMS CA, Bridge CA, REC CAs
   int member_ca_days = 1826;
   int leaf_days = 90;
   int crl_days = 30;
@@ -30,9 +30,9 @@ struct PkiSettings {
 
 struct IssueRequest {
   Identity identity;
-  std::vector<SubjectAltName> sans;       // brokers always get DNS:localhost and IP:127.0.0.1
-  std::optional<int> days;                // default PkiSettings::leaf_days
-  std::string csr_pem;                    // empty: the PKI generates the key pair
+  std::vector<SubjectAltName> sans;        // brokers always get DNS:localhost and IP:127.0.0.1
+  std::optional<int> days;                 // default PkiSettings::leaf_days
+  std::string csr_pem;                     // empty: the PKI generates the key pair
   const Secret* key_passphrase = nullptr;  // encrypts a generated key (PKCS#8, scrypt)
   // Start of validity; default now. Lets tests mint expired and not-yet-valid certificates.
   std::optional<Clock::TimePoint> not_before;
@@ -44,6 +44,13 @@ struct RevocationTarget {
   std::string serial;
   std::string rec;
   std::string member;
+
+  static RevocationTarget certificate(std::string cn) { return {std::move(cn), {}, {}, {}}; }
+  static RevocationTarget serial_number(std::string s) { return {{}, std::move(s), {}, {}}; }
+  static RevocationTarget whole_member(std::string r, std::string m) {
+    return {{}, {}, std::move(r), std::move(m)};
+  }
+  static RevocationTarget whole_rec(std::string r) { return {{}, {}, std::move(r), {}}; }
 };
 
 struct RevocationResult {
@@ -53,8 +60,8 @@ struct RevocationResult {
 
 struct VerifyResult {
   bool valid = false;
-  int openssl_error = 0;     // X509_V_* code
-  std::string reason;        // OpenSSL's text, "ok" when valid
+  int openssl_error = 0;  // X509_V_* code
+  std::string reason;     // OpenSSL's text, "ok" when valid
   std::string common_name;
 };
 

@@ -18,29 +18,29 @@ CertificateStatus parse_certificate_status(std::string_view text);
 // One certificate the PKI has signed, leaf or CA, as kept in its database.
 struct CertificateRecord {
   std::string serial;
-  std::string issuer;          // authority ID of the signing CA
-  std::string kind;            // "ca" or an IdentityKind name
+  std::string issuer;  // authority ID of the signing CA
+  std::string kind;    // "ca" or an IdentityKind name
   std::string common_name;
   std::string rec, member, name;
   std::vector<SubjectAltName> sans;
-  long long not_before = 0;    // Unix seconds
+  long long not_before = 0;  // Unix seconds
   long long not_after = 0;
   CertificateStatus status = CertificateStatus::kValid;
   std::optional<long long> revoked_at;
   std::optional<RevocationReason> reason;
   std::optional<std::string> superseded_by;
-  bool has_key = false;        // the PKI generated the key (false for CSR-based issuance)
+  bool has_key = false;  // the PKI generated the key (false for CSR-based issuance)
   std::string pem;
 };
 
 // One certification authority of the hierarchy.
 struct AuthorityRecord {
-  std::string id;              // root, ems, bridge, rec_<r>, member_<r>_<m>
+  std::string id;  // root, ems, bridge, rec_<r>, member_<r>_<m>
   AuthorityKind kind = AuthorityKind::kRoot;
-  std::string parent;          // "" for the root
+  std::string parent;  // "" for the root
   std::string rec, member;
-  std::string serial;          // of its own certificate
-  std::string fingerprint;     // SHA-256 of its certificate, checked on every load
+  std::string serial;       // of its own certificate
+  std::string fingerprint;  // SHA-256 of its certificate, checked on every load
   std::string common_name;
   long long crl_number = 0;
   long long not_after = 0;
