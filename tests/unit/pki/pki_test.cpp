@@ -9,6 +9,7 @@
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/core/sqlite_database.hpp"
 #include "recmesh/crypto/pem.hpp"
 
 #include "directory_hash.hpp"
@@ -29,6 +30,27 @@ mode_t mode_of(const std::filesystem::path& path) {
   struct stat st {};
   ::stat(path.c_str(), &st);
   return st.st_mode & 07777;
+}
+
+// The error a call throws: its code and whether its message contains the expected text.
+struct Failure {
+  ErrorCode code;
+  std::string message_part;
+  Failure(ErrorCode c, std::string part = {}) : code(c), message_part(std::move(part)) {}
+  bool operator==(const Failure& expected) const {
+    return code == expected.code && message_part.find(expected.message_part) != std::string::npos;
+  }
+};
+
+template <typename F>
+Failure error_of(F&& call) {
+  try {
+    call();
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  }
+  ADD_FAILURE() << "expected an error";
+  return {ErrorCode::kInternal, "no error"};
 }
 
 IssueRequest request(IdentityKind kind, std::string rec, std::string member, std::string name) {
@@ -123,12 +145,8 @@ TEST_F(PkiTest, BrokerCertificateIsServerAuthWithLoopbackSans) {
 
 TEST_F(PkiTest, DuplicateIdentityIsRefusedUntilRevoked) {
   issue(IdentityKind::kDevice, "r1", "m1", "pv1");
-  try {
-    issue(IdentityKind::kDevice, "r1", "m1", "pv1");
-    FAIL() << "expected kAlreadyExists";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kAlreadyExists);
-  }
+  EXPECT_EQ(error_of([&] { issue(IdentityKind::kDevice, "r1", "m1", "pv1"); }).code,
+            ErrorCode::kAlreadyExists);
   pki_->revoke(RevocationTarget::certificate("rec_r1_m1_pv1"));
   EXPECT_TRUE(valid(issue(IdentityKind::kDevice, "r1", "m1", "pv1")));
 }
@@ -161,12 +179,8 @@ TEST_F(PkiTest, RevokingAMemberRevokesItsCaAndEveryCertificateNamingIt) {
   }
   EXPECT_TRUE(valid(neighbour));
   EXPECT_TRUE(valid(neighbour_bridge));
-  try {
-    issue(IdentityKind::kDevice, "r1", "m1", "pv9");
-    FAIL() << "issuing under a revoked member must fail";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kFailedPrecondition);
-  }
+  EXPECT_EQ(error_of([&] { issue(IdentityKind::kDevice, "r1", "m1", "pv9"); }).code,
+            ErrorCode::kFailedPrecondition);
   EXPECT_THROW(issue(IdentityKind::kBridge, "r1", "m1", ""), Error);
   EXPECT_THROW(pki_->add_member("r1", "m1"), Error);
 }
@@ -261,22 +275,15 @@ TEST_F(PkiTest, TamperedCaCertificateIsDetected) {
   // A valid certificate, but not the one pki.db recorded for this CA.
   write_file_atomic(path, read_file(pki_->authority_cert_path("member_r1_m2")), 0644);
   auto reopened = Pki::open(pki_->directory(), Pki::Access::kReadWrite, passphrase());
-  try {
-    reopened.issue(request(IdentityKind::kDevice, "r1", "m1", "pv1"));
-    FAIL() << "expected kDataLoss";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kDataLoss);
-  }
+  EXPECT_EQ(
+      error_of([&] { reopened.issue(request(IdentityKind::kDevice, "r1", "m1", "pv1")); }).code,
+      ErrorCode::kDataLoss);
 }
 
 TEST_F(PkiTest, SigningNeedsTheRightPassphrase) {
   auto wrong = Pki::open(pki_->directory(), Pki::Access::kReadWrite, Secret("not the passphrase"));
-  try {
-    wrong.issue(request(IdentityKind::kDevice, "r1", "m1", "pv1"));
-    FAIL() << "expected kPermissionDenied";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::kPermissionDenied);
-  }
+  EXPECT_EQ(error_of([&] { wrong.issue(request(IdentityKind::kDevice, "r1", "m1", "pv1")); }).code,
+            ErrorCode::kPermissionDenied);
   auto reader = Pki::open(pki_->directory(), Pki::Access::kReadOnly);
   EXPECT_THROW(reader.add_rec("r3"), Error);
   EXPECT_EQ(reader.authorities().size(), 8U);
@@ -292,6 +299,35 @@ TEST_F(PkiTest, CrlNumbersIncreaseOnEveryRefresh) {
       X509_CRL_get_ext_d2i(crl.get(), NID_crl_number, nullptr, nullptr)));
   ASSERT_TRUE(number);
   EXPECT_EQ(ASN1_INTEGER_get(number.get()), before + 2);
+}
+
+TEST_F(PkiTest, KeyThatDoesNotMatchItsCaCertificateStopsSigning) {
+  const auto dir = pki_->directory() / "ca";
+  write_file_atomic(dir / "member_r1_m1" / "key.pem", read_file(dir / "member_r1_m2" / "key.pem"),
+                    0600);
+  auto reopened = Pki::open(pki_->directory(), Pki::Access::kReadWrite, passphrase());
+  EXPECT_EQ(error_of([&] { reopened.issue(request(IdentityKind::kDevice, "r1", "m1", "pv1")); }),
+            Failure(ErrorCode::kDataLoss, "does not belong"));
+}
+
+TEST_F(PkiTest, OpenFinishesRenamesThatACrashInterrupted) {
+  // State after COMMIT but before the renames: a staged file and its pending row.
+  const auto target = std::filesystem::path("issued") / "rec_r1_m1_pv1" / "cert.pem";
+  std::filesystem::create_directories(pki_->directory() / target.parent_path());
+  write_file_atomic(pki_->directory() / "issued/rec_r1_m1_pv1/cert.pem.staged-1", "staged", 0644);
+  {
+    SqliteDatabase db(pki_->directory() / "pki.db", SqliteDatabase::Mode::kReadWrite);
+    db.prepare("INSERT INTO pending_files (temp, final) VALUES (?, ?)")
+        .bind(1, std::string_view("issued/rec_r1_m1_pv1/cert.pem.staged-1"))
+        .bind(2, std::string_view(target.string()))
+        .run();
+  }
+  Pki::open(pki_->directory(), Pki::Access::kReadOnly);  // readers never write
+  EXPECT_FALSE(std::filesystem::exists(pki_->directory() / target));
+  Pki::open(pki_->directory(), Pki::Access::kReadWrite);
+  EXPECT_EQ(read_file(pki_->directory() / target), "staged");
+  EXPECT_FALSE(
+      std::filesystem::exists(pki_->directory() / "issued/rec_r1_m1_pv1/cert.pem.staged-1"));
 }
 
 TEST(PkiCreateTest, RefusesShortPassphraseAndNonEmptyDirectory) {
