@@ -59,7 +59,10 @@ pki::IssuedCertificate server_identity(pki::Pki& pki, const pki::Identity& ident
             ErrorCode::kFailedPrecondition,
             fmt::format("{} was issued from a CSR; its key is not in the PKI", record.common_name));
       }
-      return {record, pki.files_of(record)};
+      pki::IssuedCertificate existing;
+      existing.files = pki.files_of(record);
+      existing.record = record;
+      return existing;
     }
   }
   pki::IssueRequest request;

@@ -60,7 +60,18 @@ SqliteDatabase::SqliteDatabase(const std::filesystem::path& path, Mode mode) : p
 }
 
 SqliteDatabase::~SqliteDatabase() {
+  cache_.clear();  // statements are finalized before the connection closes
   sqlite3_close(db_);
+}
+
+SqliteStatement& SqliteDatabase::cached(const std::string& sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end()) {
+    it = cache_.emplace(sql, prepare(sql)).first;
+  } else {
+    it->second.reset();
+  }
+  return it->second;
 }
 
 void SqliteDatabase::execute(std::string_view sql) {

@@ -84,18 +84,10 @@ Result<VerifiedPayload> reject(ErrorCode code, std::string why) {
   return Result<VerifiedPayload>::failure(code, "signed message refused: " + std::move(why));
 }
 
-bool is_p256(EVP_PKEY* key) {
-  std::array<char, 64> group{};
-  std::size_t length = 0;
-  return EVP_PKEY_get_base_id(key) == EVP_PKEY_EC &&
-         EVP_PKEY_get_utf8_string_param(key, "group", group.data(), group.size(), &length) == 1 &&
-         std::string_view(group.data(), length) == "prime256v1";
-}
-
 }  // namespace
 
 JwsSigner::JwsSigner(PkeyPtr key, std::vector<X509Ptr> chain) : key_(std::move(key)) {
-  if (chain.empty() || !key_ || !is_p256(key_.get())) {
+  if (chain.empty() || !key_ || !is_p256_key(key_.get())) {
     throw Error(ErrorCode::kInvalidArgument, "a JWS signer needs a P-256 key and its certificate");
   }
   if (X509_check_private_key(chain.front().get(), key_.get()) != 1) {
@@ -235,7 +227,7 @@ Result<VerifiedPayload> JwsVerifier::verify(std::string_view topic,
 
   PkeyPtr key(X509_get_pubkey(leaf.get()));
   auto der_signature = raw_to_der(*signature);
-  if (!key || !is_p256(key.get()) || !der_signature) {
+  if (!key || !is_p256_key(key.get()) || !der_signature) {
     drain_openssl_errors();
     return reject(ErrorCode::kPermissionDenied, "malformed ES256 signature or key");
   }

@@ -5,11 +5,13 @@
 
 #include <fmt/format.h>
 #include <openssl/bn.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/identifier.hpp"
 #include "recmesh/crypto/openssl_error.hpp"
+#include "recmesh/crypto/pem.hpp"
 
 namespace recmesh::pki {
 namespace {
@@ -81,6 +83,25 @@ crypto::X509NamePtr make_subject(std::string_view common_name) {
   return name;
 }
 
+// X509_set_pubkey in OpenSSL 3.0 encodes and re-decodes the key (~130 us). For P-256 the
+// SubjectPublicKeyInfo is just the curve OIDs and the encoded point (~4 us); the result is the
+// same DER, which the signer's tests check.
+bool set_public_key(X509* cert, EVP_PKEY* key) {
+  if (!crypto::is_p256_key(key)) {
+    return X509_set_pubkey(cert, key) == 1;
+  }
+  unsigned char* point = nullptr;
+  const std::size_t length = EVP_PKEY_get1_encoded_public_key(key, &point);
+  if (length == 0 ||
+      X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert), OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
+                             V_ASN1_OBJECT, OBJ_nid2obj(NID_X9_62_prime256v1), point,
+                             static_cast<int>(length)) != 1) {
+    OPENSSL_free(point);
+    return false;
+  }
+  return true;
+}
+
 void set_time(ASN1_TIME* field, Clock::TimePoint t) {
   if (ASN1_TIME_set(field, static_cast<time_t>(to_unix_seconds(t))) == nullptr) {
     throw_openssl_error("cannot set certificate time");
@@ -134,7 +155,7 @@ SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* su
       X509_set_subject_name(cert.get(), subject.get()) != 1 ||
       X509_set_issuer_name(
           cert.get(), issuer != nullptr ? X509_get_subject_name(issuer) : subject.get()) != 1 ||
-      X509_set_pubkey(cert.get(), subject_key) != 1) {
+      !set_public_key(cert.get(), subject_key)) {
     throw_openssl_error("cannot fill certificate");
   }
   set_time(X509_getm_notBefore(cert.get()), tmpl.not_before);
@@ -170,7 +191,36 @@ SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* su
   if (X509_sign(cert.get(), issuer_key, EVP_sha256()) <= 0) {
     throw_openssl_error("cannot sign certificate");
   }
-  return {std::move(cert), serial_to_hex(serial.get())};
+  unsigned char* der = nullptr;
+  const int length = i2d_X509(cert.get(), &der);
+  if (length <= 0) {
+    throw_openssl_error("cannot encode certificate");
+  }
+  SignedCertificate out{std::string(reinterpret_cast<char*>(der), static_cast<std::size_t>(length)),
+                        serial_to_hex(serial.get())};
+  OPENSSL_free(der);
+  return out;
+}
+
+std::string SignedCertificate::pem() const {
+  crypto::BioPtr bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio(bio.get(), "CERTIFICATE", "",
+                            reinterpret_cast<const unsigned char*>(der.data()),
+                            static_cast<long>(der.size())) <= 0) {
+    throw_openssl_error("cannot encode certificate");
+  }
+  char* data = nullptr;
+  const long size = BIO_get_mem_data(bio.get(), &data);
+  return {data, static_cast<std::size_t>(size)};
+}
+
+crypto::X509Ptr SignedCertificate::parse() const {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(der.data());
+  crypto::X509Ptr cert(d2i_X509(nullptr, &bytes, static_cast<long>(der.size())));
+  if (!cert) {
+    throw_openssl_error("cannot decode certificate");
+  }
+  return cert;
 }
 
 crypto::X509CrlPtr sign_crl(X509* issuer, EVP_PKEY* issuer_key,

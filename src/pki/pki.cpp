@@ -67,7 +67,8 @@ struct AuthorityPlan {
 struct Pki::LoadedAuthority {
   AuthorityRecord record;
   X509Ptr cert;
-  PkeyPtr key;  // decrypted on first use
+  PkeyPtr key;                    // decrypted on first use
+  std::string intermediates_pem;  // computed on first use
 };
 
 class Pki::Impl {
@@ -151,16 +152,18 @@ class Pki::Impl {
   }
 
   // Intermediates only (no root): what a leaf's chain file carries after the leaf.
-  std::string intermediates_pem(const std::string& id) {
-    std::string pem;
-    for (std::string current = id; !current.empty();) {
-      LoadedAuthority& authority = load(current, false);
-      if (!authority.record.parent.empty()) {
-        pem += crypto::certificate_to_pem(authority.cert.get());
+  const std::string& intermediates_pem(const std::string& id) {
+    LoadedAuthority& issuer = load(id, false);
+    if (issuer.intermediates_pem.empty()) {
+      for (std::string current = id; !current.empty();) {
+        LoadedAuthority& authority = load(current, false);
+        if (!authority.record.parent.empty()) {
+          issuer.intermediates_pem += crypto::certificate_to_pem(authority.cert.get());
+        }
+        current = authority.record.parent;
       }
-      current = authority.record.parent;
     }
-    return pem;
+    return issuer.intermediates_pem;
   }
 
   void stage_crl(StagedFiles& staged, const std::string& id) {
@@ -193,7 +196,8 @@ class Pki::Impl {
       tmpl.not_after = std::min(tmpl.not_after, from_unix_seconds(parent.record.not_after));
     }
     SignedCertificate signed_cert = sign_certificate(tmpl, key.get(), issuer, issuer_key);
-    const std::string cert_pem = crypto::certificate_to_pem(signed_cert.certificate.get());
+    const std::string cert_pem = signed_cert.pem();
+    X509Ptr cert = signed_cert.parse();
 
     AuthorityRecord record;
     record.id = plan.id;
@@ -202,7 +206,7 @@ class Pki::Impl {
     record.rec = plan.rec;
     record.member = plan.member;
     record.serial = signed_cert.serial;
-    record.fingerprint = crypto::sha256_fingerprint(signed_cert.certificate.get());
+    record.fingerprint = crypto::sha256_fingerprint(cert.get());
     record.common_name = plan.common_name;
     record.not_after = to_unix_seconds(tmpl.not_after);
     repo_.insert_authority(record);
@@ -224,7 +228,7 @@ class Pki::Impl {
     staged.stage(dir / "cert.pem", cert_pem, kPublicFile);
     staged.stage(dir / "key.pem", crypto::private_key_to_encrypted_pem(key.get(), *passphrase_),
                  kPrivateFile);
-    loaded_[plan.id] = LoadedAuthority{record, std::move(signed_cert.certificate), std::move(key)};
+    loaded_[plan.id] = LoadedAuthority{record, std::move(cert), std::move(key), {}};
     staged.stage(dir / "chain.pem", chain_pem(plan.id), kPublicFile);
     stage_crl(staged, plan.id);
     return record;
@@ -308,16 +312,22 @@ class Pki::Impl {
     return files;
   }
 
-  IssuedCertificate issue_one(StagedFiles& staged, const IssueRequest& request,
-                              std::set<std::string>& seen_names) {
+  // What one issue_many call has checked already, so a batch checks each member once.
+  struct BatchState {
+    std::set<std::string> common_names;
+    std::set<std::pair<std::string, std::string>> active_members;
+  };
+
+  IssuedCertificate issue_one(StagedFiles& staged, const IssueRequest& request, BatchState& batch) {
     const Identity& raw = request.identity;
     const Identity identity = Identity::make(raw.kind, raw.rec, raw.member, raw.name);
     const std::string cn = identity.common_name();
-    if (!seen_names.insert(cn).second) {
+    if (!batch.common_names.insert(cn).second) {
       throw Error(ErrorCode::kAlreadyExists, fmt::format("{} appears twice in one request", cn));
     }
-    if (!identity.rec.empty()) {
+    if (!identity.rec.empty() && !batch.active_members.contains({identity.rec, identity.member})) {
       require_active_member(identity.rec, identity.member);
+      batch.active_members.emplace(identity.rec, identity.member);
     }
     for (const auto& existing : repo_.certificates_with_common_name(cn)) {
       if (existing.status == CertificateStatus::kValid) {
@@ -387,23 +397,34 @@ class Pki::Impl {
     record.sans = sans;
     record.not_before = to_unix_seconds(tmpl.not_before);
     record.not_after = to_unix_seconds(tmpl.not_after);
-    record.has_key = generated;
-    record.pem = crypto::certificate_to_pem(signed_cert.certificate.get());
+    record.has_key = generated && request.write_files;
+    record.pem = signed_cert.pem();
     repo_.insert_certificate(record);
 
-    const fs::path dir = issued_dir(cn);
-    staged.stage(dir / "cert.pem", record.pem, kPublicFile);
-    staged.stage(dir / "chain.pem", record.pem + intermediates_pem(issuer_id), kPublicFile);
+    IssuedCertificate issued;
+    issued.chain_pem = record.pem + intermediates_pem(issuer_id);
+    std::string key_pem;
     if (generated) {
-      staged.stage(dir / "key.pem",
-                   request.key_passphrase != nullptr
-                       ? crypto::private_key_to_encrypted_pem(key.get(), *request.key_passphrase)
-                       : crypto::private_key_to_pem(key.get()),
-                   kPrivateFile);
-    } else {
-      staged.stage_removal(dir / "key.pem");  // a stale key of an earlier issuance
+      key_pem = request.key_passphrase != nullptr
+                    ? crypto::private_key_to_encrypted_pem(key.get(), *request.key_passphrase)
+                    : crypto::private_key_to_pem(key.get());
     }
-    return {record, files_of(record)};
+    if (request.write_files) {
+      const fs::path dir = issued_dir(cn);
+      staged.stage(dir / "cert.pem", record.pem, kPublicFile);
+      staged.stage(dir / "chain.pem", issued.chain_pem, kPublicFile);
+      if (generated) {
+        staged.stage(dir / "key.pem", key_pem, kPrivateFile);
+      } else {
+        staged.stage_removal(dir / "key.pem");  // a stale key of an earlier issuance
+      }
+      issued.files = files_of(record);
+    } else {
+      issued.key_pem = Secret(std::move(key_pem));
+    }
+    OPENSSL_cleanse(key_pem.data(), key_pem.size());
+    issued.record = std::move(record);
+    return issued;
   }
 
   void revoke_serial(const std::string& serial, CertificateStatus status, RevocationReason reason,
@@ -551,7 +572,7 @@ AuthorityRecord Pki::add_member(const std::string& rec, const std::string& membe
 }
 
 IssuedCertificate Pki::issue(const IssueRequest& request) {
-  return issue_many(std::span<const IssueRequest>(&request, 1)).front();
+  return std::move(issue_many(std::span<const IssueRequest>(&request, 1)).front());
 }
 
 std::vector<IssuedCertificate> Pki::issue_many(std::span<const IssueRequest> requests) {
@@ -559,9 +580,9 @@ std::vector<IssuedCertificate> Pki::issue_many(std::span<const IssueRequest> req
   return impl_->transaction([&](StagedFiles& staged) {
     std::vector<IssuedCertificate> out;
     out.reserve(requests.size());
-    std::set<std::string> seen;
+    Impl::BatchState batch;
     for (const auto& request : requests) {
-      out.push_back(impl_->issue_one(staged, request, seen));
+      out.push_back(impl_->issue_one(staged, request, batch));
     }
     return out;
   });
@@ -597,8 +618,8 @@ IssuedCertificate Pki::renew(const std::string& common_name, std::optional<int> 
     impl_->repo_.mark_revoked(current->serial, CertificateStatus::kSuperseded,
                               to_unix_seconds(impl_->clock_.now()), RevocationReason::kSuperseded,
                               std::nullopt);
-    std::set<std::string> seen;
-    IssuedCertificate issued = impl_->issue_one(staged, request, seen);
+    Impl::BatchState batch;
+    IssuedCertificate issued = impl_->issue_one(staged, request, batch);
     impl_->repo_.mark_revoked(current->serial, CertificateStatus::kSuperseded,
                               to_unix_seconds(impl_->clock_.now()), RevocationReason::kSuperseded,
                               issued.record.serial);

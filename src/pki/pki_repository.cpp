@@ -105,8 +105,8 @@ void PkiRepository::check_schema() {
 }
 
 void PkiRepository::insert_authority(const AuthorityRecord& r) {
-  db_.prepare(fmt::format("INSERT INTO authorities ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                          kAuthorityColumns))
+  db_.cached(fmt::format("INSERT INTO authorities ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                         kAuthorityColumns))
       .bind(1, r.id)
       .bind(2, to_string(r.kind))
       .bind_nullable(3, r.parent.empty() ? std::nullopt : std::optional<std::string>(r.parent))
@@ -123,7 +123,7 @@ void PkiRepository::insert_authority(const AuthorityRecord& r) {
 
 std::vector<AuthorityRecord> PkiRepository::query_authorities(
     const std::string& where, const std::vector<std::string>& args) {
-  auto stmt = db_.prepare(
+  auto& stmt = db_.cached(
       fmt::format("SELECT {} FROM authorities {} ORDER BY rowid", kAuthorityColumns, where));
   for (std::size_t i = 0; i < args.size(); ++i) {
     stmt.bind(static_cast<int>(i + 1), args[i]);
@@ -164,19 +164,19 @@ std::vector<AuthorityRecord> PkiRepository::member_authorities_of(const std::str
 }
 
 void PkiRepository::mark_authority_revoked(const std::string& id) {
-  db_.prepare("UPDATE authorities SET revoked = 1 WHERE id = ?").bind(1, id).run();
+  db_.cached("UPDATE authorities SET revoked = 1 WHERE id = ?").bind(1, id).run();
 }
 
 void PkiRepository::set_crl_number(const std::string& id, long long number) {
-  db_.prepare("UPDATE authorities SET crl_number = ? WHERE id = ?")
+  db_.cached("UPDATE authorities SET crl_number = ? WHERE id = ?")
       .bind(1, std::int64_t{number})
       .bind(2, id)
       .run();
 }
 
 void PkiRepository::insert_certificate(const CertificateRecord& r) {
-  db_.prepare(fmt::format("INSERT INTO certificates ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                          kCertificateColumns))
+  db_.cached(fmt::format("INSERT INTO certificates ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                         kCertificateColumns))
       .bind(1, r.serial)
       .bind(2, r.issuer)
       .bind(3, r.kind)
@@ -200,8 +200,8 @@ void PkiRepository::insert_certificate(const CertificateRecord& r) {
 
 std::vector<CertificateRecord> PkiRepository::query_certificates(
     const std::string& where, const std::vector<std::string>& args) {
-  auto stmt =
-      db_.prepare(fmt::format("SELECT {} FROM certificates {}", kCertificateColumns, where));
+  auto& stmt =
+      db_.cached(fmt::format("SELECT {} FROM certificates {}", kCertificateColumns, where));
   for (std::size_t i = 0; i < args.size(); ++i) {
     stmt.bind(static_cast<int>(i + 1), args[i]);
   }
@@ -261,7 +261,7 @@ std::vector<CertificateRecord> PkiRepository::valid_certificates_naming(const st
 }
 
 std::vector<RevokedEntry> PkiRepository::revoked_entries_of(const std::string& issuer) {
-  auto stmt = db_.prepare(
+  auto& stmt = db_.cached(
       "SELECT serial, revoked_at, reason FROM certificates "
       "WHERE issuer = ? AND status != 'valid' ORDER BY serial");
   stmt.bind(1, issuer);
@@ -276,7 +276,7 @@ std::vector<RevokedEntry> PkiRepository::revoked_entries_of(const std::string& i
 void PkiRepository::mark_revoked(const std::string& serial, CertificateStatus status, long long at,
                                  RevocationReason reason,
                                  const std::optional<std::string>& superseded_by) {
-  db_.prepare(
+  db_.cached(
          "UPDATE certificates SET status = ?, revoked_at = ?, reason = ?, superseded_by = ? "
          "WHERE serial = ?")
       .bind(1, to_string(status))

@@ -16,6 +16,21 @@ namespace recmesh::pki {
 namespace {
 
 constexpr mode_t kDirectoryMode = 0700;
+// Up to this many files, fsync each (cost independent of other writers on the machine); above,
+// one syncfs of the whole filesystem is cheaper than thousands of fsyncs.
+constexpr std::size_t kFsyncEachLimit = 16;
+
+void fsync_path(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool ok = fd >= 0 && ::fsync(fd) == 0;
+  const std::string cause = ok ? std::string() : std::strerror(errno);
+  if (fd >= 0) {
+    ::close(fd);
+  }
+  if (!ok) {
+    throw Error(ErrorCode::kInternal, fmt::format("cannot flush {}: {}", path.string(), cause));
+  }
+}
 
 void write_new_file(const std::filesystem::path& path, std::string_view content, mode_t mode) {
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
@@ -59,8 +74,12 @@ void StagedFiles::create_schema(SqliteDatabase& db) {
 
 void StagedFiles::make_parent_directories(const std::filesystem::path& absolute) {
   std::vector<std::filesystem::path> missing;
-  for (auto dir = absolute.parent_path(); !dir.empty() && !std::filesystem::exists(dir);
+  for (auto dir = absolute.parent_path(); !dir.empty() && !known_directories_.contains(dir);
        dir = dir.parent_path()) {
+    if (std::filesystem::exists(dir)) {
+      known_directories_.insert(dir);
+      break;
+    }
     missing.push_back(dir);
   }
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
@@ -69,6 +88,7 @@ void StagedFiles::make_parent_directories(const std::filesystem::path& absolute)
                                                     std::strerror(errno)));
     }
     created_directories_.push_back(*it);
+    known_directories_.insert(*it);
   }
 }
 
@@ -79,7 +99,7 @@ void StagedFiles::stage(const std::filesystem::path& path, std::string_view cont
   const std::string temp = fmt::format("{}.staged-{:016x}", path.string(), rng());
   write_new_file(root_ / temp, content, mode);
   renames_.emplace_back(temp, path.string());
-  db_.prepare("INSERT INTO pending_files (temp, final) VALUES (?, ?)")
+  db_.cached("INSERT INTO pending_files (temp, final) VALUES (?, ?)")
       .bind(1, temp)
       .bind(2, path.string())
       .run();
@@ -90,8 +110,12 @@ void StagedFiles::stage_removal(const std::filesystem::path& path) {
 }
 
 void StagedFiles::flush() {
-  if (!renames_.empty()) {
+  if (renames_.size() > kFsyncEachLimit) {
     sync_filesystem(root_);
+    return;
+  }
+  for (const auto& [temp, final_path] : renames_) {
+    fsync_path(root_ / temp);
   }
 }
 
@@ -107,9 +131,20 @@ void StagedFiles::publish() {
   for (const auto& path : removals_) {
     ::unlink((root_ / path).c_str());
   }
-  if (!renames_.empty()) {
-    db_.execute("DELETE FROM pending_files");
+  if (renames_.empty()) {
+    return;
+  }
+  db_.execute("DELETE FROM pending_files");
+  if (renames_.size() > kFsyncEachLimit) {
     sync_filesystem(root_);
+    return;
+  }
+  std::set<std::filesystem::path> directories;
+  for (const auto& [temp, final_path] : renames_) {
+    directories.insert((root_ / final_path).parent_path());
+  }
+  for (const auto& dir : directories) {
+    fsync_path(dir);
   }
 }
 

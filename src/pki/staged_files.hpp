@@ -1,6 +1,7 @@
 #pragma once
 
 #include <filesystem>
+#include <set>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -44,6 +45,7 @@ class StagedFiles {
   std::vector<std::pair<std::string, std::string>> renames_;  // temp, final (relative)
   std::vector<std::string> removals_;
   std::vector<std::filesystem::path> created_directories_;
+  std::set<std::filesystem::path> known_directories_;  // exist already, or created here
   bool published_ = false;
 };
 

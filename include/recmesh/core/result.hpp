@@ -20,7 +20,7 @@ struct Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}         // NOLINT
   Result(Status status) : state_(std::in_place_index<1>, std::move(status)) {}  // NOLINT
 
   static Result failure(ErrorCode code, std::string message) {

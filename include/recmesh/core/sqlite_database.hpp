@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -10,29 +11,6 @@ struct sqlite3;
 struct sqlite3_stmt;
 
 namespace recmesh {
-
-class SqliteStatement;
-
-// One SQLite connection. Errors throw Error(kInternal) with the statement's SQL and SQLite's text;
-// a file that is not a database throws Error(kDataLoss).
-class SqliteDatabase {
- public:
-  enum class Mode { kReadOnly, kReadWrite, kCreate };
-
-  SqliteDatabase(const std::filesystem::path& path, Mode mode);
-  SqliteDatabase(const SqliteDatabase&) = delete;
-  SqliteDatabase& operator=(const SqliteDatabase&) = delete;
-  ~SqliteDatabase();
-
-  void execute(std::string_view sql);
-  SqliteStatement prepare(std::string_view sql);
-  std::int64_t changes() const;
-  sqlite3* handle() const { return db_; }
-
- private:
-  sqlite3* db_ = nullptr;
-  std::filesystem::path path_;
-};
 
 class SqliteStatement {
  public:
@@ -63,6 +41,31 @@ class SqliteStatement {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+};
+
+// One SQLite connection. Errors throw Error(kInternal) with the statement's SQL and SQLite's text;
+// a file that is not a database throws Error(kDataLoss).
+class SqliteDatabase {
+ public:
+  enum class Mode { kReadOnly, kReadWrite, kCreate };
+
+  SqliteDatabase(const std::filesystem::path& path, Mode mode);
+  SqliteDatabase(const SqliteDatabase&) = delete;
+  SqliteDatabase& operator=(const SqliteDatabase&) = delete;
+  ~SqliteDatabase();
+
+  void execute(std::string_view sql);
+  SqliteStatement prepare(std::string_view sql);
+  // A statement compiled once per connection and reset for reuse: for hot paths. The reference
+  // stays valid while the database lives; do not hold two uses of the same SQL at once.
+  SqliteStatement& cached(const std::string& sql);
+  std::int64_t changes() const;
+  sqlite3* handle() const { return db_; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::filesystem::path path_;
+  std::map<std::string, SqliteStatement, std::less<>> cache_;
 };
 
 // RAII transaction: BEGIN IMMEDIATE on construction, ROLLBACK unless commit() was called.

@@ -12,8 +12,12 @@ namespace recmesh::crypto {
 // Fresh ECDSA P-256 key pair (the default key type, SPEC §3).
 PkeyPtr generate_p256_key();
 
+bool is_p256_key(EVP_PKEY* key);
+
 // Unencrypted PKCS#8 PEM ("BEGIN PRIVATE KEY"), for consumers that cannot decrypt (Mosquitto).
 std::string private_key_to_pem(EVP_PKEY* key);
+// The same through OpenSSL's generic encoder (any key type; the reference for the P-256 path).
+std::string generic_private_key_to_pem(EVP_PKEY* key);
 
 // Encrypted PKCS#8 PEM: PBES2 with scrypt (N=2^14, r=8, p=1) and AES-256-CBC.
 std::string private_key_to_encrypted_pem(EVP_PKEY* key, const Secret& passphrase);

@@ -34,9 +34,14 @@ struct CertificateTemplate {
   Clock::TimePoint not_after;
 };
 
+// A signed certificate as bytes. Issuing many leaves never needs them as OpenSSL objects, and
+// OpenSSL 3.0 takes ~90 us to decode a certificate's key, so parse() only when needed.
 struct SignedCertificate {
-  crypto::X509Ptr certificate;
+  std::string der;
   std::string serial;  // upper-case hex, as stored and printed
+
+  std::string pem() const;
+  crypto::X509Ptr parse() const;
 };
 
 // Signs `subject_key`'s public half with `issuer_key`. `issuer` is null for a self-signed root.

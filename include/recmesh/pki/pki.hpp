@@ -36,6 +36,9 @@ struct IssueRequest {
   const Secret* key_passphrase = nullptr;  // encrypts a generated key (PKCS#8, scrypt)
   // Start of validity; default now. Lets tests mint expired and not-yet-valid certificates.
   std::optional<Clock::TimePoint> not_before;
+  // false: nothing is written under issued/; the chain and a generated key come back in memory
+  // (IssuedCertificate::chain_pem, key_pem), as an enrolment API or a simulator wants them.
+  bool write_files = true;
 };
 
 // Exactly one tier: a certificate (cn or serial), a member (rec + member) or a REC (rec).

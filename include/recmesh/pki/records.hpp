@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "recmesh/core/secret.hpp"
 #include "recmesh/pki/certificate_signer.hpp"
 #include "recmesh/pki/identity.hpp"
 #include "recmesh/pki/subject_alt_name.hpp"
@@ -57,7 +58,9 @@ struct IssuedFiles {
 
 struct IssuedCertificate {
   CertificateRecord record;
-  IssuedFiles files;
+  IssuedFiles files;      // empty paths when the request did not write files
+  std::string chain_pem;  // leaf + intermediates
+  Secret key_pem;         // a generated key that was not written to a file
 };
 
 }  // namespace recmesh::pki

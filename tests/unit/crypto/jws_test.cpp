@@ -112,7 +112,7 @@ TEST_F(JwsTest, SameNameFromAnotherCaIsRefused) {
   tmpl.not_after = tmpl.not_before + std::chrono::hours(48);
   auto forged = pki::sign_certificate(tmpl, key.get(), ca_cert.get(), ca_key.get());
   std::vector<X509Ptr> chain;
-  chain.push_back(std::move(forged.certificate));
+  chain.push_back(forged.parse());
   JwsSigner impostor(std::move(key), std::move(chain));
   JwsVerifier verifier(ems_trust());
   EXPECT_FALSE(verifier.verify(kTopic, impostor.sign(kTopic, kPayload)).ok());

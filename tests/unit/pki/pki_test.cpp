@@ -330,6 +330,20 @@ TEST_F(PkiTest, OpenFinishesRenamesThatACrashInterrupted) {
       std::filesystem::exists(pki_->directory() / "issued/rec_r1_m1_pv1/cert.pem.staged-1"));
 }
 
+TEST_F(PkiTest, InMemoryIssuanceWritesNoFilesAndReturnsTheKey) {
+  IssueRequest r = request(IdentityKind::kDevice, "r1", "m1", "sim1");
+  r.write_files = false;
+  auto issued = pki_->issue(r);
+  EXPECT_FALSE(std::filesystem::exists(pki_->directory() / "issued" / "rec_r1_m1_sim1"));
+  EXPECT_TRUE(issued.files.cert.empty());
+  EXPECT_FALSE(issued.record.has_key);
+  EXPECT_TRUE(pki_->verify(issued.chain_pem).valid);
+  auto key = crypto::private_key_from_pem(issued.key_pem.reveal(), nullptr, "key");
+  auto cert = crypto::certificate_from_pem(issued.chain_pem, "chain");
+  EXPECT_EQ(X509_check_private_key(cert.get(), key.get()), 1);
+  EXPECT_EQ(pki_->find_by_common_name("rec_r1_m1_sim1").status, CertificateStatus::kValid);
+}
+
 TEST(PkiCreateTest, RefusesShortPassphraseAndNonEmptyDirectory) {
   TempDir dir;
   EXPECT_THROW(Pki::create(dir / "a", Secret("short")), Error);
