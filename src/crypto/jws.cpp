@@ -24,7 +24,7 @@ constexpr std::string_view kType = "recmesh+jws";
 constexpr std::string_view kTopicParameter = "rmt";
 constexpr std::size_t kMaxChain = 4;
 constexpr std::size_t kCoordinateBytes = 32;
-constexpr std::size_t kMaxHeaderBytes = 16 * 1024;
+constexpr std::size_t kMaxHeaderBytes = std::size_t{16} * 1024;
 
 using EcdsaSigPtr = OpenSslPtr<ECDSA_SIG, ECDSA_SIG_free>;
 

@@ -83,15 +83,6 @@ class Pki::Impl {
         settings_(settings),
         writable_(mode != SqliteDatabase::Mode::kReadOnly) {}
 
-  fs::path dir_;
-  SqliteDatabase db_;
-  PkiRepository repo_;
-  std::optional<Secret> passphrase_;
-  const Clock& clock_;
-  PkiSettings settings_;
-  bool writable_;
-  std::map<std::string, LoadedAuthority> loaded_;
-
   void require_signing() const {
     if (!writable_) {
       throw Error(ErrorCode::kInternal, "the PKI was opened read-only");
@@ -420,7 +411,7 @@ class Pki::Impl {
       }
       issued.files = files_of(record);
     } else {
-      issued.key_pem = Secret(std::move(key_pem));
+      issued.key_pem = Secret(key_pem);
     }
     OPENSSL_cleanse(key_pem.data(), key_pem.size());
     issued.record = std::move(record);
@@ -449,6 +440,17 @@ class Pki::Impl {
     }
     repo_.mark_authority_revoked(member_ca.id);
   }
+
+ private:
+  friend class Pki;
+  fs::path dir_;
+  SqliteDatabase db_;
+  PkiRepository repo_;
+  std::optional<Secret> passphrase_;
+  const Clock& clock_;
+  PkiSettings settings_;
+  bool writable_;
+  std::map<std::string, LoadedAuthority> loaded_;
 };
 
 Pki::Pki(std::unique_ptr<Impl> impl, fs::path dir) : impl_(std::move(impl)), dir_(std::move(dir)) {}

@@ -16,10 +16,10 @@ const recmesh::crypto::JwsVerifier& verifier() {
       std::filesystem::path(RECMESH_SOURCE_DIR) / "tests/testdata/jws";
   static const recmesh::FixedClock clock(
       recmesh::from_unix_seconds(std::stoll(recmesh::read_file(data / "verify-at"))));
-  static const recmesh::crypto::JwsVerifier instance(
-      {recmesh::read_file(data / "ems-ca.pem"), recmesh::read_file(data / "ems-crl.pem"),
-       {"ems_engine"}},
-      clock);
+  static const recmesh::crypto::JwsVerifier instance({recmesh::read_file(data / "ems-ca.pem"),
+                                                      recmesh::read_file(data / "ems-crl.pem"),
+                                                      {"ems_engine"}},
+                                                     clock);
   return instance;
 }
 

@@ -21,7 +21,7 @@ namespace recmesh::crypto {
 //   {"alg":"ES256","crit":["rmt"],"rmt":"<topic>","typ":"recmesh+jws","x5c":["<DER b64>",...]}
 // docs/protocol/signed-messages.md is the normative description, with a test vector.
 
-inline constexpr std::size_t kMaxJwsSize = 64 * 1024;
+inline constexpr std::size_t kMaxJwsSize = std::size_t{64} * 1024;
 
 class JwsSigner {
  public:
