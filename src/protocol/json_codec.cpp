@@ -15,6 +15,29 @@
 namespace recmesh::protocol {
 namespace {
 
+// The reason in one of nlohmann's messages, without its prefix and without the offending bytes
+// it quotes ("; last read: '...'"), escaped and bounded so it is safe to log.
+std::string parse_reason(std::string_view what) {
+  if (auto bracket = what.find("] "); bracket != std::string_view::npos) {
+    what.remove_prefix(bracket + 2);
+  }
+  if (what.starts_with("parse error")) {
+    if (auto colon = what.find(": "); colon != std::string_view::npos) {
+      what.remove_prefix(colon + 2);
+    }
+  }
+  if (auto last_read = what.find("; last read"); last_read != std::string_view::npos) {
+    what = what.substr(0, last_read);
+  }
+  constexpr std::size_t kMaxReason = 120;
+  std::string reason;
+  for (char c : what.substr(0, kMaxReason)) {
+    auto byte = static_cast<unsigned char>(c);
+    reason += byte < 0x20 || byte >= 0x7f ? fmt::format("\\x{:02x}", byte) : std::string(1, c);
+  }
+  return reason;
+}
+
 // Builds the DOM like nlohmann's own SAX parser, but refuses duplicate keys and deep nesting
 // as it goes. nlohmann's parser loop is iterative, so hostile nesting cannot exhaust the stack
 // before this handler stops it.
@@ -50,14 +73,7 @@ class StrictDomBuilder final : public nlohmann::json_sax<json> {
   }
   bool parse_error(std::size_t position, const std::string& /*last_token*/,
                    const nlohmann::detail::exception& ex) override {
-    // nlohmann's message quotes the offending token; keep only its reason and the offset.
-    std::string what = ex.what();
-    auto colon = what.rfind(": ");
-    std::string reason = colon == std::string::npos ? what : what.substr(colon + 2);
-    if (reason.size() > 120) {
-      reason.resize(120);
-    }
-    return fail(fmt::format("not valid JSON at byte {}: {}", position, reason));
+    return fail(fmt::format("not valid JSON at byte {}: {}", position, parse_reason(ex.what())));
   }
 
   const std::string& error() const { return error_; }

@@ -1,5 +1,6 @@
 #include "recmesh/protocol/control_messages.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -320,6 +321,11 @@ TEST(ControlMessagesTest, RejectsMalformedPayloads) {
       EXPECT_EQ(decoded.code, ErrorCode::kInvalidArgument) << payload.substr(0, 40);
       EXPECT_NE(decoded.message.find(message), std::string::npos)
           << payload.substr(0, 40) << " -> " << decoded.message;
+      // Safe to log: no raw bytes of the payload, bounded length.
+      EXPECT_TRUE(std::all_of(decoded.message.begin(), decoded.message.end(), [](char c) {
+        return c >= 0x20 && c < 0x7f;
+      })) << decoded.message;
+      EXPECT_LT(decoded.message.size(), 300u);
     }
   }
 }
