@@ -15,15 +15,15 @@ inline constexpr std::size_t kMaxMetricLevels = 8;
 inline constexpr std::size_t kMaxMetricLevelBytes = 64;
 
 // A whole JSON payload, in bytes.
-inline constexpr std::size_t kMaxMessageBytes = 64 * 1024;
+inline constexpr std::size_t kMaxMessageBytes = std::size_t{64} * 1024;
 // Nesting of objects and arrays anywhere in a payload (the top-level object is depth 1).
 inline constexpr std::size_t kMaxJsonDepth = 16;
 // Entries of target.device_ids and details.per_device.
 inline constexpr std::size_t kMaxDevicesPerControl = 256;
 // A free-form object (params, details, fields) in its canonical encoding, in bytes.
-inline constexpr std::size_t kMaxObjectBytes = 4 * 1024;
+inline constexpr std::size_t kMaxObjectBytes = std::size_t{4} * 1024;
 // Free text (log messages, reasons, string details), in bytes of UTF-8.
-inline constexpr std::size_t kMaxTextBytes = 4 * 1024;
+inline constexpr std::size_t kMaxTextBytes = std::size_t{4} * 1024;
 // Short labels (versions, log sources), printable ASCII.
 inline constexpr std::size_t kMaxLabelBytes = 64;
 

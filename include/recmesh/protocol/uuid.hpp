@@ -19,7 +19,7 @@ class Uuid {
   static Result<Uuid> parse(std::string_view text);
   // The text form of 16 bytes; fails only for the nil UUID.
   static Result<Uuid> from_bytes(const std::array<std::uint8_t, 16>& bytes);
-  // A random (version 4) UUID from OpenSSL's CSPRNG.
+  // A random (version 4) UUID from OpenSSL's CSPRNG; throws Error(kInternal) if it fails.
   static Uuid random_v4();
 
   const std::string& str() const { return text_; }
