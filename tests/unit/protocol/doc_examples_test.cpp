@@ -96,9 +96,9 @@ std::vector<Example> read_examples() {
         ex.block += lines[j];
         ex.block += '\n';
       }
-    } else if (j < lines.size() && lines[j].rfind("|", 0) == 0) {
+    } else if (j < lines.size() && lines[j].rfind('|', 0) == 0) {
       j += 2;  // header and separator
-      for (; j < lines.size() && lines[j].rfind("|", 0) == 0; ++j) {
+      for (; j < lines.size() && lines[j].rfind('|', 0) == 0; ++j) {
         ex.rows.push_back(table_cells(lines[j]));
       }
     } else {

@@ -156,46 +156,47 @@ void expect_rejected(TopicForm form, const std::string& name, const std::string&
 }
 
 TEST(TopicsTest, RejectsEveryMalformedName) {
-  const auto L = TopicForm::kLocal;
-  const auto C = TopicForm::kCentral;
-  expect_rejected(L, "", "empty");
-  expect_rejected(L, "device/pv1/status", "must start with '/'");
-  expect_rejected(L, "/device//status", "empty level");
-  expect_rejected(L, "/device/pv1/status/", "empty level");
-  expect_rejected(L, "//device/pv1/status", "empty level");
-  expect_rejected(L, "/device/+/status", "wildcards");
-  expect_rejected(L, "/platform/metrics/#", "wildcards");
-  expect_rejected(C, "/+/+/control", "wildcards");
-  expect_rejected(L, std::string("/device/pv1\0/status", 19), "NUL");
-  expect_rejected(L, "/device/pv\xc3\xa9/status", "printable ASCII");
-  expect_rejected(L, "/device/pv 1/status", "printable ASCII");
-  expect_rejected(L, "/platform/metrics/" + std::string(kMaxTopicBytes, 'a'), "bytes");
-  expect_rejected(L, "/device/PV1/status", "invalid device ID");
-  expect_rejected(L, "/device/pv_1/status", "invalid device ID");
-  expect_rejected(L, "/device/-pv/status", "invalid device ID");
-  expect_rejected(L, "/device/" + std::string(33, 'a') + "/status", "invalid device ID");
-  expect_rejected(L, "/device/gateway/status", "reserved");
-  expect_rejected(C, "/R1/m1/control", "invalid REC ID");
-  expect_rejected(C, "/r1/m_1/control", "invalid member ID");
-  expect_rejected(C, "/r1/m1/device/Pv/status", "invalid device ID");
-  expect_rejected(L, "/device/pv1/log/error", "unknown log level");
-  expect_rejected(L, "/platform/logs/NOTICE", "unknown log level");
-  expect_rejected(L, "/device/pv1/metrics", "metric name is missing");
-  expect_rejected(L, "/device/pv1/metrics/Power", "invalid metric name level");
-  expect_rejected(L, "/device/pv1/metrics/a/b/c/d/e/f/g/h/i", "levels");
-  expect_rejected(L, "/device/pv1/status/extra", "not a channel");
-  expect_rejected(L, "/device/pv1", "a device topic is");
-  expect_rejected(L, "/device/pv1/log", "not a channel");
-  expect_rejected(L, "/device/pv1/log/ERROR/x", "not a channel");
-  expect_rejected(L, "/platform/unknown", "not a channel");
-  expect_rejected(L, "/bridge/diagnostic", "not a channel");  // central only
-  expect_rejected(L, "/ems/security/events", "not a channel");
-  expect_rejected(C, "/r1/m1/device/pv1/metrics/snapshot", "not a channel");  // local only
-  expect_rejected(C, "/r1/m1/device/pv1/control", "not a channel");
-  expect_rejected(C, "/r1/m1/platform/control", "not a channel");
-  expect_rejected(C, "/r1/m1", "a central topic is");
-  expect_rejected(C, "/r1/m1/smart-gateway", "not a channel");
-  expect_rejected(C, "/ems/security", "a central topic is");
+  const auto local_form = TopicForm::kLocal;
+  const auto central_form = TopicForm::kCentral;
+  expect_rejected(local_form, "", "empty");
+  expect_rejected(local_form, "device/pv1/status", "must start with '/'");
+  expect_rejected(local_form, "/device//status", "empty level");
+  expect_rejected(local_form, "/device/pv1/status/", "empty level");
+  expect_rejected(local_form, "//device/pv1/status", "empty level");
+  expect_rejected(local_form, "/device/+/status", "wildcards");
+  expect_rejected(local_form, "/platform/metrics/#", "wildcards");
+  expect_rejected(central_form, "/+/+/control", "wildcards");
+  expect_rejected(local_form, std::string("/device/pv1\0/status", 19), "NUL");
+  expect_rejected(local_form, "/device/pv\xc3\xa9/status", "printable ASCII");
+  expect_rejected(local_form, "/device/pv 1/status", "printable ASCII");
+  expect_rejected(local_form, "/platform/metrics/" + std::string(kMaxTopicBytes, 'a'), "bytes");
+  expect_rejected(local_form, "/device/PV1/status", "invalid device ID");
+  expect_rejected(local_form, "/device/pv_1/status", "invalid device ID");
+  expect_rejected(local_form, "/device/-pv/status", "invalid device ID");
+  expect_rejected(local_form, "/device/" + std::string(33, 'a') + "/status", "invalid device ID");
+  expect_rejected(local_form, "/device/gateway/status", "reserved");
+  expect_rejected(central_form, "/R1/m1/control", "invalid REC ID");
+  expect_rejected(central_form, "/r1/m_1/control", "invalid member ID");
+  expect_rejected(central_form, "/r1/m1/device/Pv/status", "invalid device ID");
+  expect_rejected(local_form, "/device/pv1/log/error", "unknown log level");
+  expect_rejected(local_form, "/platform/logs/NOTICE", "unknown log level");
+  expect_rejected(local_form, "/device/pv1/metrics", "metric name is missing");
+  expect_rejected(local_form, "/device/pv1/metrics/Power", "invalid metric name level");
+  expect_rejected(local_form, "/device/pv1/metrics/a/b/c/d/e/f/g/h/i", "levels");
+  expect_rejected(local_form, "/device/pv1/status/extra", "not a channel");
+  expect_rejected(local_form, "/device/pv1", "a device topic is");
+  expect_rejected(local_form, "/device/pv1/log", "not a channel");
+  expect_rejected(local_form, "/device/pv1/log/ERROR/x", "not a channel");
+  expect_rejected(local_form, "/platform/unknown", "not a channel");
+  expect_rejected(local_form, "/bridge/diagnostic", "not a channel");  // central only
+  expect_rejected(local_form, "/ems/security/events", "not a channel");
+  expect_rejected(central_form, "/r1/m1/device/pv1/metrics/snapshot",
+                  "not a channel");  // local only
+  expect_rejected(central_form, "/r1/m1/device/pv1/control", "not a channel");
+  expect_rejected(central_form, "/r1/m1/platform/control", "not a channel");
+  expect_rejected(central_form, "/r1/m1", "a central topic is");
+  expect_rejected(central_form, "/r1/m1/smart-gateway", "not a channel");
+  expect_rejected(central_form, "/ems/security", "a central topic is");
 }
 
 TEST(TopicsTest, AcceptsLimitsExactly) {
@@ -323,11 +324,11 @@ struct MatrixRow {
 };
 
 std::vector<MatrixRow> access_matrix() {
-  const auto L = TopicForm::kLocal;
-  const auto C = TopicForm::kCentral;
+  const auto local_form = TopicForm::kLocal;
+  const auto central_form = TopicForm::kCentral;
   return {
       {"rec_r1_m1_pv1",
-       L,
+       local_form,
        {{"/device/pv1/status", "/device/pv1/status"},
         {"/device/pv1/status/info", "/device/pv1/status/info"},
         {"/device/pv1/diagnostic", "/device/pv1/diagnostic"},
@@ -336,7 +337,7 @@ std::vector<MatrixRow> access_matrix() {
         {"/device/pv1/control/response", "/device/pv1/control/response"}},
        {{"/device/pv1/control", "/device/pv1/control"}}},
       {"rec_r1_m1_gateway",
-       L,
+       local_form,
        {{"/device/pv1/control", "/device/pv1/control"},
         {"/platform/metrics/#", "/platform/metrics/aggregate"},
         {"/platform/control/response", "/platform/control/response"},
@@ -353,7 +354,7 @@ std::vector<MatrixRow> access_matrix() {
         {"/platform/control", "/platform/control"},
         {"/platform/keys", "/platform/keys"}}},
       {"bridge_r1_m1 (local)",
-       L,
+       local_form,
        {{"/platform/control", "/platform/control"},
         {"/platform/keys", "/platform/keys"},
         {"/bridge/status", "/bridge/status"}},
@@ -369,7 +370,7 @@ std::vector<MatrixRow> access_matrix() {
         {"/platform/keys/response", "/platform/keys/response"},
         {"/security/events", "/security/events"}}},
       {"bridge_r1_m1 (central)",
-       C,
+       central_form,
        {{"/r1/m1/device/+/status", "/r1/m1/device/pv1/status"},
         {"/r1/m1/device/+/status/info", "/r1/m1/device/pv1/status/info"},
         {"/r1/m1/smart-gateway/status", "/r1/m1/smart-gateway/status"},
@@ -385,7 +386,7 @@ std::vector<MatrixRow> access_matrix() {
         {"/r1/m1/bridge/diagnostic", "/r1/m1/bridge/diagnostic"}},
        {{"/r1/m1/control", "/r1/m1/control"}, {"/r1/m1/keys", "/r1/m1/keys"}}},
       {"ems_engine",
-       C,
+       central_form,
        {{"/+/+/control", "/r1/m1/control"}, {"/+/+/keys", "/r1/m1/keys"}},
        {{"/+/+/metrics/#", "/r1/m1/metrics/aggregate"},
         {"/+/+/control/response", "/r1/m1/control/response"},
@@ -396,7 +397,7 @@ std::vector<MatrixRow> access_matrix() {
         {"/+/+/smart-gateway/#", "/r1/m1/smart-gateway/status/info"},
         {"/+/+/bridge/#", "/r1/m1/bridge/diagnostic"}}},
       {"ems_lms",
-       C,
+       central_form,
        {},
        {{"/+/+/logs/+", "/r1/m1/logs/ERROR"},
         {"/+/+/security/events", "/r1/m1/security/events"},
@@ -406,6 +407,7 @@ std::vector<MatrixRow> access_matrix() {
 
 std::vector<std::string> patterns(const std::vector<MatrixEntry>& entries) {
   std::vector<std::string> out;
+  out.reserve(entries.size());
   for (const auto& e : entries) {
     out.push_back(e.pattern);
   }
