@@ -287,6 +287,21 @@ TEST(TelemetryMessagesTest, MultilineUnicodeLogMessagesSurvive) {
   EXPECT_FALSE(l.encode().ok());
 }
 
+TEST(TelemetryMessagesTest, EscapesOnlyWhatJsonRequires) {
+  LogRecord l;
+  l.timestamp = *parse_timestamp("2025-06-01T12:00:00.000Z");
+  l.source = "pv1";
+  l.message = "a\x01\"\\/\x7f\t\xc3\xa9";
+  auto encoded = l.encode();
+  ASSERT_TRUE(encoded.ok()) << encoded.status().message;
+  EXPECT_NE(encoded->find(R"("message":"a\u0001\"\\/)"
+                          "\x7f"
+                          R"(\t)"
+                          "\xc3\xa9\""),
+            std::string::npos)
+      << *encoded;
+}
+
 TEST(TelemetryMessagesTest, DeviceStateNames) {
   for (std::size_t i = 0; i < kDeviceStateCount; ++i) {
     auto state = static_cast<DeviceState>(i);
