@@ -91,7 +91,7 @@ constexpr std::array<unsigned char, 5> kP256PublicKeyPrefix{0xa1, 0x44, 0x03, 0x
 constexpr std::size_t kP256ScalarBytes = 32;
 constexpr std::size_t kP256PointBytes = 65;
 
-std::string p256_private_key_to_pem(EVP_PKEY* key) {
+std::string p256_private_key_to_pem(EVP_PKEY* key, std::string_view encoded_point) {
   std::array<unsigned char, kP256Pkcs8Prefix.size() + kP256ScalarBytes +
                                 kP256PublicKeyPrefix.size() + kP256PointBytes>
       der{};
@@ -106,10 +106,14 @@ std::string p256_private_key_to_pem(EVP_PKEY* key) {
   out += kP256ScalarBytes;
   std::copy(kP256PublicKeyPrefix.begin(), kP256PublicKeyPrefix.end(), out);
   out += kP256PublicKeyPrefix.size();
-  if (!ok ||
-      EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, out, kP256PointBytes,
-                                      &point_length) != 1 ||
-      point_length != kP256PointBytes) {
+  if (encoded_point.size() == kP256PointBytes) {
+    std::copy(encoded_point.begin(), encoded_point.end(), out);
+    point_length = kP256PointBytes;
+  } else if (ok && EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_PUB_KEY, out,
+                                                   kP256PointBytes, &point_length) != 1) {
+    point_length = 0;
+  }
+  if (!ok || point_length != kP256PointBytes) {
     OPENSSL_cleanse(der.data(), der.size());
     throw_openssl_error("cannot encode private key");
   }
@@ -125,9 +129,20 @@ std::string p256_private_key_to_pem(EVP_PKEY* key) {
 
 }  // namespace
 
-std::string private_key_to_pem(EVP_PKEY* key) {
+std::string encoded_public_key(EVP_PKEY* key) {
+  unsigned char* point = nullptr;
+  const std::size_t length = EVP_PKEY_get1_encoded_public_key(key, &point);
+  if (length == 0) {
+    throw_openssl_error("cannot encode public key");
+  }
+  std::string out(reinterpret_cast<char*>(point), length);
+  OPENSSL_free(point);
+  return out;
+}
+
+std::string private_key_to_pem(EVP_PKEY* key, std::string_view encoded_point) {
   if (is_p256_key(key)) {
-    return p256_private_key_to_pem(key);
+    return p256_private_key_to_pem(key, encoded_point);
   }
   return generic_private_key_to_pem(key);
 }

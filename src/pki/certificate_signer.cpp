@@ -1,6 +1,7 @@
 #include "recmesh/pki/certificate_signer.hpp"
 
 #include <array>
+#include <map>
 #include <utility>
 
 #include <fmt/format.h>
@@ -66,33 +67,65 @@ void add_extension(X509* cert, X509V3_CTX* ctx, int nid, const std::string& valu
   }
 }
 
-crypto::X509NamePtr make_subject(std::string_view common_name) {
-  crypto::X509NamePtr name(X509_NAME_new());
-  auto add = [&](const char* field, std::string_view value) {
-    if (X509_NAME_add_entry_by_txt(name.get(), field, MBSTRING_UTF8,
+// Fills the certificate's own (empty) subject in place: X509_set_subject_name would copy a
+// name through a DER round trip.
+void set_subject(X509* cert, std::string_view common_name) {
+  X509_NAME* name = X509_get_subject_name(cert);
+  for (const auto& [field, value] :
+       {std::pair<const char*, std::string_view>{"O", kOrganization}, {"CN", common_name}}) {
+    if (X509_NAME_add_entry_by_txt(name, field, MBSTRING_UTF8,
                                    reinterpret_cast<const unsigned char*>(value.data()),
                                    static_cast<int>(value.size()), -1, 0) != 1) {
       throw_openssl_error("cannot build subject name");
     }
-  };
-  if (!name) {
-    throw_openssl_error("X509_NAME_new");
   }
-  add("O", kOrganization);
-  add("CN", common_name);
-  return name;
+}
+
+// Copies the issuer's subject entry by entry (cheaper than X509_set_issuer_name's round trip).
+void set_issuer(X509* cert, const X509_NAME* issuer_subject) {
+  X509_NAME* name = X509_get_issuer_name(cert);
+  for (int i = 0; i < X509_NAME_entry_count(issuer_subject); ++i) {
+    if (X509_NAME_add_entry(name, X509_NAME_get_entry(issuer_subject, i), -1, 0) != 1) {
+      throw_openssl_error("cannot set issuer name");
+    }
+  }
+}
+
+// Extensions whose value never changes, built once per thread and copied into each leaf.
+const X509_EXTENSION* constant_extension(int nid, const char* value) {
+  thread_local std::map<std::pair<int, std::string>, crypto::X509ExtensionPtr> cache;
+  auto& slot = cache[{nid, value}];
+  if (!slot) {
+    slot.reset(X509V3_EXT_nconf_nid(nullptr, nullptr, nid, value));
+    if (!slot) {
+      throw_openssl_error(fmt::format("cannot build extension {}", OBJ_nid2sn(nid)));
+    }
+  }
+  return slot.get();
+}
+
+void add_constant_extension(X509* cert, int nid, const char* value) {
+  if (X509_add_ext(cert, const_cast<X509_EXTENSION*>(constant_extension(nid, value)), -1) != 1) {
+    throw_openssl_error(fmt::format("cannot add extension {}", OBJ_nid2sn(nid)));
+  }
 }
 
 // X509_set_pubkey in OpenSSL 3.0 encodes and re-decodes the key (~130 us). For P-256 the
 // SubjectPublicKeyInfo is just the curve OIDs and the encoded point (~4 us); the result is the
 // same DER, which the signer's tests check.
-bool set_public_key(X509* cert, EVP_PKEY* key) {
+bool set_public_key(X509* cert, EVP_PKEY* key, std::string_view encoded_point) {
   if (!crypto::is_p256_key(key)) {
     return X509_set_pubkey(cert, key) == 1;
   }
   unsigned char* point = nullptr;
-  const std::size_t length = EVP_PKEY_get1_encoded_public_key(key, &point);
-  if (length == 0 ||
+  std::size_t length = 0;
+  if (encoded_point.empty()) {
+    length = EVP_PKEY_get1_encoded_public_key(key, &point);
+  } else {
+    length = encoded_point.size();
+    point = static_cast<unsigned char*>(OPENSSL_memdup(encoded_point.data(), length));
+  }
+  if (point == nullptr || length == 0 ||
       X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(cert), OBJ_nid2obj(NID_X9_62_id_ecPublicKey),
                              V_ASN1_OBJECT, OBJ_nid2obj(NID_X9_62_prime256v1), point,
                              static_cast<int>(length)) != 1) {
@@ -150,12 +183,10 @@ SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* su
     throw_openssl_error("X509_new");
   }
   crypto::Asn1IntegerPtr serial = random_serial();
-  crypto::X509NamePtr subject = make_subject(tmpl.common_name);
+  set_subject(cert.get(), tmpl.common_name);
+  set_issuer(cert.get(), X509_get_subject_name(issuer != nullptr ? issuer : cert.get()));
   if (X509_set_serialNumber(cert.get(), serial.get()) != 1 ||
-      X509_set_subject_name(cert.get(), subject.get()) != 1 ||
-      X509_set_issuer_name(
-          cert.get(), issuer != nullptr ? X509_get_subject_name(issuer) : subject.get()) != 1 ||
-      !set_public_key(cert.get(), subject_key)) {
+      !set_public_key(cert.get(), subject_key, tmpl.encoded_public_key)) {
     throw_openssl_error("cannot fill certificate");
   }
   set_time(X509_getm_notBefore(cert.get()), tmpl.not_before);
@@ -177,10 +208,10 @@ SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* su
       break;
     case CertificateTemplate::Usage::kServer:
     case CertificateTemplate::Usage::kClient:
-      add_extension(cert.get(), &ctx, NID_basic_constraints, "critical,CA:FALSE");
-      add_extension(cert.get(), &ctx, NID_key_usage, "critical,digitalSignature");
-      add_extension(
-          cert.get(), &ctx, NID_ext_key_usage,
+      add_constant_extension(cert.get(), NID_basic_constraints, "critical,CA:FALSE");
+      add_constant_extension(cert.get(), NID_key_usage, "critical,digitalSignature");
+      add_constant_extension(
+          cert.get(), NID_ext_key_usage,
           tmpl.usage == CertificateTemplate::Usage::kServer ? "serverAuth" : "clientAuth");
       break;
   }

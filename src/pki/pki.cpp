@@ -371,6 +371,9 @@ class Pki::Impl {
     tmpl.usage = identity.is_server() ? CertificateTemplate::Usage::kServer
                                       : CertificateTemplate::Usage::kClient;
     tmpl.sans = sans;
+    if (generated) {
+      tmpl.encoded_public_key = crypto::encoded_public_key(key.get());
+    }
     tmpl.not_before = request.not_before.value_or(clock_.now() - kBackdate);
     tmpl.not_after =
         std::min(add_days(tmpl.not_before, days), from_unix_seconds(issuer.record.not_after));
@@ -398,7 +401,7 @@ class Pki::Impl {
     if (generated) {
       key_pem = request.key_passphrase != nullptr
                     ? crypto::private_key_to_encrypted_pem(key.get(), *request.key_passphrase)
-                    : crypto::private_key_to_pem(key.get());
+                    : crypto::private_key_to_pem(key.get(), tmpl.encoded_public_key);
     }
     if (request.write_files) {
       const fs::path dir = issued_dir(cn);

@@ -14,8 +14,12 @@ PkeyPtr generate_p256_key();
 
 bool is_p256_key(EVP_PKEY* key);
 
+// The public key as an uncompressed point (65 bytes for P-256).
+std::string encoded_public_key(EVP_PKEY* key);
+
 // Unencrypted PKCS#8 PEM ("BEGIN PRIVATE KEY"), for consumers that cannot decrypt (Mosquitto).
-std::string private_key_to_pem(EVP_PKEY* key);
+// `encoded_point`, if given, must be encoded_public_key(key); it saves recomputing it.
+std::string private_key_to_pem(EVP_PKEY* key, std::string_view encoded_point = {});
 // The same through OpenSSL's generic encoder (any key type; the reference for the P-256 path).
 std::string generic_private_key_to_pem(EVP_PKEY* key);
 

@@ -32,6 +32,8 @@ struct CertificateTemplate {
   std::vector<SubjectAltName> sans;
   Clock::TimePoint not_before;
   Clock::TimePoint not_after;
+  // The subject key's encoded point when the caller has it already (saves recomputing it).
+  std::string encoded_public_key;
 };
 
 // A signed certificate as bytes. Issuing many leaves never needs them as OpenSSL objects, and
