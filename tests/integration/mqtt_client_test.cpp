@@ -15,10 +15,12 @@
 #include <memory>
 #include <netinet/in.h>
 #include <optional>
+#include <ostream>
 #include <poll.h>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <thread>
@@ -167,6 +169,25 @@ class RawListener {
   std::atomic<int> accepted_{0};
   std::thread acceptor_;
 };
+
+std::string_view mode_name(RawListener::Mode mode) {
+  switch (mode) {
+    case RawListener::Mode::kCloseAtOnce:
+      return "FinAtOnce";
+    case RawListener::Mode::kResetAtOnce:
+      return "RstAtOnce";
+    case RawListener::Mode::kResetAfterHello:
+      return "RstAfterClientHello";
+    case RawListener::Mode::kSilent:
+      return "Silent";
+  }
+  return "?";
+}
+
+// For gtest's names of the parameterised tests.
+void PrintTo(RawListener::Mode mode, std::ostream* out) {
+  *out << mode_name(mode);
+}
 
 class MqttClientTest : public ::testing::Test {
  protected:
@@ -747,17 +768,7 @@ INSTANTIATE_TEST_SUITE_P(Close, ClosingListenerTest,
                                            RawListener::Mode::kResetAtOnce,
                                            RawListener::Mode::kResetAfterHello),
                          [](const ::testing::TestParamInfo<RawListener::Mode>& param) {
-                           switch (param.param) {
-                             case RawListener::Mode::kCloseAtOnce:
-                               return std::string("FinAtOnce");
-                             case RawListener::Mode::kResetAtOnce:
-                               return std::string("RstAtOnce");
-                             case RawListener::Mode::kResetAfterHello:
-                               return std::string("RstAfterClientHello");
-                             case RawListener::Mode::kSilent:
-                               break;
-                           }
-                           return std::string("Silent");
+                           return std::string(mode_name(param.param));
                          });
 
 TEST_F(MqttClientTest, SilentListenerTimesOutAndRetries) {
