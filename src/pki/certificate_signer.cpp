@@ -104,6 +104,28 @@ const X509_EXTENSION* constant_extension(int nid, const char* value) {
   return slot.get();
 }
 
+// The AKI of every certificate a CA signs is the same: built once per CA key identifier.
+void add_authority_key_identifier(X509* cert, X509* issuer, X509V3_CTX* ctx) {
+  const ASN1_OCTET_STRING* issuer_ski = X509_get0_subject_key_id(issuer);
+  if (issuer_ski == nullptr) {
+    add_extension(cert, ctx, NID_authority_key_identifier, "keyid:always");
+    return;
+  }
+  thread_local std::map<std::string, crypto::X509ExtensionPtr> cache;
+  const std::string key(reinterpret_cast<const char*>(ASN1_STRING_get0_data(issuer_ski)),
+                        static_cast<std::size_t>(ASN1_STRING_length(issuer_ski)));
+  auto& slot = cache[key];
+  if (!slot) {
+    slot.reset(X509V3_EXT_nconf_nid(nullptr, ctx, NID_authority_key_identifier, "keyid:always"));
+    if (!slot) {
+      throw_openssl_error("cannot build authority key identifier");
+    }
+  }
+  if (X509_add_ext(cert, slot.get(), -1) != 1) {
+    throw_openssl_error("cannot add authority key identifier");
+  }
+}
+
 void add_constant_extension(X509* cert, int nid, const char* value) {
   if (X509_add_ext(cert, const_cast<X509_EXTENSION*>(constant_extension(nid, value)), -1) != 1) {
     throw_openssl_error(fmt::format("cannot add extension {}", OBJ_nid2sn(nid)));
@@ -176,8 +198,17 @@ std::string serial_to_hex(const ASN1_INTEGER* serial) {
   return out;
 }
 
+crypto::MdCtxPtr make_signing_template(EVP_PKEY* issuer_key) {
+  crypto::MdCtxPtr ctx(EVP_MD_CTX_new());
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, issuer_key) != 1) {
+    throw_openssl_error("cannot prepare certificate signing");
+  }
+  return ctx;
+}
+
 SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* subject_key,
-                                   X509* issuer, EVP_PKEY* issuer_key) {
+                                   X509* issuer, EVP_PKEY* issuer_key,
+                                   const EVP_MD_CTX* signing_template) {
   crypto::X509Ptr cert(X509_new());
   if (!cert || X509_set_version(cert.get(), X509_VERSION_3) != 1) {
     throw_openssl_error("X509_new");
@@ -196,7 +227,7 @@ SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* su
   X509V3_set_ctx(&ctx, issuer != nullptr ? issuer : cert.get(), cert.get(), nullptr, nullptr, 0);
   add_extension(cert.get(), &ctx, NID_subject_key_identifier, "hash");
   if (issuer != nullptr) {
-    add_extension(cert.get(), &ctx, NID_authority_key_identifier, "keyid:always");
+    add_authority_key_identifier(cert.get(), issuer, &ctx);
   }
   switch (tmpl.usage) {
     case CertificateTemplate::Usage::kCertificateAuthority:
@@ -219,7 +250,13 @@ SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* su
     // Entries were validated by SubjectAltName::parse: no commas, no other types.
     add_extension(cert.get(), &ctx, NID_subject_alt_name, join_subject_alt_names(tmpl.sans));
   }
-  if (X509_sign(cert.get(), issuer_key, EVP_sha256()) <= 0) {
+  if (signing_template != nullptr) {
+    crypto::MdCtxPtr signing(EVP_MD_CTX_new());
+    if (!signing || EVP_MD_CTX_copy_ex(signing.get(), signing_template) != 1 ||
+        X509_sign_ctx(cert.get(), signing.get()) <= 0) {
+      throw_openssl_error("cannot sign certificate");
+    }
+  } else if (X509_sign(cert.get(), issuer_key, EVP_sha256()) <= 0) {
     throw_openssl_error("cannot sign certificate");
   }
   unsigned char* der = nullptr;

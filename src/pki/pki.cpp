@@ -69,6 +69,7 @@ struct Pki::LoadedAuthority {
   X509Ptr cert;
   PkeyPtr key;                    // decrypted on first use
   std::string intermediates_pem;  // computed on first use
+  crypto::MdCtxPtr signing;       // DigestSign context for `key`, made on first issuance
 };
 
 class Pki::Impl {
@@ -219,7 +220,7 @@ class Pki::Impl {
     staged.stage(dir / "cert.pem", cert_pem, kPublicFile);
     staged.stage(dir / "key.pem", crypto::private_key_to_encrypted_pem(key.get(), *passphrase_),
                  kPrivateFile);
-    loaded_[plan.id] = LoadedAuthority{record, std::move(cert), std::move(key), {}};
+    loaded_[plan.id] = LoadedAuthority{record, std::move(cert), std::move(key), {}, {}};
     staged.stage(dir / "chain.pem", chain_pem(plan.id), kPublicFile);
     stage_crl(staged, plan.id);
     return record;
@@ -377,8 +378,11 @@ class Pki::Impl {
     tmpl.not_before = request.not_before.value_or(clock_.now() - kBackdate);
     tmpl.not_after =
         std::min(add_days(tmpl.not_before, days), from_unix_seconds(issuer.record.not_after));
-    SignedCertificate signed_cert =
-        sign_certificate(tmpl, key.get(), issuer.cert.get(), issuer.key.get());
+    if (!issuer.signing) {
+      issuer.signing = make_signing_template(issuer.key.get());
+    }
+    SignedCertificate signed_cert = sign_certificate(tmpl, key.get(), issuer.cert.get(),
+                                                     issuer.key.get(), issuer.signing.get());
 
     CertificateRecord record;
     record.serial = signed_cert.serial;

@@ -175,8 +175,10 @@ void PkiRepository::set_crl_number(const std::string& id, long long number) {
 }
 
 void PkiRepository::insert_certificate(const CertificateRecord& r) {
-  db_.cached(fmt::format("INSERT INTO certificates ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                         kCertificateColumns))
+  static const std::string kInsert =
+      fmt::format("INSERT INTO certificates ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                  kCertificateColumns);
+  db_.cached(kInsert)
       .bind(1, r.serial)
       .bind(2, r.issuer)
       .bind(3, r.kind)

@@ -48,8 +48,14 @@ struct SignedCertificate {
 
 // Signs `subject_key`'s public half with `issuer_key`. `issuer` is null for a self-signed root.
 // Serial numbers are 127 random bits (positive, RFC 5280 §4.1.2.2).
+// `signing_template`, if given, is an EVP_MD_CTX already initialised with EVP_DigestSignInit for
+// `issuer_key` and SHA-256; copying it is cheaper than initialising one per certificate.
 SignedCertificate sign_certificate(const CertificateTemplate& tmpl, EVP_PKEY* subject_key,
-                                   X509* issuer, EVP_PKEY* issuer_key);
+                                   X509* issuer, EVP_PKEY* issuer_key,
+                                   const EVP_MD_CTX* signing_template = nullptr);
+
+// A signing context for sign_certificate(..., signing_template).
+crypto::MdCtxPtr make_signing_template(EVP_PKEY* issuer_key);
 
 struct RevokedEntry {
   std::string serial;
