@@ -32,6 +32,18 @@ std::string topic_of(Channel channel, const std::string& device) {
   return std::move(topic).value();
 }
 
+std::string metrics_topic_of(const std::string& device) {
+  protocol::Topic topic;
+  topic.channel = Channel::kDeviceMetrics;
+  topic.device = device;
+  topic.metric = std::string(protocol::kDeviceSnapshotMetric);
+  auto name = protocol::format_topic(topic);
+  if (!name) {
+    throw Error(ErrorCode::kInvalidArgument, name.status().message);
+  }
+  return std::move(name).value();
+}
+
 // A JWS compact string, not JSON: the only form a signed diagnostic arrives in.
 bool looks_signed(std::string_view payload) {
   const auto first = payload.find_first_not_of(" \t\r\n");
@@ -55,8 +67,7 @@ SimulatedDevice::SimulatedDevice(Environment env, DeviceSpec spec, std::uint64_t
       status_topic_(topic_of(Channel::kDeviceStatus, spec_.id)),
       control_topic_(topic_of(Channel::kDeviceControl, spec_.id)),
       response_topic_(topic_of(Channel::kDeviceControlResponse, spec_.id)),
-      metrics_topic_(topic_of(Channel::kDeviceMetrics, spec_.id) + "/" +
-                     std::string(protocol::kDeviceSnapshotMetric)),
+      metrics_topic_(metrics_topic_of(spec_.id)),
       diagnostic_topic_(topic_of(Channel::kDeviceDiagnostic, spec_.id)),
       crash_after_(crash_after) {
   client_id_ = signer_.common_name().empty() ? spec_.id : signer_.common_name();
