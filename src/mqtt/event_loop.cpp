@@ -220,7 +220,8 @@ std::size_t EventLoop::run_posted_tasks() {
   return tasks.size();
 }
 
-void EventLoop::drain_wakeup() {
+// Not const: reading the eventfd consumes its counter, state that belongs to the loop.
+void EventLoop::drain_wakeup() {  // NOLINT(readability-make-member-function-const)
   std::uint64_t count = 0;
   [[maybe_unused]] const ssize_t got = ::read(wakeup_fd_, &count, sizeof(count));
 }
