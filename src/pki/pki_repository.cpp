@@ -175,10 +175,10 @@ void PkiRepository::set_crl_number(const std::string& id, long long number) {
 }
 
 void PkiRepository::insert_certificate(const CertificateRecord& r) {
-  static const std::string kInsert =
+  static const std::string insert_sql =
       fmt::format("INSERT INTO certificates ({}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                   kCertificateColumns);
-  db_.cached(kInsert)
+  db_.cached(insert_sql)
       .bind(1, r.serial)
       .bind(2, r.issuer)
       .bind(3, r.kind)
