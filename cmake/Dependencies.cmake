@@ -8,6 +8,8 @@ find_package(spdlog REQUIRED)
 find_package(yaml-cpp REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(MOSQUITTO REQUIRED IMPORTED_TARGET libmosquitto)
+# The metrics endpoint (src/metrics/http_endpoint.cpp); Debian builds it as a shared library.
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 if(RECMESH_BUILD_TESTS)
   find_package(GTest REQUIRED)
 endif()

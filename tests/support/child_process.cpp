@@ -139,6 +139,28 @@ bool ChildProcess::running() {
   return true;
 }
 
+void ChildProcess::signal(int signal) {
+  if (pid_ > 0) {
+    ::kill(pid_, signal);
+  }
+}
+
+std::optional<int> ChildProcess::signal_and_wait(int signal, std::chrono::milliseconds limit) {
+  if (pid_ <= 0) {
+    return std::nullopt;
+  }
+  int status = 0;
+  ::kill(pid_, signal);
+  if (!wait_for_exit(pid_, limit, status)) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return std::nullopt;
+  }
+  pid_ = -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 void ChildProcess::stop() {
   if (pid_ <= 0) {
     return;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <sys/types.h>
 #include <vector>
@@ -33,6 +34,11 @@ class ChildProcess {
   pid_t pid() const { return pid_; }
   bool running();
   void stop();
+  // Sends `signal` without waiting.
+  void signal(int signal);
+  // Sends `signal` and waits up to `limit` for the exit: the exit code, -1 when a signal ended
+  // the process, nothing when it was still running (it is then killed).
+  std::optional<int> signal_and_wait(int signal, std::chrono::milliseconds limit);
 
  private:
   pid_t pid_ = -1;
