@@ -103,7 +103,7 @@ void CommandLog::insert_control(std::string_view control_id, std::string_view is
 }
 
 void CommandLog::update_control(std::string_view control_id, std::string_view state,
-                                std::optional<std::string> response) {
+                                const std::optional<std::string>& response) {
   db_.cached(
          "UPDATE controls SET state = ?, response = COALESCE(?, response), updated_at = ? "
          "WHERE control_id = ?")
@@ -183,7 +183,7 @@ void CommandLog::insert_command(std::string_view command_id, std::string_view co
 
 void CommandLog::update_command(std::string_view command_id, std::string_view state,
                                 std::optional<std::int64_t> exit_code,
-                                std::optional<std::string> details) {
+                                const std::optional<std::string>& details) {
   db_.cached(
          "UPDATE device_commands SET state = ?, exit_code = COALESCE(?, exit_code), "
          "details = COALESCE(?, details), updated_at = ? WHERE command_id = ?")

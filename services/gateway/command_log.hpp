@@ -33,7 +33,7 @@ class CommandLog {
                       std::uint64_t sequence, std::string_view type, std::string_view intent,
                       std::string_view payload, std::string_view state);
   void update_control(std::string_view control_id, std::string_view state,
-                      std::optional<std::string> response);
+                      const std::optional<std::string>& response);
   // Controls whose state is RECEIVED or EXECUTING.
   std::vector<StoredControl> unfinished_controls();
 
@@ -46,7 +46,8 @@ class CommandLog {
                       std::string_view device_id, std::string_view type, std::uint32_t attempt,
                       std::uint64_t sequence, std::string_view payload);
   void update_command(std::string_view command_id, std::string_view state,
-                      std::optional<std::int64_t> exit_code, std::optional<std::string> details);
+                      std::optional<std::int64_t> exit_code,
+                      const std::optional<std::string>& details);
   // Marks every device command of `control_id` still open as FAILED with `reason`.
   void fail_open_commands(std::string_view control_id, std::string_view reason);
   // Command IDs, devices and states of one control, for tests and reports.

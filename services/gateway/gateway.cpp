@@ -338,7 +338,7 @@ void Gateway::publish_aggregate() {
   }
   publish(kAggregateTopic, *encoded);
   ++counters_.aggregates_published;
-  last_aggregate_ = std::move(m);
+  last_aggregate_ = m;
 }
 
 // ---- Logs ---------------------------------------------------------------------------------
