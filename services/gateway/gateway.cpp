@@ -29,6 +29,9 @@ using protocol::MemberControlStatus;
 using protocol::MemberControlType;
 
 constexpr std::string_view kAggregateTopic = "/platform/metrics/aggregate";
+// What the gateway did while the platform was unreachable (a metrics extension name).
+constexpr std::string_view kIslandReportTopic = "/platform/metrics/island-report";
+constexpr std::size_t kMaxIslandActions = 1000;  // the report stays bounded in a long outage
 
 bool looks_signed(std::string_view payload) {
   const auto first = payload.find_first_not_of(" \t\r\n");
@@ -82,6 +85,9 @@ Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
   if (!filters) {
     throw Error(ErrorCode::kInvalidArgument, filters.status().message);
   }
+  if (config_.island_after.count() > 0) {
+    filters->emplace_back(protocol::kBridgeStatusTopic);
+  }
   for (const auto& filter : *filters) {
     if (auto subscribed = client_->subscribe(filter, 1); !subscribed) {
       throw Error(ErrorCode::kInvalidArgument, subscribed.status().message);
@@ -90,7 +96,7 @@ Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
 }
 
 Gateway::~Gateway() {
-  for (const auto timer : {aggregate_timer_, log_timer_}) {
+  for (const auto timer : {aggregate_timer_, log_timer_, island_timer_}) {
     if (timer != 0) {
       loop_.cancel_timer(timer);
     }
@@ -114,11 +120,12 @@ void Gateway::start() {
   schedule_aggregate();
   schedule_log_batch();
   resume_unfinished();
+  arm_island_timer();  // until the bridge is seen online
 }
 
 void Gateway::stop(std::function<void()> done) {
   stopping_ = true;
-  for (auto* timer : {&aggregate_timer_, &log_timer_}) {
+  for (auto* timer : {&aggregate_timer_, &log_timer_, &island_timer_}) {
     if (*timer != 0) {
       loop_.cancel_timer(*timer);
       *timer = 0;
@@ -208,6 +215,13 @@ void Gateway::handle_message(std::string_view topic, std::string_view payload) {
           on_signed_control(payload);
         } else {
           on_control(payload);
+        }
+        return;
+      case Channel::kBridgeStatus:
+        if (config_.island_after.count() > 0) {
+          on_bridge_status(payload);
+        } else {
+          refuse(counters_.refused_malformed, "unexpected topic", topic);
         }
         return;
       case Channel::kMemberKeys:
@@ -339,6 +353,9 @@ void Gateway::publish_aggregate() {
   publish(kAggregateTopic, *encoded);
   ++counters_.aggregates_published;
   last_aggregate_ = m;
+  if (island_) {
+    apply_island_policy(m);
+  }
 }
 
 // ---- Logs ---------------------------------------------------------------------------------
@@ -702,6 +719,20 @@ void Gateway::on_device_response(const std::string& device, std::string_view pay
     refuse(counters_.refused_malformed, "device response", "device differs from the topic's");
     return;
   }
+  if (const auto island = island_commands_.find(decoded->command_id.str());
+      island != island_commands_.end()) {
+    log_.update_command(island->first, protocol::to_string(decoded->status), decoded->exit_code,
+                        decoded->details.dump());
+    if (decoded->status == DeviceCommandStatus::kCompleted ||
+        decoded->status == DeviceCommandStatus::kFailed) {
+      island_actions_.at(island->second)["outcome"] = protocol::to_string(decoded->status);
+      if (decoded->status == DeviceCommandStatus::kFailed) {
+        island_modes_.erase(device);  // try again at the next window
+      }
+      island_commands_.erase(island);
+    }
+    return;
+  }
   const auto pending = pending_commands_.find(decoded->command_id.str());
   if (pending == pending_commands_.end()) {
     refuse(counters_.refused_unknown_command, "response for a command not pending",
@@ -815,6 +846,113 @@ void Gateway::resume_unfinished() {
     }
     spdlog::info("gateway: resuming idempotent control {} after a restart", stored.control_id);
     execute(ActiveControl{std::move(decoded).value(), {}}, true);
+  }
+}
+
+// ---- Island mode --------------------------------------------------------------------------
+
+void Gateway::arm_island_timer() {
+  if (config_.island_after.count() == 0 || island_ || island_timer_ != 0 || stopping_) {
+    return;
+  }
+  island_timer_ = loop_.add_timer(config_.island_after, [this] {
+    island_timer_ = 0;
+    enter_island();
+  });
+}
+
+void Gateway::on_bridge_status(std::string_view payload) {
+  if (payload.empty()) {
+    return;
+  }
+  auto flag = protocol::parse_status_flag(payload);
+  if (!flag) {
+    refuse(counters_.refused_malformed, "bridge status", flag.status().message);
+    return;
+  }
+  if (*flag == protocol::StatusFlag::kOnline) {
+    if (island_timer_ != 0) {
+      loop_.cancel_timer(island_timer_);
+      island_timer_ = 0;
+    }
+    if (island_) {
+      leave_island();
+    }
+  } else {
+    arm_island_timer();
+  }
+}
+
+void Gateway::enter_island() {
+  island_ = true;
+  island_since_ = wall_now();
+  island_modes_.clear();
+  island_actions_.clear();
+  ++counters_.island_periods;
+  spdlog::warn("gateway: platform unreachable for {} ms: island mode, local self-consumption",
+               config_.island_after.count());
+}
+
+void Gateway::leave_island() {
+  island_ = false;
+  nlohmann::json report = {{"gateway_id", gateway_id_},
+                           {"from", protocol::format_timestamp(island_since_)},
+                           {"to", protocol::format_timestamp(wall_now())},
+                           {"policy", "self-consumption"},
+                           {"actions", island_actions_}};
+  publish(kIslandReportTopic, report.dump());
+  spdlog::info("gateway: platform reachable again; island report with {} actions",
+               island_actions_.size());
+  island_actions_.clear();
+  island_commands_.clear();
+  island_modes_.clear();
+}
+
+// Surplus (production above consumption) charges the accumulators, a deficit discharges them.
+void Gateway::apply_island_policy(const protocol::MemberMetrics& m) {
+  const double surplus_w = m.production_w - m.consumption_w;
+  std::optional<DeviceCommandType> wanted;
+  if (surplus_w > config_.island_threshold_w) {
+    wanted = DeviceCommandType::kChargeMode;
+  } else if (surplus_w < -config_.island_threshold_w) {
+    wanted = DeviceCommandType::kDischargeMode;
+  }
+  if (!wanted || island_actions_.size() >= kMaxIslandActions) {
+    return;
+  }
+  for (const auto& [id, view] : devices_) {
+    if (view.device->kind != DeviceKind::kAccumulator || !view.online) {
+      continue;
+    }
+    const auto last = island_modes_.find(id);
+    if (last != island_modes_.end() && last->second == *wanted) {
+      continue;
+    }
+    protocol::DeviceCommand command;
+    command.command_id = protocol::Uuid::random_v4();  // control_id null: the gateway's own
+    command.device_id = id;
+    command.type = *wanted;
+    command.issued_by = gateway_id_;
+    command.issued_at = wall_now();
+    command.expire_at = command.issued_at + config_.device_timeout;
+    command.sequence = log_.next_command_sequence();
+    auto encoded = command.encode();
+    if (!encoded) {
+      continue;
+    }
+    log_.insert_command(command.command_id.str(), "", id, protocol::to_string(*wanted), 1,
+                        command.sequence, *encoded);
+    publish(device_topic(Channel::kDeviceControl, id), *encoded);
+    island_modes_[id] = *wanted;
+    island_commands_[command.command_id.str()] = island_actions_.size();
+    island_actions_.push_back({{"device_id", id},
+                               {"command", protocol::to_string(*wanted)},
+                               {"command_id", command.command_id.str()},
+                               {"at", protocol::format_timestamp(command.issued_at)},
+                               {"surplus_w", surplus_w},
+                               {"outcome", "SENT"}});
+    ++counters_.island_commands;
+    ++counters_.device_commands_sent;
   }
 }
 

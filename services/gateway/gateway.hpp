@@ -40,6 +40,8 @@ struct GatewayCounters {
   std::uint64_t refused_expired = 0;
   std::uint64_t refused_sequence = 0;
   std::uint64_t refused_unsupported = 0;  // a well-formed message the gateway does not handle
+  std::uint64_t island_periods = 0;
+  std::uint64_t island_commands = 0;
   std::uint64_t refused() const {
     return refused_oversize + refused_malformed + refused_other_member + refused_unknown_device +
            refused_unknown_command + refused_expired + refused_sequence + refused_unsupported;
@@ -72,6 +74,7 @@ class Gateway {
   bool connected() const { return client_ && client_->connected(); }
   const std::optional<protocol::MemberMetrics>& last_aggregate() const { return last_aggregate_; }
   CommandLog& command_log() { return log_; }
+  bool in_island_mode() const { return island_; }
   // Publishes the aggregate of the window so far now, and starts the next window.
   void publish_aggregate();
 
@@ -129,6 +132,12 @@ class Gateway {
   void refuse_control(const protocol::MemberControl& control, std::string reason);
   void resume_unfinished();
 
+  void on_bridge_status(std::string_view payload);
+  void arm_island_timer();
+  void enter_island();
+  void leave_island();
+  void apply_island_policy(const protocol::MemberMetrics& m);
+
   void refuse(std::uint64_t& counter, std::string_view why, std::string_view detail);
   void publish(std::string_view topic, std::string_view payload, bool retain = false);
   protocol::Timestamp wall_now() const;
@@ -146,6 +155,13 @@ class Gateway {
   std::vector<std::pair<std::int64_t, std::string>> info_batch_;  // row id, LogRecord payload
   std::map<std::string, ActiveControl> active_;                   // by control_id
   std::map<std::string, std::pair<std::string, std::size_t>> pending_commands_;  // command_id
+  // Island mode.
+  bool island_ = false;
+  mqtt::EventLoop::TimerId island_timer_ = 0;
+  protocol::Timestamp island_since_;
+  std::map<std::string, protocol::DeviceCommandType> island_modes_;  // last mode sent per device
+  std::map<std::string, std::size_t> island_commands_;  // command_id -> index in island_actions_
+  std::vector<nlohmann::json> island_actions_;
   std::function<void()> on_stopped_;
   bool stopping_ = false;
   // Rate-limited refusal logs: at most one line per second, the rest counted.

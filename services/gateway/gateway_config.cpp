@@ -208,6 +208,19 @@ GatewayConfig parse_gateway_config(std::string_view yaml, std::string_view sourc
   r.on("max_payload_bytes", [&](const YAML::Node& v, const std::string& k) {
     config.max_payload_bytes = static_cast<std::size_t>(r.integer(v, k, 1024, 1048576));
   });
+  r.on("island", [&](const YAML::Node& v, const std::string& k) {
+    MappingReader i(source, v, k, base_dir);
+    i.on("after_ms", [&](const YAML::Node& x, const std::string& kk) {
+      config.island_after = millis(i, x, kk, 0, 86400000);
+      if (config.island_after.count() != 0 && config.island_after.count() < 100) {
+        fail_at(source, x, kk, "expected 0 (off) or at least 100");
+      }
+    });
+    i.on("threshold_w", [&](const YAML::Node& x, const std::string& kk) {
+      config.island_threshold_w = i.number(x, kk, 0, 1e9);
+    });
+    i.read();
+  });
   r.on("devices", [&](const YAML::Node& v, const std::string& k) {
     if (!v.IsSequence()) {
       fail_at(source, v, k, "expected a list of devices");

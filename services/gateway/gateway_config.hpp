@@ -34,7 +34,11 @@ struct GatewayConfig {
   std::chrono::milliseconds device_timeout{10000};      // per device command: 100 ms .. 1 h
   std::chrono::milliseconds log_batch_interval{60000};  // INFO forwarding: 100 ms .. 1 d
   std::size_t max_payload_bytes = 65536;                // larger inbound payloads are refused
-  std::vector<GatewayDevice> devices;                   // at least one
+  // Island mode (docs/gateway.md): after the bridge has been offline (or unseen) this long, the
+  // gateway steers the accumulators for self-consumption. 0 disables it: 0 or 1 s .. 1 d.
+  std::chrono::milliseconds island_after{0};
+  double island_threshold_w = 100;     // surplus or deficit that moves the batteries: 0 .. 1e9
+  std::vector<GatewayDevice> devices;  // at least one
 
   // The gateway's common name, rec_<rec>_<member>_gateway.
   std::string common_name() const;

@@ -599,6 +599,30 @@ TEST_F(GatewayTest, BadInputKeepsTheGatewayServing) {
   ASSERT_TRUE(response(c, MemberControlStatus::kSuccess));
 }
 
+TEST_F(GatewayTest, IslandModeChargesOnSurplusAndReportsOnReconnection) {
+  start_devices({"pv1", "bat1"});  // noon, clear sky, no load: surplus
+  auto config = gateway_config();
+  config.metrics_interval = 400ms;
+  config.island_after = 300ms;
+  start_gateway(config);
+  ASSERT_TRUE(ems_->publish("/bridge/status", "offline"));
+  ASSERT_TRUE(eventually([&] { return gateway_->in_island_mode(); }));
+  ASSERT_TRUE(eventually(
+      [&] { return fleet_->find("bat1")->model().state() == protocol::DeviceState::kCharging; }));
+  EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->counters().commands_completed; }), 0u);
+  // Let the device's answer reach the gateway before the bridge comes back.
+  std::this_thread::sleep_for(500ms);
+  ASSERT_TRUE(ems_->publish("/bridge/status", "online"));
+  const auto report = next_on("/platform/metrics/island-report");
+  ASSERT_TRUE(report);
+  const auto json = nlohmann::json::parse(report->payload);
+  ASSERT_EQ(json.at("actions").size(), 1u);
+  EXPECT_EQ(json["actions"][0]["device_id"], "bat1");
+  EXPECT_EQ(json["actions"][0]["command"], "charge-mode");
+  EXPECT_EQ(json["actions"][0]["outcome"], "COMPLETED");
+  EXPECT_FALSE(on_loop([&] { return gateway_->in_island_mode(); }));
+}
+
 TEST_F(GatewayTest, CliChecksItsConfiguration) {
   const fs::path file = tmp_ / "gateway.yaml";
   {

@@ -27,6 +27,7 @@ TEST(GatewayConfig, ParsesEveryKeyWithDefaults) {
       "broker:\n  host: 10.0.0.1\n  port: 8884\npki_dir: /pki\nrec: r1\nmember: m1\n"
       "database: /var/gw.db\nmetrics_interval_ms: 500\ndevice_timeout_ms: 2000\n"
       "log_batch_interval_ms: 1000\nmax_payload_bytes: 4096\n"
+      "island:\n  after_ms: 60000\n  threshold_w: 250\n"
       "devices:\n  - id: bat1\n    kind: accumulator\n    capacity_wh: 5000\n"
       "  - id: ev1\n    kind: load\n",
       "gateway.yaml");
@@ -36,6 +37,8 @@ TEST(GatewayConfig, ParsesEveryKeyWithDefaults) {
   EXPECT_EQ(config.device_timeout.count(), 2000);
   EXPECT_EQ(config.log_batch_interval.count(), 1000);
   EXPECT_EQ(config.max_payload_bytes, 4096u);
+  EXPECT_EQ(config.island_after.count(), 60000);
+  EXPECT_EQ(config.island_threshold_w, 250);
   EXPECT_EQ(config.common_name(), "rec_r1_m1_gateway");
   EXPECT_EQ(config.certfile, "/pki/issued/rec_r1_m1_gateway/chain.pem");
   EXPECT_EQ(config.keyfile, "/pki/issued/rec_r1_m1_gateway/key.pem");
@@ -49,6 +52,7 @@ TEST(GatewayConfig, ParsesEveryKeyWithDefaults) {
   const auto defaults = parse_gateway_config(kMinimal, "gateway.yaml");
   EXPECT_EQ(defaults.metrics_interval.count(), 30000);
   EXPECT_EQ(defaults.broker_port, 8883);
+  EXPECT_EQ(defaults.island_after.count(), 0);
 }
 
 TEST(GatewayConfig, RejectsBadValuesWithFileAndLine) {
@@ -67,6 +71,8 @@ TEST(GatewayConfig, RejectsBadValuesWithFileAndLine) {
                 .find("database: required"),
             std::string::npos);
   EXPECT_NE(error_of("rec: r1\nmember: m1\ndatabase: d\ndevices: []\n").find("devices"),
+            std::string::npos);
+  EXPECT_NE(error_of("island:\n  after_ms: 50\n" + kMinimal).find("island.after_ms"),
             std::string::npos);
   EXPECT_NE(error_of("rec: [\n").find("gateway.yaml:"), std::string::npos);
 }
