@@ -19,5 +19,6 @@ using Runner = std::function<int()>;
 void add_pki_commands(CLI::App& app, Runner& run);
 void add_broker_config_command(CLI::App& app, Runner& run);
 void add_device_command(CLI::App& app, Runner& run);
+void add_gateway_command(CLI::App& app, Runner& run);
 
 }  // namespace recmesh::cli

@@ -1,0 +1,288 @@
+// The gateway's configuration in YAML, in the same style as the device simulator's.
+#include "gateway/gateway_config.hpp"
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+#include <yaml-cpp/yaml.h>
+
+#include <fmt/format.h>
+
+#include "recmesh/core/error.hpp"
+#include "recmesh/core/file_io.hpp"
+#include "recmesh/core/identifier.hpp"
+
+namespace recmesh::gateway {
+namespace {
+
+namespace fs = std::filesystem;
+
+[[noreturn]] void fail_at(std::string_view source, const YAML::Node& node, std::string_view key,
+                          std::string_view problem) {
+  throw Error(ErrorCode::kInvalidArgument,
+              fmt::format("{}:{}: {}: {}", source, node.Mark().line + 1, key, problem));
+}
+
+// Reads one mapping, refusing keys that have no handler.
+class MappingReader {
+ public:
+  MappingReader(std::string_view source, const YAML::Node& node, std::string prefix,
+                fs::path base_dir)
+      : source_(source), node_(node), prefix_(std::move(prefix)), base_dir_(std::move(base_dir)) {
+    if (!node.IsMap()) {
+      fail_at(source_, node, prefix_.empty() ? "(top level)" : prefix_, "expected a mapping");
+    }
+  }
+
+  using Handler = std::function<void(const YAML::Node& value, const std::string& key)>;
+  void on(std::string key, Handler handler) { handlers_.emplace(std::move(key), handler); }
+
+  void read() {
+    for (auto it = node_.begin(); it != node_.end(); ++it) {
+      const std::string key = it->first.as<std::string>();
+      const std::string full = prefix_.empty() ? key : prefix_ + "." + key;
+      const auto handler = handlers_.find(key);
+      if (handler == handlers_.end()) {
+        std::string allowed;
+        for (const auto& [name, unused] : handlers_) {
+          allowed += (allowed.empty() ? "" : ", ") + name;
+        }
+        fail_at(source_, it->first, full, "unknown key (allowed: " + allowed + ")");
+      }
+      handler->second(it->second, full);
+    }
+  }
+
+  std::string text(const YAML::Node& value, const std::string& key) const {
+    if (!value.IsScalar()) {
+      fail_at(source_, value, key, "expected a string");
+    }
+    return value.as<std::string>();
+  }
+  double number(const YAML::Node& value, const std::string& key, double min, double max) const {
+    double out = 0;
+    if (!value.IsScalar() || !YAML::convert<double>::decode(value, out) || !std::isfinite(out)) {
+      fail_at(source_, value, key, "expected a number");
+    }
+    if (out < min || out > max) {
+      fail_at(source_, value, key, fmt::format("{} is outside {} .. {}", out, min, max));
+    }
+    return out;
+  }
+  std::int64_t integer(const YAML::Node& value, const std::string& key, std::int64_t min,
+                       std::int64_t max) const {
+    std::int64_t out = 0;
+    if (!value.IsScalar() || !YAML::convert<std::int64_t>::decode(value, out)) {
+      fail_at(source_, value, key, "expected an integer");
+    }
+    if (out < min || out > max) {
+      fail_at(source_, value, key, fmt::format("{} is outside {} .. {}", out, min, max));
+    }
+    return out;
+  }
+  bool boolean(const YAML::Node& value, const std::string& key) const {
+    bool out = false;
+    if (!value.IsScalar() || !YAML::convert<bool>::decode(value, out)) {
+      fail_at(source_, value, key, "expected true or false");
+    }
+    return out;
+  }
+  fs::path path(const YAML::Node& value, const std::string& key) const {
+    fs::path out = text(value, key);
+    if (out.empty()) {
+      fail_at(source_, value, key, "expected a path");
+    }
+    return out.is_relative() && !base_dir_.empty() ? base_dir_ / out : out;
+  }
+  std::string identifier(const YAML::Node& value, const std::string& key) const {
+    std::string out = text(value, key);
+    if (!is_valid_identifier(out)) {
+      fail_at(source_, value, key, "expected an ID: [a-z0-9][a-z0-9-]{0,31}");
+    }
+    return out;
+  }
+
+ private:
+  std::string_view source_;
+  const YAML::Node& node_;
+  std::string prefix_;
+  fs::path base_dir_;
+  std::map<std::string, Handler> handlers_;
+};
+
+std::chrono::milliseconds millis(const MappingReader& r, const YAML::Node& v, const std::string& k,
+                                 std::int64_t min, std::int64_t max) {
+  return std::chrono::milliseconds(r.integer(v, k, min, max));
+}
+
+GatewayDevice parse_device(std::string_view source, const YAML::Node& node,
+                           const std::string& prefix, const fs::path& base_dir) {
+  GatewayDevice device;
+  MappingReader r(source, node, prefix, base_dir);
+  bool has_id = false;
+  bool has_kind = false;
+  r.on("id", [&](const YAML::Node& v, const std::string& k) {
+    device.id = r.identifier(v, k);
+    has_id = true;
+  });
+  r.on("kind", [&](const YAML::Node& v, const std::string& k) {
+    const auto kind = protocol::parse_device_kind(r.text(v, k));
+    if (!kind) {
+      fail_at(source, v, k, "expected one of generator, load, passive-load, accumulator, meter");
+    }
+    device.kind = *kind;
+    has_kind = true;
+  });
+  r.on("capacity_wh", [&](const YAML::Node& v, const std::string& k) {
+    device.capacity_wh = r.number(v, k, 1, 1e9);
+  });
+  r.read();
+  if (!has_id) {
+    fail_at(source, node, prefix + ".id", "required");
+  }
+  if (!has_kind) {
+    fail_at(source, node, prefix + ".kind", "required");
+  }
+  return device;
+}
+
+}  // namespace
+
+std::string GatewayConfig::common_name() const {
+  return fmt::format("rec_{}_{}_gateway", rec, member);
+}
+
+const GatewayDevice* GatewayConfig::find(std::string_view id) const {
+  for (const auto& device : devices) {
+    if (device.id == id) {
+      return &device;
+    }
+  }
+  return nullptr;
+}
+
+GatewayConfig parse_gateway_config(std::string_view yaml, std::string_view source,
+                                   const fs::path& base_dir) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(yaml));
+  } catch (const YAML::Exception& e) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("{}:{}: {}", source, e.mark.line + 1, e.msg));
+  }
+  GatewayConfig config;
+  MappingReader r(source, root, "", base_dir);
+  r.on("broker", [&](const YAML::Node& v, const std::string& k) {
+    MappingReader b(source, v, k, base_dir);
+    b.on("host", [&](const YAML::Node& x, const std::string& kk) {
+      config.broker_host = b.text(x, kk);
+      if (config.broker_host.empty()) {
+        fail_at(source, x, kk, "expected a host name or address");
+      }
+    });
+    b.on("port", [&](const YAML::Node& x, const std::string& kk) {
+      config.broker_port = static_cast<int>(b.integer(x, kk, 1, 65535));
+    });
+    b.read();
+  });
+  r.on("pki_dir",
+       [&](const YAML::Node& v, const std::string& k) { config.pki_dir = r.path(v, k); });
+  r.on("rec", [&](const YAML::Node& v, const std::string& k) { config.rec = r.identifier(v, k); });
+  r.on("member",
+       [&](const YAML::Node& v, const std::string& k) { config.member = r.identifier(v, k); });
+  r.on("cert", [&](const YAML::Node& v, const std::string& k) { config.certfile = r.path(v, k); });
+  r.on("key", [&](const YAML::Node& v, const std::string& k) { config.keyfile = r.path(v, k); });
+  r.on("cafile", [&](const YAML::Node& v, const std::string& k) { config.cafile = r.path(v, k); });
+  r.on("database",
+       [&](const YAML::Node& v, const std::string& k) { config.database = r.path(v, k); });
+  r.on("metrics_interval_ms", [&](const YAML::Node& v, const std::string& k) {
+    config.metrics_interval = millis(r, v, k, 100, 3600000);
+  });
+  r.on("device_timeout_ms", [&](const YAML::Node& v, const std::string& k) {
+    config.device_timeout = millis(r, v, k, 100, 3600000);
+  });
+  r.on("log_batch_interval_ms", [&](const YAML::Node& v, const std::string& k) {
+    config.log_batch_interval = millis(r, v, k, 100, 86400000);
+  });
+  r.on("max_payload_bytes", [&](const YAML::Node& v, const std::string& k) {
+    config.max_payload_bytes = static_cast<std::size_t>(r.integer(v, k, 1024, 1048576));
+  });
+  r.on("island", [&](const YAML::Node& v, const std::string& k) {
+    MappingReader i(source, v, k, base_dir);
+    i.on("after_ms", [&](const YAML::Node& x, const std::string& kk) {
+      config.island_after = millis(i, x, kk, 0, 86400000);
+      if (config.island_after.count() != 0 && config.island_after.count() < 100) {
+        fail_at(source, x, kk, "expected 0 (off) or at least 100");
+      }
+    });
+    i.on("threshold_w", [&](const YAML::Node& x, const std::string& kk) {
+      config.island_threshold_w = i.number(x, kk, 0, 1e9);
+    });
+    i.read();
+  });
+  r.on("devices", [&](const YAML::Node& v, const std::string& k) {
+    if (!v.IsSequence()) {
+      fail_at(source, v, k, "expected a list of devices");
+    }
+    std::size_t index = 0;
+    for (const auto& item : v) {
+      config.devices.push_back(
+          parse_device(source, item, fmt::format("{}[{}]", k, index++), base_dir));
+    }
+  });
+  r.read();
+  if (config.devices.empty()) {
+    fail_at(source, root, "devices", "at least one device is required");
+  }
+  config.resolve_and_validate();
+  return config;
+}
+
+GatewayConfig load_gateway_config(const fs::path& file) {
+  return parse_gateway_config(read_file(file), file.string(), file.parent_path());
+}
+
+void GatewayConfig::resolve_and_validate() {
+  const auto invalid = [](const std::string& message) {
+    throw Error(ErrorCode::kInvalidArgument, message);
+  };
+  if (!is_valid_identifier(rec) || !is_valid_identifier(member)) {
+    invalid("rec, member: required IDs");
+  }
+  if (devices.empty()) {
+    invalid("devices: at least one device is required");
+  }
+  if (broker_port < 1 || broker_port > 65535) {
+    invalid("broker.port: outside 1 .. 65535");
+  }
+  if (database.empty()) {
+    invalid("database: required");
+  }
+  if (!pki_dir.empty()) {
+    const fs::path issued = pki_dir / "issued" / common_name();
+    if (certfile.empty()) {
+      certfile = issued / "chain.pem";
+    }
+    if (keyfile.empty()) {
+      keyfile = issued / "key.pem";
+    }
+    if (cafile.empty()) {
+      cafile = pki_dir / "ca" / fmt::format("member_{}_{}", rec, member) / "chain.pem";
+    }
+  }
+  if (certfile.empty() || keyfile.empty() || cafile.empty()) {
+    invalid("cert, key and cafile are required without pki_dir");
+  }
+  std::set<std::string> ids;
+  for (const auto& device : devices) {
+    if (!is_valid_identifier(device.id)) {
+      invalid("device " + device.id + ": invalid id");
+    }
+    if (!ids.insert(device.id).second) {
+      invalid("device " + device.id + ": duplicate id");
+    }
+  }
+}
+
+}  // namespace recmesh::gateway
