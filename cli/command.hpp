@@ -19,5 +19,7 @@ using Runner = std::function<int()>;
 void add_pki_commands(CLI::App& app, Runner& run);
 void add_broker_config_command(CLI::App& app, Runner& run);
 void add_device_command(CLI::App& app, Runner& run);
+void add_ems_command(CLI::App& app, Runner& run);
+void add_ctl_command(CLI::App& app, Runner& run);
 
 }  // namespace recmesh::cli
