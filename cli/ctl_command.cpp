@@ -5,7 +5,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
-#include <spdlog/sinks/stderr_color_sinks.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "recmesh/core/error.hpp"
