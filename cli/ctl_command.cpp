@@ -138,6 +138,28 @@ void add_ctl_command(CLI::App& app, Runner& run) {
                   ems::ctl_send_control(ems::load_ems_config(flags->config), request));
     };
   });
+
+  auto* diagnostic = cmd->add_subcommand(
+      "diagnostic", "Ask one device for a signed diagnostic report and verify it");
+  diagnostic->add_option("--rec", flags->rec, "REC ID")->required();
+  diagnostic->add_option("--member", flags->member, "Member ID")->required();
+  diagnostic->add_option("--device", flags->devices, "Device ID")->required()->expected(1);
+  diagnostic->add_flag("--wait", flags->wait, "Wait for the verified report");
+  diagnostic->add_option("--timeout", flags->timeout_s, "Seconds to wait (default 30)")
+      ->check(CLI::Range(1, 86400));
+  diagnostic->callback([&run, flags] {
+    run = [flags] {
+      log_to_stderr();
+      ems::CtlControlRequest request;
+      request.rec = flags->rec;
+      request.member = flags->member;
+      request.diagnostic_device = flags->devices.front();
+      request.wait = flags->wait;
+      request.timeout = std::chrono::seconds(flags->timeout_s);
+      return emit(*flags, "diagnostic",
+                  ems::ctl_diagnostic(ems::load_ems_config(flags->config), request));
+    };
+  });
 }
 
 }  // namespace recmesh::cli

@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "recmesh/core/file_io.hpp"
+#include "recmesh/crypto/jws.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/protocol/topics.hpp"
@@ -61,6 +63,53 @@ CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& re
     control.sequence = store.next_sequence(
         static_cast<std::uint64_t>(control.issued_at.time_since_epoch().count()));
   }
+  // Diagnostic: the signed command for the device, and how to check its report.
+  const std::string& device = request.diagnostic_device;
+  std::optional<protocol::DeviceCommand> command;
+  std::unique_ptr<crypto::JwsVerifier> verifier;
+  std::string report_topic;
+  std::string report_local_topic;
+  if (!device.empty()) {
+    const auto command_topic =
+        protocol::local_device_topic(protocol::Channel::kDeviceControl, device);
+    auto central_report = protocol::central_device_topic(protocol::Channel::kDeviceDiagnostic,
+                                                         request.rec, request.member, device);
+    auto local_report = protocol::local_device_topic(protocol::Channel::kDeviceDiagnostic, device);
+    if (!command_topic || !central_report || !local_report) {
+      return {2, nlohmann::json{{"error", "invalid device ID"}}};
+    }
+    report_topic = *central_report;
+    report_local_topic = *local_report;
+    if (config.pki_dir.empty()) {
+      return could_not_run("ctl diagnostic needs pki_dir for the member CA");
+    }
+    try {
+      const auto member_ca =
+          config.pki_dir / "ca" / fmt::format("member_{}_{}", request.rec, request.member);
+      crypto::SignerTrust trust;
+      trust.issuer_pem = read_file(member_ca / "cert.pem");
+      trust.crl_pem = read_file(member_ca / "crl.pem");
+      trust.allowed_signers = {fmt::format("rec_{}_{}_{}", request.rec, request.member, device)};
+      verifier = std::make_unique<crypto::JwsVerifier>(trust);
+      const auto signer = crypto::JwsSigner::from_files(config.certfile, config.keyfile);
+      command.emplace();
+      command->control_id = control.control_id;
+      command->command_id = protocol::Uuid::random_v4();
+      command->device_id = device;
+      command->type = protocol::DeviceCommandType::kDiagnostic;
+      command->issued_by = config.client_id;
+      command->issued_at = control.issued_at;
+      command->expire_at = control.expire_at;
+      command->sequence = control.sequence;
+      const auto encoded = command->encode();
+      if (!encoded) {
+        return could_not_run(encoded.status().message);
+      }
+      control.params = {{"signed_commands", {{device, signer.sign(*command_topic, *encoded)}}}};
+    } catch (const std::exception& e) {
+      return could_not_run(e.what());
+    }
+  }
   const auto payload = control.encode();
   if (!payload) {
     return {2, nlohmann::json{{"error", payload.status().message}}};
@@ -74,6 +123,8 @@ CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& re
 
   nlohmann::json responses = nlohmann::json::array();
   std::optional<std::string> final_status;
+  nlohmann::json report;  // the verified diagnostic report
+  std::string report_error;
   bool delivered = false;
   bool published = false;
   std::string error;
@@ -109,6 +160,23 @@ CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& re
     }
   };
   callbacks.on_message = [&](const mqtt::IncomingMessage& message) {
+    if (!report_topic.empty() && message.topic == report_topic) {
+      // The device signed it for its local topic; the bridge only renamed it.
+      const auto verified = verifier->verify(report_local_topic, message.payload);
+      if (!verified) {
+        report_error = "report refused: " + verified.status().message;
+        return;
+      }
+      auto decoded = protocol::DiagnosticReport::decode(verified->payload);
+      if (!decoded || decoded->command_id != command->command_id) {
+        return;  // another command's report
+      }
+      report = {{"signer", verified->signer}, {"report", nlohmann::json::parse(verified->payload)}};
+      if (request.wait) {
+        finish();
+      }
+      return;
+    }
     auto response = protocol::MemberControlResponse::decode(message.payload);
     if (!response || response->control_id != control.control_id ||
         response->gateway_id != fmt::format("rec_{}_{}_gateway", request.rec, request.member)) {
@@ -118,7 +186,10 @@ CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& re
     const std::string status(protocol::to_string(response->status));
     if (is_final_state(status) && !final_status) {
       final_status = status;
-      finish();
+      // A diagnostic is done with its report; only a failure ends it without one.
+      if (device.empty() || status != "SUCCESS") {
+        finish();
+      }
     }
   };
   callbacks.on_connect_failed = [&](const Status& reason) { error = reason.message; };
@@ -129,6 +200,9 @@ CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& re
     return could_not_run(e.what());
   }
   (void)client->subscribe(*response_topic, 1);
+  if (!report_topic.empty()) {
+    (void)client->subscribe(report_topic, 1);
+  }
   client->start();
   const auto deadline = loop.add_timer(request.timeout, finish);
   loop.run();
@@ -145,9 +219,22 @@ CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& re
     result["error"] = error.empty() ? "the broker did not acknowledge the control" : error;
     return {kCouldNotRun, result};
   }
+  if (command) {
+    result["command_id"] = command->command_id.str();
+  }
   if (!request.wait) {
     result["status"] = "ISSUED";
     return {kDone, result};
+  }
+  if (command) {
+    if (!report.is_null()) {
+      result["status"] = final_status.value_or("REPORTED");
+      result["diagnostic"] = report;
+      return {kDone, result};
+    }
+    result["status"] = final_status.value_or(std::string(kStateTimedOut));
+    result["error"] = report_error.empty() ? "no verified diagnostic report" : report_error;
+    return {kControlFailed, result};
   }
   if (!final_status) {
     result["status"] = std::string(kStateTimedOut);
@@ -155,6 +242,13 @@ CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& re
   }
   result["status"] = *final_status;
   return {*final_status == "SUCCESS" ? kDone : kControlFailed, result};
+}
+
+CtlOutcome ctl_diagnostic(const EmsConfig& config, CtlControlRequest request) {
+  request.type = protocol::MemberControlType::kDiagnostic;
+  request.devices = {request.diagnostic_device};
+  request.params = nlohmann::json::object();
+  return ctl_send_control(config, request);
 }
 
 CtlOutcome ctl_list_members(const EmsConfig& config) {

@@ -25,6 +25,7 @@
 #include "recmesh/protocol/control_messages.hpp"
 #include "recmesh/protocol/telemetry_messages.hpp"
 
+#include "device/device_fleet.hpp"
 #include "free_port.hpp"
 #include "mosquitto_broker.hpp"
 #include "mqtt_probe.hpp"
@@ -82,6 +83,14 @@ class EmsEngineTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    if (runner_.joinable() && fleet_) {
+      std::promise<void> stopped;
+      on_loop([&] {
+        fleet_->stop([&stopped] { stopped.set_value(); });
+        return 0;
+      });
+      stopped.get_future().wait_for(20s);
+    }
     if (runner_.joinable()) {
       std::promise<void> stopped;
       on_loop([&] {
@@ -92,6 +101,7 @@ class EmsEngineTest : public ::testing::Test {
       loop_.stop();
       runner_.join();
     }
+    fleet_.reset();
     engine_.reset();
   }
 
@@ -212,6 +222,7 @@ class EmsEngineTest : public ::testing::Test {
   std::unique_ptr<testing::MqttTestClient> gateway_;
   mqtt::EventLoop loop_;
   std::unique_ptr<EmsEngine> engine_;
+  std::unique_ptr<device::DeviceFleet> fleet_;
   std::thread runner_;
 };
 
@@ -348,6 +359,83 @@ TEST_F(EmsEngineTest, CtlSendsAControlAndWaitsForItsFinalResponse) {
   const auto usage = testing::run_recmesh({"ctl", "--config", config.string(), "control", "--rec",
                                            "r1", "--member", "m1", "--type", "explode"});
   EXPECT_EQ(usage.exit_code, 2);
+}
+
+// The gateway's part is played here: it forwards the signed command it cannot forge to the
+// device, and reports the device's outcome.
+TEST_F(EmsEngineTest, CtlDiagnosticReturnsTheDeviceReportVerifiedAgainstTheMemberCa) {
+  start_engine(base_config());
+  {
+    pki::Pki pki =
+        pki::Pki::open(pki_dir(), pki::Pki::Access::kReadWrite, Secret(testing::kTestPassphrase));
+    pki::IssueRequest request;
+    request.identity = pki::Identity::make(pki::IdentityKind::kDevice, "r1", "m1", "pv1");
+    pki.issue(request);
+  }
+  device::DeviceFleetConfig fleet;
+  fleet.broker_port = local_port_;
+  fleet.pki_dir = pki_dir();
+  fleet.rec = "r1";
+  fleet.member = "m1";
+  fleet.metrics_interval = 200ms;
+  fleet.crash_fraction = 0;
+  device::DeviceSpec pv;
+  pv.id = "pv1";
+  pv.kind = protocol::DeviceKind::kGenerator;
+  fleet.devices = {pv};
+  ASSERT_TRUE(gateway_->subscribe("/device/pv1/metrics/snapshot"));
+  ASSERT_TRUE(gateway_->subscribe("/device/pv1/control/response"));
+  on_loop([&] {
+    fleet_ = std::make_unique<device::DeviceFleet>(loop_, fleet);
+    fleet_->start();
+    return 0;
+  });
+  // Once the device publishes metrics it has subscribed to its command topic.
+  bool ready = false;
+  for (int i = 0; i < 100 && !ready; ++i) {
+    const auto m = gateway_->wait_for_message(200ms);
+    ready = m && m->topic == "/device/pv1/metrics/snapshot";
+  }
+  ASSERT_TRUE(ready);
+
+  const fs::path config = write_config();
+  auto ctl = std::async(std::launch::async, [&] {
+    return testing::run_recmesh({"ctl", "--config", config.string(), "--json", "diagnostic",
+                                 "--rec", "r1", "--member", "m1", "--device", "pv1", "--wait",
+                                 "--timeout", "20"});
+  });
+  std::optional<MemberControl> control;
+  bool completed = false;
+  const auto deadline = std::chrono::steady_clock::now() + 25s;
+  while (!completed && std::chrono::steady_clock::now() < deadline) {
+    const auto m = gateway_->wait_for_message(200ms);
+    if (!m) {
+      continue;
+    }
+    if (m->topic == "/platform/control") {
+      auto decoded = MemberControl::decode(m->payload);
+      ASSERT_TRUE(decoded) << decoded.status().message;
+      control = *decoded;
+      ASSERT_EQ(control->type, MemberControlType::kDiagnostic);
+      respond(*control, MemberControlStatus::kReceived);
+      const std::string jws = control->params.at("signed_commands").at("pv1");
+      ASSERT_TRUE(gateway_->publish("/device/pv1/control", jws));
+    } else if (m->topic == "/device/pv1/control/response" && control) {
+      const auto response = protocol::DeviceCommandResponse::decode(m->payload);
+      ASSERT_TRUE(response) << response.status().message;
+      if (response->status == protocol::DeviceCommandStatus::kCompleted) {
+        respond(*control, MemberControlStatus::kSuccess);
+        completed = true;
+      }
+    }
+  }
+  EXPECT_TRUE(completed);
+  const auto result = ctl.get();
+  ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json["diagnostic"]["signer"], "rec_r1_m1_pv1");
+  EXPECT_EQ(json["diagnostic"]["report"]["command_id"], json["command_id"]);
+  EXPECT_EQ(json["diagnostic"]["report"]["trigger"], "command");
 }
 
 }  // namespace
