@@ -92,7 +92,10 @@ void read_mapping(std::string_view source, const YAML::Node& node, const std::st
     if (handler == handlers.end()) {
       std::string allowed;
       for (const auto& [name, unused] : handlers) {
-        allowed += (allowed.empty() ? "" : ", ") + name;
+        if (!allowed.empty()) {
+          allowed += ", ";
+        }
+        allowed += name;
       }
       fail_at(source, it->first, full, "unknown key (allowed: " + allowed + ")");
     }
