@@ -25,6 +25,7 @@
 #include "recmesh/protocol/control_messages.hpp"
 #include "recmesh/protocol/telemetry_messages.hpp"
 
+#include "child_process.hpp"
 #include "device/device_fleet.hpp"
 #include "free_port.hpp"
 #include "mosquitto_broker.hpp"
@@ -436,6 +437,38 @@ TEST_F(EmsEngineTest, CtlDiagnosticReturnsTheDeviceReportVerifiedAgainstTheMembe
   EXPECT_EQ(json["diagnostic"]["signer"], "rec_r1_m1_pv1");
   EXPECT_EQ(json["diagnostic"]["report"]["command_id"], json["command_id"]);
   EXPECT_EQ(json["diagnostic"]["report"]["trigger"], "command");
+}
+
+TEST_F(EmsEngineTest, RecmeshEmsRunsAsAProcessAndStopsOnSigterm) {
+  const fs::path config = write_config();
+  {
+    std::ofstream out(config, std::ios::app);
+    out << "policy_period_ms: 300\n";
+  }
+  const auto checked = testing::run_recmesh({"ems", "--config", config.string(), "--check-config"});
+  ASSERT_EQ(checked.exit_code, 0) << checked.err;
+  testing::ChildProcess ems({testing::recmesh_binary(), "ems", "--config", config.string()},
+                            tmp_ / "ems.log");
+  bool listed = false;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!listed && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(
+        gateway_->publish("/platform/metrics/aggregate", metrics(1500, 30).encode().value()));
+    std::this_thread::sleep_for(300ms);
+    const auto members =
+        testing::run_recmesh({"ctl", "--config", config.string(), "--json", "members"});
+    listed = members.exit_code == 0 && nlohmann::json::parse(members.out).size() == 1;
+  }
+  ASSERT_TRUE(listed) << read_file(tmp_ / "ems.log");
+  std::optional<MemberControl> control;
+  for (int i = 0; i < 50 && !control; ++i) {
+    control = next_control(500ms);
+  }
+  ASSERT_TRUE(control) << read_file(tmp_ / "ems.log");
+  EXPECT_EQ(control->type, MemberControlType::kStoreSurplus);
+  EXPECT_TRUE(ems.running());
+  ems.stop();
+  EXPECT_FALSE(ems.running());
 }
 
 }  // namespace
