@@ -56,6 +56,15 @@ void print_text(const std::string& what, const nlohmann::json& result) {
     }
     return;
   }
+  if (what == "controls") {
+    for (const auto& c : result) {
+      std::cout << c["control_id"].get<std::string>() << "  " << c["rec"].get<std::string>() << '/'
+                << c["member"].get<std::string>() << "  " << c["type"].get<std::string>() << "  "
+                << c["state"].get<std::string>() << "  issued " << c["issued_at"].get<std::string>()
+                << '\n';
+    }
+    return;
+  }
   std::cout << "control " << result.value("control_id", "") << ": "
             << result.value("status", "not sent") << '\n';
   if (result.contains("error")) {
@@ -100,6 +109,14 @@ void add_ctl_command(CLI::App& app, Runner& run) {
     run = [flags] {
       log_to_stderr();
       return emit(*flags, "devices", ems::ctl_list_devices(ems::load_ems_config(flags->config)));
+    };
+  });
+
+  auto* controls = cmd->add_subcommand("controls", "Controls the engine issued and their state");
+  controls->callback([&run, flags] {
+    run = [flags] {
+      log_to_stderr();
+      return emit(*flags, "controls", ems::ctl_list_controls(ems::load_ems_config(flags->config)));
     };
   });
 

@@ -278,4 +278,21 @@ CtlOutcome ctl_list_devices(const EmsConfig& config) {
   return {kDone, out};
 }
 
+CtlOutcome ctl_list_controls(const EmsConfig& config) {
+  EmsStore store(config.database, SqliteDatabase::Mode::kReadOnly);
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& c : store.controls()) {
+    out.push_back({{"control_id", c.control_id},
+                   {"rec", c.rec},
+                   {"member", c.member},
+                   {"type", c.type},
+                   {"sequence", c.sequence},
+                   {"issued_at", c.issued_at},
+                   {"state", c.state},
+                   {"updated_at", c.updated_at},
+                   {"last_response", parse_or_string(c.last_response)}});
+  }
+  return {kDone, out};
+}
+
 }  // namespace recmesh::ems

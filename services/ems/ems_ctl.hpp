@@ -44,5 +44,7 @@ CtlOutcome ctl_diagnostic(const EmsConfig& config, CtlControlRequest request);
 // The EMS database's members with their last aggregate, and components with their status.
 CtlOutcome ctl_list_members(const EmsConfig& config);
 CtlOutcome ctl_list_devices(const EmsConfig& config);
+// Every control the engine issued, with its tracked state and last response.
+CtlOutcome ctl_list_controls(const EmsConfig& config);
 
 }  // namespace recmesh::ems

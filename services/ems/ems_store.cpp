@@ -166,7 +166,7 @@ std::vector<ComponentRow> EmsStore::components() {
   std::vector<ComponentRow> out;
   while (s.step()) {
     out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3),
-                   s.column_text(4), s.column_text(5), ""});
+                   s.column_text(4), s.column_text(5)});
   }
   return out;
 }

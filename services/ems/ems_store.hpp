@@ -31,7 +31,6 @@ struct ComponentRow {
   std::string status;     // "online", "offline" or "" (only info seen)
   std::string info;       // the last status/info, JSON or ""
   std::string updated_at;
-  std::string last_metrics;  // devices: not carried centrally, so ""
 };
 
 struct ControlRow {

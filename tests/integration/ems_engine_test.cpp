@@ -466,6 +466,21 @@ TEST_F(EmsEngineTest, RecmeshEmsRunsAsAProcessAndStopsOnSigterm) {
   }
   ASSERT_TRUE(control) << read_file(tmp_ / "ems.log");
   EXPECT_EQ(control->type, MemberControlType::kStoreSurplus);
+  respond(*control, MemberControlStatus::kSuccess);
+  bool tracked = false;
+  for (int i = 0; i < 50 && !tracked; ++i) {
+    const auto rows =
+        testing::run_recmesh({"ctl", "--config", config.string(), "--json", "controls"});
+    ASSERT_EQ(rows.exit_code, 0) << rows.err;
+    for (const auto& row : nlohmann::json::parse(rows.out)) {
+      tracked =
+          tracked || (row["control_id"] == control->control_id.str() && row["state"] == "SUCCESS");
+    }
+    if (!tracked) {
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+  EXPECT_TRUE(tracked);
   EXPECT_TRUE(ems.running());
   ems.stop();
   EXPECT_FALSE(ems.running());
