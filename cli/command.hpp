@@ -20,5 +20,7 @@ void add_pki_commands(CLI::App& app, Runner& run);
 void add_broker_config_command(CLI::App& app, Runner& run);
 void add_device_command(CLI::App& app, Runner& run);
 void add_gateway_command(CLI::App& app, Runner& run);
+void add_ems_command(CLI::App& app, Runner& run);
+void add_ctl_command(CLI::App& app, Runner& run);
 
 }  // namespace recmesh::cli

@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   cli::add_broker_config_command(app, run);
   cli::add_device_command(app, run);
   cli::add_gateway_command(app, run);
+  cli::add_ems_command(app, run);
+  cli::add_ctl_command(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

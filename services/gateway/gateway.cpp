@@ -479,40 +479,54 @@ void Gateway::on_control(std::string_view payload) {
   execute(ActiveControl{std::move(control), {}}, false);
 }
 
-// A diagnostic arrives as the EMS engine signed it: a JWS over the device command, bound to the
-// device's control topic. The gateway is not trusted with it: it reads the command to know
-// where it goes and which response ends it, and forwards the signed bytes untouched.
-void Gateway::on_signed_control(std::string_view payload) {
-  const std::string_view compact = payload.substr(payload.find_first_not_of(" \t\r\n"));
+// Reads an EMS-signed device command (a JWS over the command, bound to the device's control
+// topic) only to route it: which device, which response ends it. The gateway is not trusted
+// with diagnostics, so it never verifies or alters the signed bytes; the device does.
+namespace {
+
+Result<protocol::DeviceCommand> read_signed_command(std::string_view compact) {
   const auto first_dot = compact.find('.');
   const auto second_dot =
       first_dot == std::string_view::npos ? first_dot : compact.find('.', first_dot + 1);
   if (second_dot == std::string_view::npos) {
-    refuse(counters_.refused_malformed, "signed control", "not a JWS compact string");
-    return;
+    return Result<protocol::DeviceCommand>::failure(ErrorCode::kInvalidArgument,
+                                                    "not a JWS compact string");
   }
   const auto header_json = crypto::base64url_decode(compact.substr(0, first_dot));
   const auto body =
       crypto::base64url_decode(compact.substr(first_dot + 1, second_dot - first_dot - 1));
   if (!header_json || !body) {
-    refuse(counters_.refused_malformed, "signed control", "invalid base64url");
-    return;
+    return Result<protocol::DeviceCommand>::failure(ErrorCode::kInvalidArgument,
+                                                    "invalid base64url");
   }
   auto command = protocol::DeviceCommand::decode(*body);
   if (!command) {
-    refuse(counters_.refused_malformed, "signed control", command.status().message);
-    return;
+    return command;
   }
   const nlohmann::json header = nlohmann::json::parse(*header_json, nullptr, false);
   const std::string topic = device_topic(Channel::kDeviceControl, command->device_id);
   if (!header.is_object() || !header.contains("rmt") || header["rmt"] != topic) {
-    refuse(counters_.refused_malformed, "signed control", "not bound to the device's topic");
-    return;
+    return Result<protocol::DeviceCommand>::failure(ErrorCode::kInvalidArgument,
+                                                    "not bound to the device's topic");
   }
   if (command->type != DeviceCommandType::kDiagnostic) {
-    refuse(counters_.refused_unsupported, "signed control", "only diagnostics are signed");
+    return Result<protocol::DeviceCommand>::failure(ErrorCode::kInvalidArgument,
+                                                    "only diagnostics are signed");
+  }
+  return command;
+}
+
+}  // namespace
+
+// A diagnostic may also arrive bare, as the signed device command itself.
+void Gateway::on_signed_control(std::string_view payload) {
+  const std::string_view compact = payload.substr(payload.find_first_not_of(" \t\r\n"));
+  auto command = read_signed_command(compact);
+  if (!command) {
+    refuse(counters_.refused_malformed, "signed control", command.status().message);
     return;
   }
+
   if (!devices_.contains(command->device_id)) {
     refuse(counters_.refused_unknown_device, "signed control", command->device_id);
     return;
@@ -574,12 +588,33 @@ std::vector<Gateway::DeviceWork> Gateway::translate(const MemberControl& control
   DeviceCommandType type = DeviceCommandType::kPowerOn;
   nlohmann::json params = nlohmann::json::object();
   switch (control.type) {
-    case MemberControlType::kDiagnostic:
+    case MemberControlType::kDiagnostic: {
+      // params.signed_commands holds, per device, the command the EMS engine signed.
+      const nlohmann::json signed_commands =
+          control.params.value("signed_commands", nlohmann::json::object());
       for (const auto& device : targets) {
-        fail(device, protocol::kExitBadSignature,
-             "a diagnostic must arrive as a device command signed by the EMS engine");
+        const auto entry = signed_commands.find(device);
+        if (entry == signed_commands.end() || !entry->is_string()) {
+          fail(device, protocol::kExitBadSignature,
+               "a diagnostic must carry a device command signed by the EMS engine");
+          continue;
+        }
+        const std::string compact = entry->get<std::string>();
+        auto command = read_signed_command(compact);
+        if (!command || command->device_id != device) {
+          fail(device, protocol::kExitBadSignature,
+               command ? "signed for another device" : command.status().message);
+          continue;
+        }
+        DeviceWork work;
+        work.device_id = device;
+        work.type = DeviceCommandType::kDiagnostic;
+        work.signed_payload = compact;
+        work.command_id = command->command_id.str();
+        out.push_back(std::move(work));
       }
       return out;
+    }
     case MemberControlType::kDeviceCommand: {
       auto parsed = protocol::parse_device_command_type(control.params.value("command", ""));
       if (!parsed) {

@@ -64,6 +64,36 @@ json read_command_params(DeviceCommandType type, const json& value, std::size_t 
   return errors.failed() ? json::object() : value;
 }
 
+// A diagnostic's params: {} or {"signed_commands": {<device>: <JWS>}}, the EMS-signed
+// DeviceCommand for each target device, which the gateway forwards unchanged.
+json read_diagnostic_params(const json& value, std::size_t depth, const std::string& path,
+                            const std::vector<std::string>& devices, DecodeErrors& errors) {
+  ObjectReader params(value, path, errors, depth);
+  if (const json* commands = params.optional("signed_commands"); commands != nullptr) {
+    const std::string commands_path = params.path("signed_commands");
+    if (!commands->is_object()) {
+      errors.fail(commands_path, "must be an object");
+    } else {
+      for (const auto& [device, jws] : commands->items()) {
+        const std::string item_path = join_path(commands_path, device);
+        if (std::find(devices.begin(), devices.end(), device) == devices.end()) {
+          errors.fail(item_path, "not in target.device_ids");
+          break;
+        }
+        if (!jws.is_string() || jws.get_ref<const std::string&>().empty() ||
+            jws.get_ref<const std::string&>().find_first_not_of(
+                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") !=
+                std::string::npos) {
+          errors.fail(item_path, "must be a JWS compact serialization");
+          break;
+        }
+      }
+    }
+  }
+  params.finish();
+  return errors.failed() ? json::object() : value;
+}
+
 // A list of distinct device IDs at `path`.
 std::vector<std::string> read_device_ids(ObjectReader& reader, std::string_view key) {
   std::vector<std::string> ids;
@@ -117,8 +147,8 @@ MemberControl read_member_control(ObjectReader& r) {
     const std::size_t depth = r.depth() + 1;
     switch (m.type) {
       case MemberControlType::kDiagnostic:
-        m.params = read_command_params(DeviceCommandType::kDiagnostic, *params, depth,
-                                       r.path("params"), r.errors());
+        m.params =
+            read_diagnostic_params(*params, depth, r.path("params"), m.device_ids, r.errors());
         break;
       case MemberControlType::kDeviceCommand: {
         ObjectReader p(*params, r.path("params"), r.errors(), depth);

@@ -536,6 +536,32 @@ TEST_F(GatewayTest, ForwardsASignedDiagnosticUntouched) {
   EXPECT_EQ(refused->per_device.at(0).exit_code, protocol::kExitBadSignature);
 }
 
+TEST_F(GatewayTest, ForwardsSignedCommandsCarriedByADiagnosticControl) {
+  start_devices({"pv1", "ev1"});
+  start_gateway(gateway_config());
+  const auto signed_for = [&](const std::string& device, const std::string& topic_device) {
+    protocol::DeviceCommand diagnostic;
+    diagnostic.command_id = protocol::Uuid::random_v4();
+    diagnostic.device_id = device;
+    diagnostic.type = protocol::DeviceCommandType::kDiagnostic;
+    diagnostic.issued_by = "ems_engine";
+    diagnostic.issued_at = now_ms();
+    diagnostic.expire_at = diagnostic.issued_at + 60s;
+    diagnostic.sequence = ++sequence_;
+    return ems_engine_->sign("/device/" + topic_device + "/control", diagnostic.encode().value());
+  };
+  // pv1's command is genuine; ev1's was signed for pv1's topic, so the gateway must not route it.
+  const auto c =
+      control(MemberControlType::kDiagnostic, {"pv1", "ev1"},
+              {{"signed_commands",
+                {{"pv1", signed_for("pv1", "pv1")}, {"ev1", signed_for("ev1", "pv1")}}}});
+  send(c);
+  const auto done = response(c, MemberControlStatus::kPartial);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->counters().diagnostics_published; }), 1u);
+  EXPECT_EQ(on_loop([&] { return fleet_->find("ev1")->counters().diagnostics_published; }), 0u);
+}
+
 TEST_F(GatewayTest, StoresDeviceLogsAndForwardsByLevel) {
   start_gateway(gateway_config());
   testing::MqttTestClient devices("devices");

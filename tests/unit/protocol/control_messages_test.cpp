@@ -121,6 +121,28 @@ TEST(ControlMessagesTest, BuildsAndEncodesInCode) {
   EXPECT_FALSE(decoded->control_id.has_value());
 }
 
+TEST(ControlMessagesTest, DiagnosticCarriesSignedCommandsForItsTargetsOnly) {
+  json j = json::parse(kMemberControl);
+  j["type"] = "diagnostic";
+  j["target"]["device_ids"] = {"pv1"};
+  j["params"] = {{"signed_commands", {{"pv1", "eyJh.eyJi.c2ln"}}}};
+  auto decoded = MemberControl::decode(j.dump());
+  ASSERT_TRUE(decoded.ok()) << decoded.status().message;
+  EXPECT_EQ(decoded->params["signed_commands"]["pv1"], "eyJh.eyJi.c2ln");
+  EXPECT_EQ(MemberControl::decode(*decoded->encode()).value(), *decoded);
+
+  j["params"] = {{"signed_commands", {{"bat1", "eyJh.eyJi.c2ln"}}}};
+  auto other = MemberControl::decode(j.dump());
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message.find("params.signed_commands.bat1: not in target.device_ids"),
+            std::string::npos)
+      << other.status().message;
+  j["params"] = {{"signed_commands", {{"pv1", "not a jws"}}}};
+  EXPECT_FALSE(MemberControl::decode(j.dump()).ok());
+  j["params"] = {{"signed_commands", "pv1"}};
+  EXPECT_FALSE(MemberControl::decode(j.dump()).ok());
+}
+
 struct Rejection {
   std::string what;
   std::function<void(json&)> mutate;

@@ -1,0 +1,431 @@
+#include "ems/ems_engine.hpp"
+
+#include <cmath>
+#include <csignal>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "recmesh/core/error.hpp"
+#include "recmesh/crypto/jws.hpp"
+#include "recmesh/protocol/limits.hpp"
+#include "recmesh/protocol/topics.hpp"
+
+namespace recmesh::ems {
+namespace {
+
+using protocol::Channel;
+using protocol::MemberControlType;
+
+// The first refusals of a run are logged one by one, then one line per kLogEvery.
+constexpr std::uint64_t kLogFirst = 20;
+constexpr std::uint64_t kLogEvery = 1000;
+
+int status_rank(std::string_view state) {
+  if (state == kStateIssued) {
+    return 0;
+  }
+  if (state == "RECEIVED") {
+    return 1;
+  }
+  if (state == "EXECUTING") {
+    return 2;
+  }
+  return 3;  // final
+}
+
+bool looks_like_jws(std::string_view payload) {
+  if (payload.empty() || payload.size() > crypto::kMaxJwsSize) {
+    return false;
+  }
+  int dots = 0;
+  for (const char c : payload) {
+    if (c == '.') {
+      ++dots;
+    } else if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                 c == '-' || c == '_')) {
+      return false;
+    }
+  }
+  return dots == 2;
+}
+
+std::string component_of(const protocol::Topic& topic) {
+  switch (topic.channel) {
+    case Channel::kDeviceStatus:
+    case Channel::kDeviceStatusInfo:
+    case Channel::kDeviceDiagnostic:
+      return "device/" + topic.device;
+    case Channel::kGatewayStatus:
+    case Channel::kGatewayStatusInfo:
+    case Channel::kGatewayDiagnostic:
+      return "smart-gateway";
+    default:
+      return "bridge";
+  }
+}
+
+}  // namespace
+
+protocol::Timestamp now_timestamp() {
+  return std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+}
+
+EmsEngine::EmsEngine(mqtt::EventLoop& loop, EmsConfig config)
+    : loop_(loop),
+      config_(std::move(config)),
+      store_(config_.database, SqliteDatabase::Mode::kCreate) {
+  mqtt::MqttClientCallbacks callbacks;
+  callbacks.on_connect = [this] { spdlog::info("ems: connected as {}", config_.client_id); };
+  callbacks.on_message = [this](const mqtt::IncomingMessage& m) { on_message(m); };
+  callbacks.on_stopped = [this] {
+    if (on_stopped_) {
+      auto done = std::move(on_stopped_);
+      done();
+    }
+  };
+  client_ = std::make_unique<mqtt::MqttClient>(loop_, config_.mqtt_options(), std::move(callbacks));
+  for (const auto& filter : protocol::ems_engine_subscriptions()) {
+    (void)client_->subscribe(filter, 1);
+  }
+}
+
+EmsEngine::~EmsEngine() {
+  for (auto& [id, tracked] : tracked_) {
+    if (tracked.timer != 0) {
+      loop_.cancel_timer(tracked.timer);
+    }
+  }
+  if (policy_timer_ != 0) {
+    loop_.cancel_timer(policy_timer_);
+  }
+}
+
+void EmsEngine::start() {
+  client_->start();
+  schedule_policy();
+}
+
+void EmsEngine::stop(std::function<void()> done) {
+  if (policy_timer_ != 0) {
+    loop_.cancel_timer(policy_timer_);
+    policy_timer_ = 0;
+  }
+  on_stopped_ = std::move(done);
+  client_->stop();
+}
+
+void EmsEngine::schedule_policy() {
+  if (config_.policy_period.count() == 0) {
+    return;
+  }
+  policy_timer_ = loop_.add_timer(config_.policy_period, [this] {
+    policy_timer_ = 0;
+    try {
+      run_policy();
+    } catch (const std::exception& e) {
+      spdlog::error("ems: policy round failed: {}", e.what());
+    }
+    schedule_policy();
+  });
+}
+
+void EmsEngine::refuse(std::string_view topic, std::string_view why) {
+  ++counters_.bad_input;
+  if (counters_.bad_input <= kLogFirst || counters_.bad_input % kLogEvery == 0) {
+    spdlog::warn("ems: refused a message on {} ({} refused so far): {}",
+                 topic.substr(0, protocol::kMaxTopicBytes), counters_.bad_input, why);
+  }
+}
+
+void EmsEngine::on_message(const mqtt::IncomingMessage& message) {
+  ++counters_.received;
+  const auto topic = protocol::parse_central_topic(message.topic);
+  if (!topic) {
+    refuse(message.topic, topic.status().message);
+    return;
+  }
+  const std::string now = protocol::format_timestamp(now_timestamp());
+  const std::string& rec = topic->rec;
+  const std::string& member = topic->member;
+  try {
+    switch (topic->channel) {
+      case Channel::kMemberMetrics: {
+        if (topic->metric == protocol::kMemberAggregateMetric) {
+          auto metrics = protocol::MemberMetrics::decode(message.payload);
+          if (!metrics) {
+            refuse(message.topic, metrics.status().message);
+            return;
+          }
+          store_.put_member_metrics(rec, member, topic->metric, metrics->encode().value(), now);
+          latest_[{rec, member}] = Latest{*metrics, loop_.now()};
+        } else {
+          // Extension metrics: any JSON object within the message limit, stored as it came.
+          if (message.payload.size() > protocol::kMaxMessageBytes) {
+            refuse(message.topic, "payload over the message limit");
+            return;
+          }
+          const auto parsed = nlohmann::json::parse(message.payload, nullptr, false);
+          if (parsed.is_discarded() || !parsed.is_object()) {
+            refuse(message.topic, "not a JSON object");
+            return;
+          }
+          store_.put_member_metrics(rec, member, topic->metric, message.payload, now);
+        }
+        ++counters_.metrics_stored;
+        return;
+      }
+      case Channel::kMemberControlResponse:
+        handle_response(rec, member, message.payload);
+        return;
+      case Channel::kDeviceStatus:
+      case Channel::kGatewayStatus:
+      case Channel::kBridgeStatus: {
+        const auto flag = protocol::parse_status_flag(message.payload);
+        if (!flag) {
+          refuse(message.topic, flag.status().message);
+          return;
+        }
+        store_.put_status(rec, member, component_of(*topic), protocol::to_string(*flag),
+                          std::nullopt, now);
+        ++counters_.statuses_stored;
+        return;
+      }
+      case Channel::kDeviceStatusInfo:
+      case Channel::kGatewayStatusInfo:
+      case Channel::kBridgeStatusInfo: {
+        std::string info;  // empty: the retained info was cleared
+        if (!message.payload.empty()) {
+          auto decoded = protocol::StatusInfo::decode(message.payload);
+          if (!decoded) {
+            refuse(message.topic, decoded.status().message);
+            return;
+          }
+          info = decoded->encode().value();
+        }
+        store_.put_status(rec, member, component_of(*topic), std::nullopt, info, now);
+        ++counters_.statuses_stored;
+        return;
+      }
+      case Channel::kDeviceDiagnostic:
+      case Channel::kGatewayDiagnostic:
+      case Channel::kBridgeDiagnostic:
+        // Signed by the reporter; `recmesh ctl diagnostic` verifies it against the member CA.
+        if (!looks_like_jws(message.payload)) {
+          refuse(message.topic, "not a JWS compact serialization");
+          return;
+        }
+        store_.put_diagnostic(rec, member, component_of(*topic), message.payload, now);
+        ++counters_.diagnostics_stored;
+        return;
+      case Channel::kMemberKeysResponse:
+        ++counters_.ignored;
+        return;
+      default:
+        refuse(message.topic, "not a channel the EMS engine reads");
+        return;
+    }
+  } catch (const std::exception& e) {
+    // The database refused the write: the message is lost, the engine carries on.
+    spdlog::error("ems: cannot store the message on {}: {}", message.topic, e.what());
+    ++counters_.bad_input;
+  }
+}
+
+void EmsEngine::handle_response(const std::string& rec, const std::string& member,
+                                std::string_view payload) {
+  const std::string topic = fmt::format("/{}/{}/control/response", rec, member);
+  auto response = protocol::MemberControlResponse::decode(payload);
+  if (!response) {
+    refuse(topic, response.status().message);
+    return;
+  }
+  const std::string gateway = fmt::format("rec_{}_{}_gateway", rec, member);
+  if (response->gateway_id != gateway) {
+    refuse(topic, fmt::format("gateway_id {} is not the member's gateway {}", response->gateway_id,
+                              gateway));
+    return;
+  }
+  const auto it = tracked_.find(response->control_id.str());
+  if (it == tracked_.end()) {
+    // Issued by an operator (`recmesh ctl`) or by an earlier run: theirs to watch.
+    ++counters_.ignored;
+    return;
+  }
+  Tracked& tracked = it->second;
+  if (tracked.rec != rec || tracked.member != member) {
+    refuse(topic,
+           fmt::format("control {} was issued to {}/{}", it->first, tracked.rec, tracked.member));
+    return;
+  }
+  const std::string state(protocol::to_string(response->status));
+  if (is_final_state(tracked.state) || status_rank(state) <= status_rank(tracked.state)) {
+    ++counters_.ignored;  // a duplicate or a late response: the state only moves forward
+    return;
+  }
+  tracked.state = state;
+  store_.update_control(it->first, state, response->encode().value(),
+                        protocol::format_timestamp(now_timestamp()));
+  ++counters_.responses_applied;
+  if (is_final_state(state)) {
+    ++counters_.controls_final;
+    if (tracked.timer != 0) {
+      loop_.cancel_timer(tracked.timer);
+      tracked.timer = 0;
+    }
+    spdlog::info("ems: control {} to {}/{}: {}", it->first, rec, member, state);
+  }
+}
+
+void EmsEngine::on_timeout(const std::string& control_id) {
+  const auto it = tracked_.find(control_id);
+  if (it == tracked_.end() || is_final_state(it->second.state)) {
+    return;
+  }
+  it->second.timer = 0;
+  it->second.state = std::string(kStateTimedOut);
+  ++counters_.controls_timed_out;
+  ++counters_.controls_final;
+  try {
+    store_.update_control(control_id, kStateTimedOut, "",
+                          protocol::format_timestamp(now_timestamp()));
+  } catch (const std::exception& e) {
+    spdlog::error("ems: cannot record the timeout of {}: {}", control_id, e.what());
+  }
+  spdlog::warn("ems: control {} to {}/{}: no final response, TIMED_OUT", control_id, it->second.rec,
+               it->second.member);
+}
+
+Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const std::string& member,
+                                                 MemberControlType type, nlohmann::json params,
+                                                 std::vector<std::string> devices) {
+  auto topic = protocol::central_member_topic(Channel::kMemberControl, rec, member);
+  if (!topic) {
+    return topic.status();
+  }
+  protocol::MemberControl control;
+  control.control_id = protocol::Uuid::random_v4();
+  control.member_id = member;
+  control.device_ids = std::move(devices);
+  control.type = type;
+  control.intent = type == MemberControlType::kDiagnostic ? protocol::ControlIntent::kIdempotent
+                                                          : protocol::ControlIntent::kNonIdempotent;
+  control.params = std::move(params);
+  control.issued_by = config_.client_id;
+  control.issued_at = now_timestamp();
+  control.expire_at = control.issued_at + config_.control_ttl;
+  control.sequence = store_.next_sequence(
+      static_cast<std::uint64_t>(control.issued_at.time_since_epoch().count()));
+  control.retry_policy = config_.retry_policy;
+  auto payload = control.encode();
+  if (!payload) {
+    return payload.status();
+  }
+  auto published = client_->publish(*topic, *payload, 1);
+  if (!published) {
+    return published.status();
+  }
+  const std::string id = control.control_id.str();
+  const std::string issued_at = protocol::format_timestamp(control.issued_at);
+  store_.put_control({id, rec, member, std::string(protocol::to_string(type)),
+                      static_cast<std::int64_t>(control.sequence), issued_at,
+                      std::string(kStateIssued), issued_at, ""},
+                     *payload);
+  Tracked tracked{rec, member, type, std::string(kStateIssued), 0};
+  tracked.timer = loop_.add_timer(config_.control_timeout, [this, id] { on_timeout(id); });
+  tracked_[id] = std::move(tracked);
+  ++counters_.controls_issued;
+  spdlog::info("ems: issued {} {} to {}/{} (sequence {})", protocol::to_string(type), id, rec,
+               member, control.sequence);
+  return control;
+}
+
+bool EmsEngine::has_open_energy_control(const std::string& rec, const std::string& member) const {
+  for (const auto& [id, tracked] : tracked_) {
+    if (tracked.rec == rec && tracked.member == member && !is_final_state(tracked.state) &&
+        (tracked.type == MemberControlType::kStoreSurplus ||
+         tracked.type == MemberControlType::kCoverDeficit)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void EmsEngine::run_policy() {
+  const auto now = loop_.now();
+  for (const auto& [key, latest] : latest_) {
+    if (now - latest.received > config_.metrics_max_age) {
+      continue;
+    }
+    const auto& m = latest.metrics;
+    if (!m.storage_soc_percent || has_open_energy_control(key.first, key.second)) {
+      continue;  // members without storage have nothing to store or release
+    }
+    const double soc = *m.storage_soc_percent;
+    std::optional<MemberControlType> type;
+    if (m.net_exchange_w > config_.surplus_threshold_w && soc < config_.max_soc_percent) {
+      type = MemberControlType::kStoreSurplus;
+    } else if (-m.net_exchange_w > config_.deficit_threshold_w && soc > config_.min_soc_percent) {
+      type = MemberControlType::kCoverDeficit;
+    }
+    if (!type) {
+      continue;
+    }
+    const double power = std::round(std::abs(m.net_exchange_w));
+    auto issued = issue(key.first, key.second, *type, nlohmann::json{{"power_w", power}});
+    if (!issued) {
+      spdlog::error("ems: cannot issue {} to {}/{}: {}", protocol::to_string(*type), key.first,
+                    key.second, issued.status().message);
+    }
+  }
+}
+
+std::optional<std::string> EmsEngine::control_state(const std::string& control_id) const {
+  const auto it = tracked_.find(control_id);
+  if (it == tracked_.end()) {
+    return std::nullopt;
+  }
+  return it->second.state;
+}
+
+int run_ems(EmsConfig config) {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
+    throw Error(ErrorCode::kInternal, "cannot block SIGTERM and SIGINT");
+  }
+  const int signal_fd = ::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (signal_fd < 0) {
+    throw Error(ErrorCode::kInternal, "cannot open a signalfd");
+  }
+  mqtt::EventLoop loop;
+  EmsEngine engine(loop, std::move(config));
+  bool stopping = false;
+  auto watched = loop.watch(signal_fd, true, false, [&](mqtt::FdEvents) {
+    signalfd_siginfo info{};
+    while (::read(signal_fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+      if (!stopping) {
+        stopping = true;
+        spdlog::info("signal {}: stopping the EMS engine", info.ssi_signo);
+        engine.stop([&loop] { loop.stop(); });
+      }
+    }
+  });
+  if (!watched) {
+    ::close(signal_fd);
+    throw Error(ErrorCode::kInternal, watched.status().message);
+  }
+  engine.start();
+  loop.run();
+  loop.unwatch(signal_fd);
+  ::close(signal_fd);
+  const auto& c = engine.counters();
+  spdlog::info("stopped: {} messages, {} refused, {} controls issued, {} timed out", c.received,
+               c.bad_input, c.controls_issued, c.controls_timed_out);
+  return 0;
+}
+
+}  // namespace recmesh::ems

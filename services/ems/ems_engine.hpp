@@ -1,0 +1,104 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "recmesh/mqtt/event_loop.hpp"
+#include "recmesh/mqtt/mqtt_client.hpp"
+#include "recmesh/protocol/control_messages.hpp"
+#include "recmesh/protocol/telemetry_messages.hpp"
+
+#include "ems/ems_config.hpp"
+#include "ems/ems_store.hpp"
+
+namespace recmesh::ems {
+
+// What the engine has seen since start. Every message lands in exactly one of the last five.
+struct EmsCounters {
+  std::uint64_t received = 0;
+  std::uint64_t metrics_stored = 0;
+  std::uint64_t statuses_stored = 0;
+  std::uint64_t diagnostics_stored = 0;
+  std::uint64_t responses_applied = 0;
+  std::uint64_t ignored = 0;    // well-formed but not ours: unknown control IDs, keys responses
+  std::uint64_t bad_input = 0;  // refused: topic, payload or inconsistent with what we issued
+  std::uint64_t controls_issued = 0;
+  std::uint64_t controls_final = 0;
+  std::uint64_t controls_timed_out = 0;
+};
+
+// The EMS engine (docs/ems.md): on the central broker as ems_engine, it stores what members
+// report, runs the community policy and issues and tracks member controls. Everything runs on
+// the loop's thread; construct, start() and stop() there (or before the loop runs).
+class EmsEngine {
+ public:
+  // Throws Error for an unusable database or unreadable certificate files.
+  EmsEngine(mqtt::EventLoop& loop, EmsConfig config);
+  EmsEngine(const EmsEngine&) = delete;
+  EmsEngine& operator=(const EmsEngine&) = delete;
+  ~EmsEngine();
+
+  void start();
+  void stop(std::function<void()> done);
+
+  // Publishes a member control on /<rec>/<member>/control and tracks it to a final state.
+  Result<protocol::MemberControl> issue(const std::string& rec, const std::string& member,
+                                        protocol::MemberControlType type,
+                                        nlohmann::json params = nlohmann::json::object(),
+                                        std::vector<std::string> devices = {});
+  // One round of the community policy (also run every policy_period).
+  void run_policy();
+
+  // The tracked state of a control this engine issued: ISSUED, RECEIVED, ..., TIMED_OUT.
+  std::optional<std::string> control_state(const std::string& control_id) const;
+  const EmsCounters& counters() const { return counters_; }
+  bool connected() const { return client_ && client_->connected(); }
+  EmsStore& store() { return store_; }
+  const EmsConfig& config() const { return config_; }
+
+ private:
+  struct Tracked {
+    std::string rec;
+    std::string member;
+    protocol::MemberControlType type = protocol::MemberControlType::kDiagnostic;
+    std::string state;
+    mqtt::EventLoop::TimerId timer = 0;
+  };
+  struct Latest {
+    protocol::MemberMetrics metrics;
+    mqtt::MonotonicClock::TimePoint received;
+  };
+
+  void on_message(const mqtt::IncomingMessage& message);
+  void refuse(std::string_view topic, std::string_view why);
+  void handle_response(const std::string& rec, const std::string& member, std::string_view payload);
+  void on_timeout(const std::string& control_id);
+  void schedule_policy();
+  bool has_open_energy_control(const std::string& rec, const std::string& member) const;
+
+  mqtt::EventLoop& loop_;
+  EmsConfig config_;
+  EmsStore store_;
+  std::unique_ptr<mqtt::MqttClient> client_;
+  std::map<std::string, Tracked> tracked_;  // by control ID
+  std::map<std::pair<std::string, std::string>, Latest> latest_;
+  mqtt::EventLoop::TimerId policy_timer_ = 0;
+  EmsCounters counters_;
+  std::function<void()> on_stopped_;
+};
+
+// `recmesh ems`: runs the engine until SIGTERM or SIGINT, then stops it cleanly. Returns 0.
+int run_ems(EmsConfig config);
+
+// The current time as a wire timestamp.
+protocol::Timestamp now_timestamp();
+
+}  // namespace recmesh::ems

@@ -1,0 +1,202 @@
+#include "ems/ems_store.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+
+#include "recmesh/core/error.hpp"
+
+namespace recmesh::ems {
+
+bool is_final_state(std::string_view state) {
+  return state == "SUCCESS" || state == "PARTIAL" || state == "FAILED" || state == kStateTimedOut;
+}
+
+EmsStore::EmsStore(const std::filesystem::path& path, SqliteDatabase::Mode mode) : db_(path, mode) {
+  if (mode == SqliteDatabase::Mode::kReadOnly) {
+    return;
+  }
+  db_.execute("PRAGMA journal_mode=WAL");
+  db_.execute(
+      "CREATE TABLE IF NOT EXISTS members(rec TEXT NOT NULL, member TEXT NOT NULL,"
+      " updated_at TEXT NOT NULL, metrics TEXT NOT NULL, PRIMARY KEY(rec, member));"
+      "CREATE TABLE IF NOT EXISTS metrics(id INTEGER PRIMARY KEY, rec TEXT NOT NULL,"
+      " member TEXT NOT NULL, metric TEXT NOT NULL, received_at TEXT NOT NULL,"
+      " payload TEXT NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS components(rec TEXT NOT NULL, member TEXT NOT NULL,"
+      " component TEXT NOT NULL, status TEXT NOT NULL DEFAULT '', info TEXT NOT NULL DEFAULT '',"
+      " updated_at TEXT NOT NULL, PRIMARY KEY(rec, member, component));"
+      "CREATE TABLE IF NOT EXISTS diagnostics(id INTEGER PRIMARY KEY, rec TEXT NOT NULL,"
+      " member TEXT NOT NULL, component TEXT NOT NULL, received_at TEXT NOT NULL,"
+      " payload TEXT NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS controls(control_id TEXT PRIMARY KEY, rec TEXT NOT NULL,"
+      " member TEXT NOT NULL, type TEXT NOT NULL, sequence INTEGER NOT NULL,"
+      " issued_at TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL,"
+      " payload TEXT NOT NULL, last_response TEXT NOT NULL DEFAULT '');"
+      "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);");
+}
+
+void EmsStore::put_member_metrics(std::string_view rec, std::string_view member,
+                                  std::string_view metric, std::string_view payload,
+                                  std::string_view now) {
+  SqliteTransaction tx(db_);
+  db_.cached("INSERT INTO metrics(rec, member, metric, received_at, payload) VALUES(?,?,?,?,?)")
+      .bind(1, rec)
+      .bind(2, member)
+      .bind(3, metric)
+      .bind(4, now)
+      .bind(5, payload)
+      .run();
+  if (metric == "aggregate") {
+    db_.cached(
+           "INSERT INTO members(rec, member, updated_at, metrics) VALUES(?,?,?,?)"
+           " ON CONFLICT(rec, member) DO UPDATE SET updated_at=excluded.updated_at,"
+           " metrics=excluded.metrics")
+        .bind(1, rec)
+        .bind(2, member)
+        .bind(3, now)
+        .bind(4, payload)
+        .run();
+  }
+  tx.commit();
+}
+
+void EmsStore::put_status(std::string_view rec, std::string_view member, std::string_view component,
+                          std::optional<std::string_view> status,
+                          std::optional<std::string_view> info, std::string_view now) {
+  db_.cached(
+         "INSERT INTO components(rec, member, component, status, info, updated_at)"
+         " VALUES(?1,?2,?3,coalesce(?4,''),coalesce(?5,''),?6)"
+         " ON CONFLICT(rec, member, component) DO UPDATE SET"
+         " status=coalesce(?4, status), info=coalesce(?5, info), updated_at=?6")
+      .bind(1, rec)
+      .bind(2, member)
+      .bind(3, component)
+      .bind_nullable(4, status ? std::optional<std::string>(*status) : std::nullopt)
+      .bind_nullable(5, info ? std::optional<std::string>(*info) : std::nullopt)
+      .bind(6, now)
+      .run();
+}
+
+void EmsStore::put_diagnostic(std::string_view rec, std::string_view member,
+                              std::string_view component, std::string_view payload,
+                              std::string_view now) {
+  db_.cached(
+         "INSERT INTO diagnostics(rec, member, component, received_at, payload)"
+         " VALUES(?,?,?,?,?)")
+      .bind(1, rec)
+      .bind(2, member)
+      .bind(3, component)
+      .bind(4, now)
+      .bind(5, payload)
+      .run();
+}
+
+void EmsStore::put_control(const ControlRow& row, std::string_view payload) {
+  db_.cached(
+         "INSERT INTO controls(control_id, rec, member, type, sequence, issued_at, state,"
+         " updated_at, payload) VALUES(?,?,?,?,?,?,?,?,?)")
+      .bind(1, row.control_id)
+      .bind(2, row.rec)
+      .bind(3, row.member)
+      .bind(4, row.type)
+      .bind(5, row.sequence)
+      .bind(6, row.issued_at)
+      .bind(7, row.state)
+      .bind(8, row.updated_at)
+      .bind(9, payload)
+      .run();
+}
+
+void EmsStore::update_control(std::string_view control_id, std::string_view state,
+                              std::string_view response, std::string_view now) {
+  db_.cached("UPDATE controls SET state=?2, last_response=?3, updated_at=?4 WHERE control_id=?1")
+      .bind(1, control_id)
+      .bind(2, state)
+      .bind(3, response)
+      .bind(4, now)
+      .run();
+}
+
+namespace {
+
+constexpr const char* kControlColumns =
+    "SELECT control_id, rec, member, type, sequence, issued_at, state, updated_at,"
+    " last_response FROM controls";
+
+ControlRow read_control(const SqliteStatement& s) {
+  return {s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_int(4),
+          s.column_text(5), s.column_text(6), s.column_text(7), s.column_text(8)};
+}
+
+}  // namespace
+
+std::optional<ControlRow> EmsStore::control(std::string_view control_id) {
+  auto s = db_.prepare(std::string(kControlColumns) + " WHERE control_id=?");
+  s.bind(1, control_id);
+  if (!s.step()) {
+    return std::nullopt;
+  }
+  return read_control(s);
+}
+
+std::vector<ControlRow> EmsStore::controls() {
+  auto s = db_.prepare(std::string(kControlColumns) + " ORDER BY sequence");
+  std::vector<ControlRow> out;
+  while (s.step()) {
+    out.push_back(read_control(s));
+  }
+  return out;
+}
+
+std::vector<MemberRow> EmsStore::members() {
+  auto s = db_.prepare("SELECT rec, member, updated_at, metrics FROM members ORDER BY rec, member");
+  std::vector<MemberRow> out;
+  while (s.step()) {
+    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3)});
+  }
+  return out;
+}
+
+std::vector<ComponentRow> EmsStore::components() {
+  auto s = db_.prepare(
+      "SELECT rec, member, component, status, info, updated_at FROM components"
+      " ORDER BY rec, member, component");
+  std::vector<ComponentRow> out;
+  while (s.step()) {
+    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3),
+                   s.column_text(4), s.column_text(5)});
+  }
+  return out;
+}
+
+std::int64_t EmsStore::count(std::string_view table) {
+  static constexpr std::array<std::string_view, 5> kTables{"members", "metrics", "components",
+                                                           "diagnostics", "controls"};
+  if (std::find(kTables.begin(), kTables.end(), table) == kTables.end()) {
+    throw Error(ErrorCode::kInvalidArgument, fmt::format("no table {}", table));
+  }
+  auto s = db_.prepare(fmt::format("SELECT count(*) FROM {}", table));
+  s.step();
+  return s.column_int(0);
+}
+
+std::uint64_t EmsStore::next_sequence(std::uint64_t now_ms) {
+  SqliteTransaction tx(db_);
+  auto s = db_.prepare("SELECT value FROM meta WHERE key='sequence'");
+  std::uint64_t last = 0;
+  if (s.step()) {
+    last = static_cast<std::uint64_t>(s.column_int(0));
+  }
+  const std::uint64_t next = std::max(last + 1, now_ms);
+  db_.prepare(
+         "INSERT INTO meta(key, value) VALUES('sequence', ?) ON CONFLICT(key) DO UPDATE"
+         " SET value=excluded.value")
+      .bind(1, static_cast<std::int64_t>(next))
+      .run();
+  tx.commit();
+  return next;
+}
+
+}  // namespace recmesh::ems

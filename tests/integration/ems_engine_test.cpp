@@ -1,0 +1,490 @@
+// The EMS engine against real brokers: a central Mosquitto, a member's local Mosquitto with the
+// built-in bridge, certificates of our PKI and a test client playing the member's gateway.
+#include "ems/ems_engine.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <unistd.h>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "recmesh/core/file_io.hpp"
+#include "recmesh/core/secret.hpp"
+#include "recmesh/mqtt/event_loop.hpp"
+#include "recmesh/pki/pki.hpp"
+#include "recmesh/protocol/control_messages.hpp"
+#include "recmesh/protocol/telemetry_messages.hpp"
+
+#include "child_process.hpp"
+#include "device/device_fleet.hpp"
+#include "free_port.hpp"
+#include "mosquitto_broker.hpp"
+#include "mqtt_probe.hpp"
+#include "recmesh_cli.hpp"
+#include "temp_dir.hpp"
+
+namespace recmesh::ems {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using protocol::MemberControl;
+using protocol::MemberControlResponse;
+using protocol::MemberControlStatus;
+using protocol::MemberControlType;
+
+class EmsEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() == 0) {
+      fs::permissions(tmp_.path(),
+                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+    }
+    pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
+    pki.add_rec("r1");
+    pki.add_member("r1", "m1");
+    pki::IssueRequest request;
+    request.identity = pki::Identity::make(pki::IdentityKind::kGateway, "r1", "m1", "");
+    const auto gateway = pki.issue(request);
+    gateway_chain_ = gateway.files.chain;
+    gateway_key_ = gateway.files.key;
+    member_cafile_ = gateway.files.cafile;
+    request.identity = pki::Identity::make(pki::IdentityKind::kService, "", "", "engine");
+    pki.issue(request);
+
+    render({"broker-config", "--pki", pki_dir().string(), "--central", "--ems-port",
+            std::to_string(central_ems_port_), "--bridge-port",
+            std::to_string(central_bridge_port_), "--out", (tmp_ / "central").string()});
+    render({"broker-config", "--pki", pki_dir().string(), "--local", "--rec", "r1", "--member",
+            "m1", "--member-port", std::to_string(local_port_), "--bridge-port",
+            std::to_string(local_bridge_port_), "--bridge-to",
+            "127.0.0.1:" + std::to_string(central_bridge_port_), "--out",
+            (tmp_ / "local").string()});
+    central_ = std::make_unique<testing::MosquittoBroker>(
+        tmp_ / "central" / "mosquitto.conf",
+        std::vector<int>{central_ems_port_, central_bridge_port_});
+    local_ = std::make_unique<testing::MosquittoBroker>(
+        tmp_ / "local" / "mosquitto.conf", std::vector<int>{local_port_, local_bridge_port_});
+    ASSERT_TRUE(central_->wait_for_log(" as bridge_r1_m1 ", 15s)) << central_->log();
+
+    gateway_ = std::make_unique<testing::MqttTestClient>("rec_r1_m1_gateway");
+    ASSERT_TRUE(
+        gateway_->connect(local_port_, member_cafile_, gateway_chain_, gateway_key_).accepted());
+    ASSERT_TRUE(gateway_->subscribe("/platform/control"));
+  }
+
+  void TearDown() override {
+    if (runner_.joinable() && fleet_) {
+      std::promise<void> stopped;
+      on_loop([&] {
+        fleet_->stop([&stopped] { stopped.set_value(); });
+        return 0;
+      });
+      stopped.get_future().wait_for(20s);
+    }
+    if (runner_.joinable()) {
+      std::promise<void> stopped;
+      on_loop([&] {
+        engine_->stop([&stopped] { stopped.set_value(); });
+        return 0;
+      });
+      stopped.get_future().wait_for(20s);
+      loop_.stop();
+      runner_.join();
+    }
+    fleet_.reset();
+    engine_.reset();
+  }
+
+  void render(const std::vector<std::string>& args) {
+    const auto result = testing::run_recmesh(args);
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+  }
+
+  fs::path pki_dir() const { return tmp_ / "pki"; }
+
+  EmsConfig base_config() const {
+    EmsConfig config;
+    config.broker_port = central_ems_port_;
+    config.pki_dir = pki_dir();
+    config.database = tmp_ / "ems.db";
+    config.policy_period = 0ms;
+    config.control_timeout = 10s;
+    config.resolve_and_validate();
+    return config;
+  }
+
+  void start_engine(EmsConfig config) {
+    engine_ = std::make_unique<EmsEngine>(loop_, std::move(config));
+    engine_->start();
+    runner_ = std::thread([this] { loop_.run(); });
+    ASSERT_TRUE(eventually([&] { return engine_->connected(); }));
+  }
+
+  template <typename F>
+  auto on_loop(F&& f) -> std::invoke_result_t<F&> {
+    using R = std::invoke_result_t<F&>;
+    std::packaged_task<R()> task(std::forward<F>(f));
+    auto future = task.get_future();
+    loop_.post([&task] { task(); });
+    if (future.wait_for(60s) != std::future_status::ready) {
+      std::abort();  // `task` lives on this stack
+    }
+    return future.get();
+  }
+
+  template <typename Predicate>
+  bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 20s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!on_loop(predicate)) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        return false;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return true;
+  }
+
+  static protocol::MemberMetrics metrics(double net_w, std::optional<double> soc) {
+    protocol::MemberMetrics m;
+    m.window_end = now_timestamp();
+    m.window_start = m.window_end - 5s;
+    m.production_w = net_w > 0 ? net_w + 500 : 0;
+    m.consumption_w = 500 + (net_w < 0 ? -net_w : 0);
+    m.net_exchange_w = net_w;
+    m.storage_soc_percent = soc;
+    return m;
+  }
+
+  // Publishes the aggregate until the engine has stored `count` of them: the engine may not
+  // have its subscriptions yet when the first one crosses the bridge.
+  bool publish_metrics_until_stored(const protocol::MemberMetrics& m, std::uint64_t count = 1) {
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!gateway_->publish("/platform/metrics/aggregate", m.encode().value())) {
+        return false;
+      }
+      if (eventually([&] { return engine_->counters().metrics_stored >= count; }, 500ms)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // A configuration file for `recmesh ems` and `recmesh ctl` against this test's brokers.
+  fs::path write_config() const {
+    const fs::path path = tmp_ / "ems.yaml";
+    std::ofstream out(path);
+    out << "broker:\n  port: " << central_ems_port_ << "\npki_dir: " << pki_dir().string()
+        << "\ndatabase: " << (tmp_ / "ems.db").string() << "\n";
+    return path;
+  }
+
+  std::optional<MemberControl> next_control(std::chrono::milliseconds timeout = 15s) {
+    const auto message = gateway_->wait_for_message(timeout);
+    if (!message || message->topic != "/platform/control") {
+      return std::nullopt;
+    }
+    auto decoded = MemberControl::decode(message->payload);
+    if (!decoded) {
+      ADD_FAILURE() << decoded.status().message;
+      return std::nullopt;
+    }
+    return *decoded;
+  }
+
+  void respond(const MemberControl& control, MemberControlStatus status,
+               const std::string& gateway_id = "rec_r1_m1_gateway") {
+    MemberControlResponse r;
+    r.control_id = control.control_id;
+    r.gateway_id = gateway_id;
+    r.status = status;
+    r.issued_at = now_timestamp();
+    ASSERT_TRUE(gateway_->publish("/platform/control/response", r.encode().value()));
+  }
+
+  testing::TempDir tmp_;
+  int central_ems_port_ = testing::free_tcp_port();
+  int central_bridge_port_ = testing::free_tcp_port();
+  int local_port_ = testing::free_tcp_port();
+  int local_bridge_port_ = testing::free_tcp_port();
+  fs::path gateway_chain_, gateway_key_, member_cafile_;
+  std::unique_ptr<testing::MosquittoBroker> central_, local_;
+  std::unique_ptr<testing::MqttTestClient> gateway_;
+  mqtt::EventLoop loop_;
+  std::unique_ptr<EmsEngine> engine_;
+  std::unique_ptr<device::DeviceFleet> fleet_;
+  std::thread runner_;
+};
+
+TEST_F(EmsEngineTest, StoresMemberMetricsCarriedByTheBridge) {
+  start_engine(base_config());
+  ASSERT_TRUE(publish_metrics_until_stored(metrics(1200, 40))) << central_->log();
+  const auto members = on_loop([&] { return engine_->store().members(); });
+  ASSERT_EQ(members.size(), 1U);
+  EXPECT_EQ(members[0].rec, "r1");
+  EXPECT_EQ(members[0].member, "m1");
+  const auto stored = protocol::MemberMetrics::decode(members[0].metrics);
+  ASSERT_TRUE(stored) << stored.status().message;
+  EXPECT_EQ(stored->net_exchange_w, 1200);
+  EXPECT_EQ(on_loop([&] { return engine_->counters().bad_input; }), 0U);
+}
+
+TEST_F(EmsEngineTest, PolicyControlReachesTheGatewayAndItsSuccessIsTracked) {
+  EmsConfig config = base_config();
+  config.policy_period = 300ms;
+  start_engine(config);
+  ASSERT_TRUE(publish_metrics_until_stored(metrics(2000, 50)));
+
+  const auto control = next_control();
+  ASSERT_TRUE(control) << central_->log();
+  EXPECT_EQ(control->type, MemberControlType::kStoreSurplus);
+  EXPECT_EQ(control->member_id, "m1");
+  EXPECT_EQ(control->issued_by, "ems_engine");
+  EXPECT_EQ(control->params.at("power_w"), 2000);
+  EXPECT_GT(control->expire_at, control->issued_at);
+  const std::string id = control->control_id.str();
+
+  respond(*control, MemberControlStatus::kReceived);
+  ASSERT_TRUE(eventually([&] { return engine_->control_state(id) == "RECEIVED"; }));
+  respond(*control, MemberControlStatus::kExecuting);
+  respond(*control, MemberControlStatus::kSuccess);
+  ASSERT_TRUE(eventually([&] { return engine_->control_state(id) == "SUCCESS"; }));
+  const auto row = on_loop([&] { return engine_->store().control(id); });
+  ASSERT_TRUE(row);
+  EXPECT_EQ(row->state, "SUCCESS");
+  EXPECT_EQ(row->type, "store-surplus");
+
+  // The next round sees the surplus again and issues a new control with a higher sequence.
+  const auto next = next_control();
+  ASSERT_TRUE(next);
+  EXPECT_GT(next->sequence, control->sequence);
+  EXPECT_NE(next->control_id, control->control_id);
+}
+
+TEST_F(EmsEngineTest, ControlWithoutAnswerTimesOut) {
+  EmsConfig config = base_config();
+  config.control_timeout = 1500ms;
+  start_engine(config);
+  const auto issued = on_loop([&] {
+    return engine_->issue("r1", "m1", MemberControlType::kCoverDeficit, {{"power_w", 800}});
+  });
+  ASSERT_TRUE(issued) << issued.status().message;
+  const std::string id = issued->control_id.str();
+  ASSERT_TRUE(next_control());
+  ASSERT_TRUE(eventually([&] { return engine_->control_state(id) == "TIMED_OUT"; }));
+  EXPECT_EQ(on_loop([&] { return engine_->store().control(id)->state; }), "TIMED_OUT");
+  EXPECT_EQ(on_loop([&] { return engine_->counters().controls_timed_out; }), 1U);
+}
+
+TEST_F(EmsEngineTest, BadInputIsCountedAndChangesNothing) {
+  start_engine(base_config());
+  ASSERT_TRUE(publish_metrics_until_stored(metrics(100, 40)));
+  const auto issued = on_loop([&] {
+    return engine_->issue("r1", "m1", MemberControlType::kDiagnostic, nlohmann::json::object(),
+                          {"pv1"});
+  });
+  ASSERT_TRUE(issued);
+  const auto control = next_control();
+  ASSERT_TRUE(control);
+
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "{not json"));
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", std::string(1 << 20, 'x')));
+  ASSERT_TRUE(gateway_->publish("/platform/control/response", "[]"));
+  ASSERT_TRUE(gateway_->publish("/smart-gateway/status", "maybe"));
+  // A response naming another member's gateway, for a control issued to m1.
+  respond(*control, MemberControlStatus::kSuccess, "rec_r1_m2_gateway");
+
+  ASSERT_TRUE(eventually([&] { return engine_->counters().bad_input >= 4; }))
+      << on_loop([&] { return engine_->counters().bad_input; });
+  // Still alive, still reading, and nothing changed.
+  const auto stored = on_loop([&] { return engine_->counters().metrics_stored; });
+  ASSERT_TRUE(publish_metrics_until_stored(metrics(300, 40), stored + 1));
+  EXPECT_EQ(on_loop([&] { return engine_->control_state(issued->control_id.str()); }), "ISSUED");
+  const auto members = on_loop([&] { return engine_->store().members(); });
+  ASSERT_EQ(members.size(), 1U);
+  EXPECT_EQ(protocol::MemberMetrics::decode(members[0].metrics)->net_exchange_w, 300);
+}
+
+TEST_F(EmsEngineTest, CtlSendsAControlAndWaitsForItsFinalResponse) {
+  start_engine(base_config());
+  ASSERT_TRUE(publish_metrics_until_stored(metrics(-700, 60)));
+  const fs::path config = write_config();
+
+  const auto members =
+      testing::run_recmesh({"ctl", "--config", config.string(), "--json", "members"});
+  ASSERT_EQ(members.exit_code, 0) << members.err;
+  const auto listed = nlohmann::json::parse(members.out);
+  ASSERT_EQ(listed.size(), 1U);
+  EXPECT_EQ(listed[0]["member"], "m1");
+  EXPECT_EQ(listed[0]["metrics"]["net_exchange_w"], -700);
+
+  auto ctl = std::async(std::launch::async, [&] {
+    return testing::run_recmesh({"ctl", "--config", config.string(), "--json", "control", "--rec",
+                                 "r1", "--member", "m1", "--type", "activate-load", "--device",
+                                 "ev1", "--params", R"({"power_w":3000})", "--wait", "--timeout",
+                                 "20"});
+  });
+  const auto control = next_control(20s);
+  ASSERT_TRUE(control);
+  EXPECT_EQ(control->type, MemberControlType::kActivateLoad);
+  EXPECT_EQ(control->device_ids, std::vector<std::string>{"ev1"});
+  respond(*control, MemberControlStatus::kReceived);
+  respond(*control, MemberControlStatus::kExecuting);
+  respond(*control, MemberControlStatus::kSuccess);
+  const auto result = ctl.get();
+  ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json["status"], "SUCCESS");
+  EXPECT_EQ(json["control_id"], control->control_id.str());
+  EXPECT_EQ(json["responses"].size(), 3U);
+  // The engine did not issue it, so it leaves it alone.
+  EXPECT_FALSE(on_loop([&] { return engine_->control_state(control->control_id.str()); }));
+
+  const auto unanswered = testing::run_recmesh(
+      {"ctl", "--config", config.string(), "--json", "control", "--rec", "r1", "--member", "m1",
+       "--type", "cover-deficit", "--wait", "--timeout", "2"});
+  EXPECT_EQ(unanswered.exit_code, 1) << unanswered.err;
+  EXPECT_EQ(nlohmann::json::parse(unanswered.out)["status"], "TIMED_OUT");
+
+  const auto usage = testing::run_recmesh({"ctl", "--config", config.string(), "control", "--rec",
+                                           "r1", "--member", "m1", "--type", "explode"});
+  EXPECT_EQ(usage.exit_code, 2);
+}
+
+// The gateway's part is played here: it forwards the signed command it cannot forge to the
+// device, and reports the device's outcome.
+TEST_F(EmsEngineTest, CtlDiagnosticReturnsTheDeviceReportVerifiedAgainstTheMemberCa) {
+  start_engine(base_config());
+  {
+    pki::Pki pki =
+        pki::Pki::open(pki_dir(), pki::Pki::Access::kReadWrite, Secret(testing::kTestPassphrase));
+    pki::IssueRequest request;
+    request.identity = pki::Identity::make(pki::IdentityKind::kDevice, "r1", "m1", "pv1");
+    pki.issue(request);
+  }
+  device::DeviceFleetConfig fleet;
+  fleet.broker_port = local_port_;
+  fleet.pki_dir = pki_dir();
+  fleet.rec = "r1";
+  fleet.member = "m1";
+  fleet.metrics_interval = 200ms;
+  fleet.crash_fraction = 0;
+  device::DeviceSpec pv;
+  pv.id = "pv1";
+  pv.kind = protocol::DeviceKind::kGenerator;
+  fleet.devices = {pv};
+  ASSERT_TRUE(gateway_->subscribe("/device/pv1/metrics/snapshot"));
+  ASSERT_TRUE(gateway_->subscribe("/device/pv1/control/response"));
+  on_loop([&] {
+    fleet_ = std::make_unique<device::DeviceFleet>(loop_, fleet);
+    fleet_->start();
+    return 0;
+  });
+  // Once the device publishes metrics it has subscribed to its command topic.
+  bool ready = false;
+  for (int i = 0; i < 100 && !ready; ++i) {
+    const auto m = gateway_->wait_for_message(200ms);
+    ready = m && m->topic == "/device/pv1/metrics/snapshot";
+  }
+  ASSERT_TRUE(ready);
+
+  const fs::path config = write_config();
+  auto ctl = std::async(std::launch::async, [&] {
+    return testing::run_recmesh({"ctl", "--config", config.string(), "--json", "diagnostic",
+                                 "--rec", "r1", "--member", "m1", "--device", "pv1", "--wait",
+                                 "--timeout", "20"});
+  });
+  std::optional<MemberControl> control;
+  bool completed = false;
+  const auto deadline = std::chrono::steady_clock::now() + 25s;
+  while (!completed && std::chrono::steady_clock::now() < deadline) {
+    const auto m = gateway_->wait_for_message(200ms);
+    if (!m) {
+      continue;
+    }
+    if (m->topic == "/platform/control") {
+      auto decoded = MemberControl::decode(m->payload);
+      ASSERT_TRUE(decoded) << decoded.status().message;
+      control = *decoded;
+      ASSERT_EQ(control->type, MemberControlType::kDiagnostic);
+      respond(*control, MemberControlStatus::kReceived);
+      const std::string jws = control->params.at("signed_commands").at("pv1");
+      ASSERT_TRUE(gateway_->publish("/device/pv1/control", jws));
+    } else if (m->topic == "/device/pv1/control/response" && control) {
+      const auto response = protocol::DeviceCommandResponse::decode(m->payload);
+      ASSERT_TRUE(response) << response.status().message;
+      if (response->status == protocol::DeviceCommandStatus::kCompleted) {
+        respond(*control, MemberControlStatus::kSuccess);
+        completed = true;
+      }
+    }
+  }
+  EXPECT_TRUE(completed);
+  const auto result = ctl.get();
+  ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json["diagnostic"]["signer"], "rec_r1_m1_pv1");
+  EXPECT_EQ(json["diagnostic"]["report"]["command_id"], json["command_id"]);
+  EXPECT_EQ(json["diagnostic"]["report"]["trigger"], "command");
+}
+
+TEST_F(EmsEngineTest, RecmeshEmsRunsAsAProcessAndStopsOnSigterm) {
+  const fs::path config = write_config();
+  {
+    std::ofstream out(config, std::ios::app);
+    out << "policy_period_ms: 300\n";
+  }
+  const auto checked = testing::run_recmesh({"ems", "--config", config.string(), "--check-config"});
+  ASSERT_EQ(checked.exit_code, 0) << checked.err;
+  testing::ChildProcess ems({testing::recmesh_binary(), "ems", "--config", config.string()},
+                            tmp_ / "ems.log");
+  bool listed = false;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!listed && std::chrono::steady_clock::now() < deadline) {
+    ASSERT_TRUE(
+        gateway_->publish("/platform/metrics/aggregate", metrics(1500, 30).encode().value()));
+    std::this_thread::sleep_for(300ms);
+    const auto members =
+        testing::run_recmesh({"ctl", "--config", config.string(), "--json", "members"});
+    listed = members.exit_code == 0 && nlohmann::json::parse(members.out).size() == 1;
+  }
+  ASSERT_TRUE(listed) << read_file(tmp_ / "ems.log");
+  std::optional<MemberControl> control;
+  for (int i = 0; i < 50 && !control; ++i) {
+    control = next_control(500ms);
+  }
+  ASSERT_TRUE(control) << read_file(tmp_ / "ems.log");
+  EXPECT_EQ(control->type, MemberControlType::kStoreSurplus);
+  respond(*control, MemberControlStatus::kSuccess);
+  bool tracked = false;
+  for (int i = 0; i < 50 && !tracked; ++i) {
+    const auto rows =
+        testing::run_recmesh({"ctl", "--config", config.string(), "--json", "controls"});
+    ASSERT_EQ(rows.exit_code, 0) << rows.err;
+    for (const auto& row : nlohmann::json::parse(rows.out)) {
+      tracked =
+          tracked || (row["control_id"] == control->control_id.str() && row["state"] == "SUCCESS");
+    }
+    if (!tracked) {
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+  EXPECT_TRUE(tracked);
+  EXPECT_TRUE(ems.running());
+  ems.stop();
+  EXPECT_FALSE(ems.running());
+}
+
+}  // namespace
+}  // namespace recmesh::ems
