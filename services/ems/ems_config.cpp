@@ -87,7 +87,11 @@ void read_mapping(std::string_view source, const YAML::Node& node, const std::st
   }
   for (auto it = node.begin(); it != node.end(); ++it) {
     const std::string key = it->first.as<std::string>();
-    const std::string full = prefix.empty() ? key : prefix + "." + key;
+    std::string full = prefix;
+    if (!full.empty()) {
+      full += '.';
+    }
+    full += key;
     const auto handler = handlers.find(key);
     if (handler == handlers.end()) {
       std::string allowed;

@@ -22,6 +22,17 @@
 namespace recmesh::config::detail {
 namespace {
 
+// "section.key", or "key" at the top level.
+std::string dotted(const std::string& section, const std::string& key) {
+  if (section.empty()) {
+    return key;
+  }
+  std::string out;
+  out.reserve(section.size() + 1 + key.size());
+  out.append(section).append(".").append(key);
+  return out;
+}
+
 // The declared keys as a tree: which names each section holds.
 class KeyIndex {
  public:
@@ -62,7 +73,7 @@ class KeyIndex {
     for (const auto& [section, names] : children_) {
       for (const std::string& child : names) {
         leaves.push_back(child);
-        paths.push_back(section.empty() ? child : section + "." + child);
+        paths.push_back(dotted(section, child));
       }
     }
     std::optional<std::string> leaf = closest_match(name, leaves);
@@ -186,7 +197,7 @@ class DocumentReader {
         continue;
       }
       const std::string& name = key_node.Scalar();
-      const std::string path = section.empty() ? name : section + "." + name;
+      const std::string path = dotted(section, name);
       const auto [first, inserted] = seen.emplace(name, key_place.line);
       if (!inserted) {
         add(key_place, display(path),

@@ -460,8 +460,9 @@ class FieldBuilder {
     spec_->non_empty = true;
     return *this;
   }
-  FieldBuilder& one_of(std::vector<std::string> choices) requires std::same_as<V, std::string> {
-    spec_->choices = std::move(choices);
+  FieldBuilder& one_of(
+      const std::vector<std::string>& choices) requires std::same_as<V, std::string> {
+    spec_->choices = choices;
     return *this;
   }
   // Checked when the path is not empty; combine with non_empty() or required() to demand one.

@@ -34,7 +34,7 @@
 #include "recmesh/log/log_settings.hpp"
 #include "recmesh/metrics/http_endpoint.hpp"
 
-namespace CLI {
+namespace CLI {  // NOLINT(readability-identifier-naming): CLI11's own namespace
 class App;
 }
 
