@@ -119,7 +119,7 @@ std::string render_markdown_table(const std::vector<KeyDoc>& keys) {
       "|---|---|---|---|---|\n";
   for (const KeyDoc& key : keys) {
     const std::string default_value =
-        key.required ? std::string("*required*") : "`" + cell(key.default_value) + "`";
+        key.required ? std::string("*required*") : fmt::format("`{}`", cell(key.default_value));
     out += fmt::format("| `{}` | {} | {} | {} | {} |\n", key.key, key.type, default_value,
                        cell(key.allowed), cell(key.doc));
   }
