@@ -13,103 +13,15 @@
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/identifier.hpp"
 
+#include "common/yaml_mapping_reader.hpp"
+
 namespace recmesh::gateway {
 namespace {
 
 namespace fs = std::filesystem;
 
-[[noreturn]] void fail_at(std::string_view source, const YAML::Node& node, std::string_view key,
-                          std::string_view problem) {
-  throw Error(ErrorCode::kInvalidArgument,
-              fmt::format("{}:{}: {}: {}", source, node.Mark().line + 1, key, problem));
-}
-
-// Reads one mapping, refusing keys that have no handler.
-class MappingReader {
- public:
-  MappingReader(std::string_view source, const YAML::Node& node, std::string prefix,
-                fs::path base_dir)
-      : source_(source), node_(node), prefix_(std::move(prefix)), base_dir_(std::move(base_dir)) {
-    if (!node.IsMap()) {
-      fail_at(source_, node, prefix_.empty() ? "(top level)" : prefix_, "expected a mapping");
-    }
-  }
-
-  using Handler = std::function<void(const YAML::Node& value, const std::string& key)>;
-  void on(std::string key, Handler handler) { handlers_.emplace(std::move(key), handler); }
-
-  void read() {
-    for (auto it = node_.begin(); it != node_.end(); ++it) {
-      const std::string key = it->first.as<std::string>();
-      const std::string full = prefix_.empty() ? key : prefix_ + "." + key;
-      const auto handler = handlers_.find(key);
-      if (handler == handlers_.end()) {
-        std::string allowed;
-        for (const auto& [name, unused] : handlers_) {
-          allowed += (allowed.empty() ? "" : ", ") + name;
-        }
-        fail_at(source_, it->first, full, "unknown key (allowed: " + allowed + ")");
-      }
-      handler->second(it->second, full);
-    }
-  }
-
-  std::string text(const YAML::Node& value, const std::string& key) const {
-    if (!value.IsScalar()) {
-      fail_at(source_, value, key, "expected a string");
-    }
-    return value.as<std::string>();
-  }
-  double number(const YAML::Node& value, const std::string& key, double min, double max) const {
-    double out = 0;
-    if (!value.IsScalar() || !YAML::convert<double>::decode(value, out) || !std::isfinite(out)) {
-      fail_at(source_, value, key, "expected a number");
-    }
-    if (out < min || out > max) {
-      fail_at(source_, value, key, fmt::format("{} is outside {} .. {}", out, min, max));
-    }
-    return out;
-  }
-  std::int64_t integer(const YAML::Node& value, const std::string& key, std::int64_t min,
-                       std::int64_t max) const {
-    std::int64_t out = 0;
-    if (!value.IsScalar() || !YAML::convert<std::int64_t>::decode(value, out)) {
-      fail_at(source_, value, key, "expected an integer");
-    }
-    if (out < min || out > max) {
-      fail_at(source_, value, key, fmt::format("{} is outside {} .. {}", out, min, max));
-    }
-    return out;
-  }
-  bool boolean(const YAML::Node& value, const std::string& key) const {
-    bool out = false;
-    if (!value.IsScalar() || !YAML::convert<bool>::decode(value, out)) {
-      fail_at(source_, value, key, "expected true or false");
-    }
-    return out;
-  }
-  fs::path path(const YAML::Node& value, const std::string& key) const {
-    fs::path out = text(value, key);
-    if (out.empty()) {
-      fail_at(source_, value, key, "expected a path");
-    }
-    return out.is_relative() && !base_dir_.empty() ? base_dir_ / out : out;
-  }
-  std::string identifier(const YAML::Node& value, const std::string& key) const {
-    std::string out = text(value, key);
-    if (!is_valid_identifier(out)) {
-      fail_at(source_, value, key, "expected an ID: [a-z0-9][a-z0-9-]{0,31}");
-    }
-    return out;
-  }
-
- private:
-  std::string_view source_;
-  const YAML::Node& node_;
-  std::string prefix_;
-  fs::path base_dir_;
-  std::map<std::string, Handler> handlers_;
-};
+using services::fail_at;
+using services::MappingReader;
 
 std::chrono::milliseconds millis(const MappingReader& r, const YAML::Node& v, const std::string& k,
                                  std::int64_t min, std::int64_t max) {
