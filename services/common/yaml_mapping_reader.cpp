@@ -19,7 +19,7 @@ void fail_at(std::string_view source, const YAML::Node& node, std::string_view k
 
 MappingReader::MappingReader(std::string_view source, const YAML::Node& node, std::string prefix,
                              fs::path base_dir)
-    : source_(source), node_(node), prefix_(std::move(prefix)), base_dir_(std::move(base_dir)) {
+    : ScalarReader(source, std::move(base_dir)), node_(node), prefix_(std::move(prefix)) {
   if (!node.IsMap()) {
     fail_at(source_, node, prefix_.empty() ? "(top level)" : prefix_, "expected a mapping");
   }
@@ -48,15 +48,15 @@ void MappingReader::read() {
   }
 }
 
-std::string MappingReader::text(const YAML::Node& value, const std::string& key) const {
+std::string ScalarReader::text(const YAML::Node& value, const std::string& key) const {
   if (!value.IsScalar()) {
     fail_at(source_, value, key, "expected a string");
   }
   return value.as<std::string>();
 }
 
-double MappingReader::number(const YAML::Node& value, const std::string& key, double min,
-                             double max) const {
+double ScalarReader::number(const YAML::Node& value, const std::string& key, double min,
+                            double max) const {
   double out = 0;
   if (!value.IsScalar() || !YAML::convert<double>::decode(value, out) || !std::isfinite(out)) {
     fail_at(source_, value, key, "expected a number");
@@ -67,8 +67,8 @@ double MappingReader::number(const YAML::Node& value, const std::string& key, do
   return out;
 }
 
-std::int64_t MappingReader::integer(const YAML::Node& value, const std::string& key,
-                                    std::int64_t min, std::int64_t max) const {
+std::int64_t ScalarReader::integer(const YAML::Node& value, const std::string& key,
+                                   std::int64_t min, std::int64_t max) const {
   std::int64_t out = 0;
   if (!value.IsScalar() || !YAML::convert<std::int64_t>::decode(value, out)) {
     fail_at(source_, value, key, "expected an integer");
@@ -79,7 +79,7 @@ std::int64_t MappingReader::integer(const YAML::Node& value, const std::string& 
   return out;
 }
 
-bool MappingReader::boolean(const YAML::Node& value, const std::string& key) const {
+bool ScalarReader::boolean(const YAML::Node& value, const std::string& key) const {
   bool out = false;
   if (!value.IsScalar() || !YAML::convert<bool>::decode(value, out)) {
     fail_at(source_, value, key, "expected true or false");
@@ -87,7 +87,7 @@ bool MappingReader::boolean(const YAML::Node& value, const std::string& key) con
   return out;
 }
 
-fs::path MappingReader::path(const YAML::Node& value, const std::string& key) const {
+fs::path ScalarReader::path(const YAML::Node& value, const std::string& key) const {
   fs::path out = text(value, key);
   if (out.empty()) {
     fail_at(source_, value, key, "expected a path");
@@ -95,7 +95,7 @@ fs::path MappingReader::path(const YAML::Node& value, const std::string& key) co
   return out.is_relative() && !base_dir_.empty() ? base_dir_ / out : out;
 }
 
-std::string MappingReader::identifier(const YAML::Node& value, const std::string& key) const {
+std::string ScalarReader::identifier(const YAML::Node& value, const std::string& key) const {
   std::string out = text(value, key);
   if (!is_valid_identifier(out)) {
     fail_at(source_, value, key, "expected an ID: [a-z0-9][a-z0-9-]{0,31}");

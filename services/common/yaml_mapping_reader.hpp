@@ -14,16 +14,11 @@ namespace recmesh::services {
 [[noreturn]] void fail_at(std::string_view source, const YAML::Node& node, std::string_view key,
                           std::string_view problem);
 
-// Reads one YAML mapping of a daemon's configuration, refusing keys that have no handler and
-// reporting every problem with file, line and dotted key. Shared by the daemons' config readers.
-class MappingReader {
+// Typed scalars of a daemon's YAML configuration; every problem names file, line and key.
+class ScalarReader {
  public:
-  MappingReader(std::string_view source, const YAML::Node& node, std::string prefix,
-                std::filesystem::path base_dir);
-
-  using Handler = std::function<void(const YAML::Node& value, const std::string& key)>;
-  void on(std::string key, Handler handler) { handlers_.emplace(std::move(key), handler); }
-  void read();
+  ScalarReader(std::string_view source, std::filesystem::path base_dir)
+      : source_(source), base_dir_(std::move(base_dir)) {}
 
   std::string text(const YAML::Node& value, const std::string& key) const;
   double number(const YAML::Node& value, const std::string& key, double min, double max) const;
@@ -34,11 +29,25 @@ class MappingReader {
   std::filesystem::path path(const YAML::Node& value, const std::string& key) const;
   std::string identifier(const YAML::Node& value, const std::string& key) const;
 
- private:
+ protected:
   std::string_view source_;
+  std::filesystem::path base_dir_;
+};
+
+// Reads one YAML mapping, refusing keys that have no handler (naming the allowed ones).
+// Shared by the daemons' config readers.
+class MappingReader : public ScalarReader {
+ public:
+  MappingReader(std::string_view source, const YAML::Node& node, std::string prefix,
+                std::filesystem::path base_dir);
+
+  using Handler = std::function<void(const YAML::Node& value, const std::string& key)>;
+  void on(std::string key, Handler handler) { handlers_.emplace(std::move(key), handler); }
+  void read();
+
+ private:
   const YAML::Node& node_;
   std::string prefix_;
-  std::filesystem::path base_dir_;
   std::map<std::string, Handler> handlers_;
 };
 

@@ -11,100 +11,34 @@
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 
+#include "common/yaml_mapping_reader.hpp"
+
 namespace recmesh::ems {
 namespace {
 
 namespace fs = std::filesystem;
 
-[[noreturn]] void fail_at(std::string_view source, const YAML::Node& node, std::string_view key,
-                          std::string_view problem) {
-  throw Error(ErrorCode::kInvalidArgument,
-              fmt::format("{}:{}: {}: {}", source, node.Mark().line + 1, key, problem));
-}
+using services::fail_at;
 
-class Reader {
+// Durations are whole milliseconds in this file.
+class Reader : public services::ScalarReader {
  public:
-  Reader(std::string_view source, fs::path base_dir)
-      : source_(source), base_dir_(std::move(base_dir)) {}
-
-  std::string text(const YAML::Node& value, const std::string& key) const {
-    if (!value.IsScalar()) {
-      fail_at(source_, value, key, "expected a string");
-    }
-    return value.as<std::string>();
-  }
-  double number(const YAML::Node& value, const std::string& key, double min, double max) const {
-    double out = 0;
-    if (!value.IsScalar() || !YAML::convert<double>::decode(value, out) || !std::isfinite(out)) {
-      fail_at(source_, value, key, "expected a number");
-    }
-    if (out < min || out > max) {
-      fail_at(source_, value, key, fmt::format("{} is outside {} .. {}", out, min, max));
-    }
-    return out;
-  }
-  std::int64_t integer(const YAML::Node& value, const std::string& key, std::int64_t min,
-                       std::int64_t max) const {
-    std::int64_t out = 0;
-    if (!value.IsScalar() || !YAML::convert<std::int64_t>::decode(value, out)) {
-      fail_at(source_, value, key, "expected an integer");
-    }
-    if (out < min || out > max) {
-      fail_at(source_, value, key, fmt::format("{} is outside {} .. {}", out, min, max));
-    }
-    return out;
-  }
-  bool boolean(const YAML::Node& value, const std::string& key) const {
-    bool out = false;
-    if (!value.IsScalar() || !YAML::convert<bool>::decode(value, out)) {
-      fail_at(source_, value, key, "expected true or false");
-    }
-    return out;
-  }
-  fs::path path(const YAML::Node& value, const std::string& key) const {
-    fs::path out = text(value, key);
-    if (out.empty()) {
-      fail_at(source_, value, key, "expected a path");
-    }
-    return out.is_relative() && !base_dir_.empty() ? base_dir_ / out : out;
-  }
+  using ScalarReader::ScalarReader;
   std::chrono::milliseconds millis(const YAML::Node& value, const std::string& key,
                                    std::int64_t min, std::int64_t max) const {
     return std::chrono::milliseconds(integer(value, key, min, max));
   }
-
- private:
-  std::string_view source_;
-  fs::path base_dir_;
 };
 
-using Handler = std::function<void(const YAML::Node&, const std::string&)>;
+using Handler = services::MappingReader::Handler;
 
 void read_mapping(std::string_view source, const YAML::Node& node, const std::string& prefix,
                   const std::map<std::string, Handler>& handlers) {
-  if (!node.IsMap()) {
-    fail_at(source, node, prefix.empty() ? "(top level)" : prefix, "expected a mapping");
+  services::MappingReader reader(source, node, prefix, {});
+  for (const auto& [key, handler] : handlers) {
+    reader.on(key, handler);
   }
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    const std::string key = it->first.as<std::string>();
-    std::string full = prefix;
-    if (!full.empty()) {
-      full += '.';
-    }
-    full += key;
-    const auto handler = handlers.find(key);
-    if (handler == handlers.end()) {
-      std::string allowed;
-      for (const auto& [name, unused] : handlers) {
-        if (!allowed.empty()) {
-          allowed += ", ";
-        }
-        allowed += name;
-      }
-      fail_at(source, it->first, full, "unknown key (allowed: " + allowed + ")");
-    }
-    handler->second(it->second, full);
-  }
+  reader.read();
 }
 
 constexpr std::int64_t kDayMs = 86'400'000;
