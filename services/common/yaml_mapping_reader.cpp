@@ -21,7 +21,7 @@ MappingReader::MappingReader(std::string_view source, const YAML::Node& node, st
                              fs::path base_dir)
     : ScalarReader(source, std::move(base_dir)), node_(node), prefix_(std::move(prefix)) {
   if (!node.IsMap()) {
-    fail_at(source_, node, prefix_.empty() ? "(top level)" : prefix_, "expected a mapping");
+    fail_at(source, node, prefix_.empty() ? "(top level)" : prefix_, "expected a mapping");
   }
 }
 
@@ -42,7 +42,7 @@ void MappingReader::read() {
         }
         allowed += name;
       }
-      fail_at(source_, it->first, full, fmt::format("unknown key (allowed: {})", allowed));
+      fail_at(source(), it->first, full, fmt::format("unknown key (allowed: {})", allowed));
     }
     handler->second(it->second, full);
   }

@@ -30,6 +30,9 @@ class ScalarReader {
   std::string identifier(const YAML::Node& value, const std::string& key) const;
 
  protected:
+  std::string_view source() const { return source_; }
+
+ private:
   std::string_view source_;
   std::filesystem::path base_dir_;
 };
