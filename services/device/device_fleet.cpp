@@ -2,7 +2,6 @@
 
 #include <csignal>
 #include <random>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -10,7 +9,11 @@
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 
+#include "common/stop_on_signal.hpp"
+
 namespace recmesh::device {
+
+using services::StopOnSignal;
 
 DeviceFleet::DeviceFleet(mqtt::EventLoop& loop, DeviceFleetConfig config)
     : loop_(loop), config_(std::move(config)) {
@@ -96,38 +99,12 @@ double DeviceFleet::member_net_w(const DeviceSpec& meter) const {
 
 int run_device_fleet(DeviceFleetConfig config) {
   // Signals arrive as readable bytes on the loop, never in the middle of a handler.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
-    throw Error(ErrorCode::kInternal, "cannot block SIGTERM and SIGINT");
-  }
-  const int signal_fd = ::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd < 0) {
-    throw Error(ErrorCode::kInternal, "cannot open a signalfd");
-  }
+  StopOnSignal signals;
   mqtt::EventLoop loop;
   DeviceFleet fleet(loop, std::move(config));
-  bool stopping = false;
-  auto watched = loop.watch(signal_fd, true, false, [&](mqtt::FdEvents) {
-    signalfd_siginfo info{};
-    while (::read(signal_fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
-      if (!stopping) {
-        stopping = true;
-        spdlog::info("signal {}: stopping every device", info.ssi_signo);
-        fleet.stop([&loop] { loop.stop(); });
-      }
-    }
-  });
-  if (!watched) {
-    ::close(signal_fd);
-    throw Error(ErrorCode::kInternal, watched.status().message);
-  }
-  fleet.start();
-  loop.run();
-  loop.unwatch(signal_fd);
-  ::close(signal_fd);
+  signals.run(
+      loop, "every device", [&] { fleet.start(); },
+      [&](std::function<void()> done) { fleet.stop(std::move(done)); });
   std::uint64_t refused = 0;
   std::uint64_t metrics = 0;
   for (auto& device : fleet.devices()) {

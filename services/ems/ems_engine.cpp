@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <csignal>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -12,7 +11,11 @@
 #include "recmesh/protocol/limits.hpp"
 #include "recmesh/protocol/topics.hpp"
 
+#include "common/stop_on_signal.hpp"
+
 namespace recmesh::ems {
+
+using services::StopOnSignal;
 namespace {
 
 using protocol::Channel;
@@ -390,38 +393,12 @@ std::optional<std::string> EmsEngine::control_state(const std::string& control_i
 }
 
 int run_ems(EmsConfig config) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
-    throw Error(ErrorCode::kInternal, "cannot block SIGTERM and SIGINT");
-  }
-  const int signal_fd = ::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd < 0) {
-    throw Error(ErrorCode::kInternal, "cannot open a signalfd");
-  }
+  StopOnSignal signals;
   mqtt::EventLoop loop;
   EmsEngine engine(loop, std::move(config));
-  bool stopping = false;
-  auto watched = loop.watch(signal_fd, true, false, [&](mqtt::FdEvents) {
-    signalfd_siginfo info{};
-    while (::read(signal_fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
-      if (!stopping) {
-        stopping = true;
-        spdlog::info("signal {}: stopping the EMS engine", info.ssi_signo);
-        engine.stop([&loop] { loop.stop(); });
-      }
-    }
-  });
-  if (!watched) {
-    ::close(signal_fd);
-    throw Error(ErrorCode::kInternal, watched.status().message);
-  }
-  engine.start();
-  loop.run();
-  loop.unwatch(signal_fd);
-  ::close(signal_fd);
+  signals.run(
+      loop, "the EMS engine", [&] { engine.start(); },
+      [&](std::function<void()> done) { engine.stop(std::move(done)); });
   const auto& c = engine.counters();
   spdlog::info("stopped: {} messages, {} refused, {} controls issued, {} timed out", c.received,
                c.bad_input, c.controls_issued, c.controls_timed_out);

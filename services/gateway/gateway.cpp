@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <csignal>
-#include <sys/signalfd.h>
 #include <unistd.h>
 #include <utility>
 
@@ -13,7 +12,11 @@
 #include "recmesh/crypto/base64url.hpp"
 #include "recmesh/protocol/topics.hpp"
 
+#include "common/stop_on_signal.hpp"
+
 namespace recmesh::gateway {
+
+using services::StopOnSignal;
 namespace {
 
 using protocol::Channel;
@@ -994,38 +997,12 @@ void Gateway::apply_island_policy(const protocol::MemberMetrics& m) {
 // ---- Process ------------------------------------------------------------------------------
 
 int run_gateway(GatewayConfig config) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  if (::sigprocmask(SIG_BLOCK, &signals, nullptr) != 0) {
-    throw Error(ErrorCode::kInternal, "cannot block SIGTERM and SIGINT");
-  }
-  const int signal_fd = ::signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signal_fd < 0) {
-    throw Error(ErrorCode::kInternal, "cannot open a signalfd");
-  }
+  StopOnSignal signals;
   mqtt::EventLoop loop;
   Gateway gateway(loop, std::move(config));
-  bool stopping = false;
-  auto watched = loop.watch(signal_fd, true, false, [&](mqtt::FdEvents) {
-    signalfd_siginfo info{};
-    while (::read(signal_fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
-      if (!stopping) {
-        stopping = true;
-        spdlog::info("signal {}: stopping the gateway", info.ssi_signo);
-        gateway.stop([&loop] { loop.stop(); });
-      }
-    }
-  });
-  if (!watched) {
-    ::close(signal_fd);
-    throw Error(ErrorCode::kInternal, watched.status().message);
-  }
-  gateway.start();
-  loop.run();
-  loop.unwatch(signal_fd);
-  ::close(signal_fd);
+  signals.run(
+      loop, "the gateway", [&] { gateway.start(); },
+      [&](std::function<void()> done) { gateway.stop(std::move(done)); });
   spdlog::info("gateway stopped: {} aggregates, {} controls, {} refused",
                gateway.counters().aggregates_published, gateway.counters().controls_accepted,
                gateway.counters().refused());
