@@ -344,6 +344,21 @@ TEST_F(PkiTest, InMemoryIssuanceWritesNoFilesAndReturnsTheKey) {
   EXPECT_EQ(pki_->find_by_common_name("rec_r1_m1_sim1").status, CertificateStatus::kValid);
 }
 
+TEST_F(PkiTest, LeafKeyIsEncryptedWhenAKeyPassphraseIsGiven) {
+  Secret key_passphrase("device key passphrase");
+  IssueRequest r = request(IdentityKind::kGateway, "r1", "m1", "");
+  r.key_passphrase = &key_passphrase;
+  auto issued = pki_->issue(r);
+  const std::string pem = read_file(issued.files.key);
+  EXPECT_TRUE(crypto::is_encrypted_private_key_pem(pem));
+  EXPECT_EQ(mode_of(issued.files.key), 0600U);
+  EXPECT_EQ(error_of([&] { crypto::private_key_from_pem(pem, nullptr, "key"); }).code,
+            ErrorCode::kPermissionDenied);
+  auto key = crypto::private_key_from_pem(pem, &key_passphrase, "key");
+  auto cert = crypto::certificate_from_pem(read_file(issued.files.cert), "cert");
+  EXPECT_EQ(X509_check_private_key(cert.get(), key.get()), 1);
+}
+
 TEST(PkiCreateTest, RefusesShortPassphraseAndNonEmptyDirectory) {
   TempDir dir;
   EXPECT_THROW(Pki::create(dir / "a", Secret("short")), Error);
