@@ -58,7 +58,9 @@ GuardOptions GuardOptions::parse(const std::vector<std::pair<std::string, std::s
   GuardOptions out;
   std::optional<policy::BrokerId> broker;
   std::vector<std::pair<std::string, std::filesystem::path>> cas;
-  for (const auto& [key, value] : options) {
+  for (const auto& option : options) {
+    const std::string& key = option.first;
+    const std::string& value = option.second;
     const auto path = [&]() {
       if (value.empty()) {
         throw Error(ErrorCode::kInvalidArgument, fmt::format("plugin_opt_{} needs a path", key));
@@ -166,7 +168,7 @@ GuardEngine::GuardEngine(GuardOptions options, BrokerHooks& hooks)
     return;
   }
   const std::uint64_t sequence = bundle->sequence;
-  install(**stored, std::move(bundle).value());
+  install(*bundle);
   hooks_.log(false, fmt::format("recmesh-guard: policy {} loaded for {}", sequence,
                                 options_.broker.to_string()));
 }
@@ -311,14 +313,14 @@ void GuardEngine::on_control(const void* client, std::string_view payload) {
   } catch (const std::exception& e) {
     persisted_problem = e.what();
   }
-  install(std::string(payload), std::move(bundle).value());
+  install(*bundle);
   event("policy-updated", clients_.at(client).get(),
         persisted_problem.empty() ? "" : "not persisted: " + persisted_problem, "sequence",
         std::to_string(sequence));
   respond(client_id, true, sequence, persisted_problem);
 }
 
-void GuardEngine::install(const std::string& /*signed_bundle*/, policy::PolicyBundle bundle) {
+void GuardEngine::install(const policy::PolicyBundle& bundle) {
   matcher_ = policy::PolicyMatcher(bundle, std::span<const policy::Grant>(&secmgr_, 1));
   std::vector<std::string> kicks;
   for (auto& [client, state] : clients_) {

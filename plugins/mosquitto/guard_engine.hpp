@@ -80,7 +80,7 @@ class GuardEngine {
 
  private:
   struct ClientState;
-  void install(const std::string& signed_bundle, policy::PolicyBundle bundle);
+  void install(const policy::PolicyBundle& bundle);
   void respond(const std::string& client_id, bool accepted, std::uint64_t sequence,
                const std::string& reason);
   void event(std::string_view type, const ClientState* client, std::string_view reason,

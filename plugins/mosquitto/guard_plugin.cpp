@@ -1,5 +1,6 @@
 // recmesh-guard: the Mosquitto 2.0 plugin (API v5) shim. Only MOSQ_ERR_* codes cross this
 // boundary: every callback catches everything and fails closed.
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -189,6 +190,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t* identifier, void** userdata,
                           struct mosquitto_opt* options, int option_count) {
   try {
     std::vector<std::pair<std::string, std::string>> opts;
+    opts.reserve(static_cast<std::size_t>(std::max(option_count, 0)));
     for (int i = 0; i < option_count; ++i) {
       opts.emplace_back(options[i].key != nullptr ? options[i].key : "",
                         options[i].value != nullptr ? options[i].value : "");
