@@ -20,8 +20,7 @@ e2e::E2eSettings read_e2e_settings(std::string_view source, const YAML::Node& no
     }
   });
   r.on("rotate_after_messages", [&](const YAML::Node& v, const std::string& k) {
-    s.rotate_after_messages =
-        static_cast<std::uint64_t>(r.integer(v, k, 1, std::int64_t{1} << 32));
+    s.rotate_after_messages = static_cast<std::uint64_t>(r.integer(v, k, 1, std::int64_t{1} << 32));
   });
   r.on("rotate_after_s", seconds(s.rotate_after, 1, 604800));
   r.on("epoch_grace_s", seconds(s.epoch_grace, 0, 3600));

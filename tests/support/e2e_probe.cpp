@@ -30,8 +30,8 @@ E2eProbe::E2eProbe(Side side, MqttTestClient& client, const fs::path& pki_dir, s
         e2e::Credentials::from_files(pki_dir / "issued" / gateway_cn / "chain.pem",
                                      pki_dir / "issued" / gateway_cn / "key.pem"),
         rec_, member_,
-        [pki_dir] { return e2e::PeerTrust::from_pki_dir(pki_dir, "ems", "ems_engine"); },
-        settings, sink);
+        [pki_dir] { return e2e::PeerTrust::from_pki_dir(pki_dir, "ems", "ems_engine"); }, settings,
+        sink);
   }
 }
 
@@ -49,8 +49,7 @@ bool E2eProbe::subscribe(const std::vector<std::string>& extra) {
 }
 
 bool E2eProbe::established() const {
-  return side_ == Side::kPlatform ? platform_->established(rec_, member_)
-                                  : gateway_->established();
+  return side_ == Side::kPlatform ? platform_->established(rec_, member_) : gateway_->established();
 }
 
 const e2e::EndpointStats& E2eProbe::stats() const {
@@ -145,7 +144,8 @@ std::optional<ReceivedMessage> E2eProbe::wait_for_message(std::chrono::milliseco
       held_.pop_front();
       return m;
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       return std::nullopt;
     }

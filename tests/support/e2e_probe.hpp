@@ -26,8 +26,8 @@ class E2eProbe {
  public:
   enum class Side { kPlatform, kMember };
 
-  E2eProbe(Side side, MqttTestClient& client, const std::filesystem::path& pki_dir,
-           std::string rec, std::string member, e2e::E2eSettings settings = {});
+  E2eProbe(Side side, MqttTestClient& client, const std::filesystem::path& pki_dir, std::string rec,
+           std::string member, e2e::E2eSettings settings = {});
   ~E2eProbe();
 
   // Subscribes to what this side reads (the keys topic and `extra` filters).
