@@ -20,8 +20,9 @@ struct SimFlags {
 };
 
 void add_sim_run_flags(CLI::App& cmd, SimFlags& flags) {
-  cmd.add_option("--dir", flags.dir, "Where the PKI, configurations, logs and state.json go "
-                                     "(recreated; refused if it holds anything else)")
+  cmd.add_option("--dir", flags.dir,
+                 "Where the PKI, configurations, logs and state.json go "
+                 "(recreated; refused if it holds anything else)")
       ->capture_default_str();
   cmd.add_option("--duration", flags.duration_s,
                  "Seconds to run once everything is up (0: until Ctrl-C or SIGTERM)")

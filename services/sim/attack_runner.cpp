@@ -38,10 +38,24 @@ AttackRunner::~AttackRunner() {
   }
 }
 
-pki::Pki& AttackRunner::foreign_pki() {
+pki::Pki& AttackRunner::foreign_pki(const AttackTarget& target) {
   if (!foreign_) {
     // Another organisation's hierarchy with the very same naming scheme: only the issuer differs.
     foreign_ = pki::Pki::create(dir_ / "foreign-pki", Secret("foreign pki passphrase, not ours"));
+  }
+  const auto has = [this](const std::string& id) {
+    for (const auto& authority : foreign_->authorities()) {
+      if (authority.id == id) {
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!has(pki::authority_id(pki::AuthorityKind::kRec, target.rec))) {
+    foreign_->add_rec(target.rec);
+  }
+  if (!has(pki::authority_id(pki::AuthorityKind::kMember, target.rec, target.member))) {
+    foreign_->add_member(target.rec, target.member);
   }
   return *foreign_;
 }
@@ -132,18 +146,11 @@ void AttackRunner::run(const TimelineEvent& event, double at_s, const AttackTarg
   const std::string what = event.describe();
   switch (*event.attack) {
     case AttackKind::kForeignCa: {
-      pki::Pki& foreign = foreign_pki();
-      try {
-        foreign.add_rec(target.rec);
-      } catch (const Error&) {
-      }
-      try {
-        foreign.add_member(target.rec, target.member);
-      } catch (const Error&) {
-      }
+      pki::Pki& foreign = foreign_pki(target);
       pki::IssueRequest request;
-      request.identity = pki::Identity::make(pki::IdentityKind::kDevice, target.rec,
-                                             target.member, fmt::format("intruder{}", at_s > 0 ? static_cast<int>(at_s) : 0));
+      request.identity =
+          pki::Identity::make(pki::IdentityKind::kDevice, target.rec, target.member,
+                              fmt::format("intruder{}", at_s > 0 ? static_cast<int>(at_s) : 0));
       const auto issued = foreign.issue(request);
       mqtt::MqttClientOptions options;
       options.port = target.member_port;
@@ -162,15 +169,7 @@ void AttackRunner::run(const TimelineEvent& event, double at_s, const AttackTarg
     case AttackKind::kCollidingCn: {
       // The foreign PKI names its certificates exactly like ours: rec_<r>_<m>_gateway and
       // ems_engine. Only the issuing CA tells them apart.
-      pki::Pki& foreign = foreign_pki();
-      try {
-        foreign.add_rec(target.rec);
-      } catch (const Error&) {
-      }
-      try {
-        foreign.add_member(target.rec, target.member);
-      } catch (const Error&) {
-      }
+      pki::Pki& foreign = foreign_pki(target);
       const auto issue = [&foreign](pki::IdentityKind kind, const std::string& rec,
                                     const std::string& member, const std::string& name) {
         const std::string cn = pki::Identity::make(kind, rec, member, name).common_name();
@@ -200,7 +199,7 @@ void AttackRunner::run(const TimelineEvent& event, double at_s, const AttackTarg
                   [this, central, done, what, at_s](bool local_ok, const std::string& local_why) {
                     try_connect(what + " (EMS listener)", central,
                                 [done, what, at_s, local_ok, local_why](bool central_ok,
-                                                                       const std::string& why) {
+                                                                        const std::string& why) {
                                   const std::string outcome = fmt::format(
                                       "member listener: {}; EMS listener: {}",
                                       local_ok ? "ACCEPTED" : "refused (" + local_why + ")",
@@ -259,11 +258,11 @@ void AttackRunner::flood(const TimelineEvent& event, double at_s, const AttackTa
                       a->failure.empty() ? "" : "; connection: " + a->failure),
           refused});
   };
-  a->client = std::make_unique<mqtt::MqttClient>(loop_, insider(target, "flood"),
-                                                 std::move(callbacks));
-  a->timers.push_back(loop_.add_timer(
-      std::chrono::milliseconds(static_cast<int>(event.duration_s * 1000) + 2000),
-      [this, a] { finish(a); }));
+  a->client =
+      std::make_unique<mqtt::MqttClient>(loop_, insider(target, "flood"), std::move(callbacks));
+  a->timers.push_back(
+      loop_.add_timer(std::chrono::milliseconds(static_cast<int>(event.duration_s * 1000) + 2000),
+                      [this, a] { finish(a); }));
   attempts_.push_back(std::move(attempt));
   a->client->start();
 }
@@ -299,8 +298,8 @@ void AttackRunner::retained_spam(const TimelineEvent& event, double at_s,
                       a->failure.empty() ? "" : "; connection: " + a->failure),
           !a->connected || a->acknowledged * 2 < a->sent});
   };
-  a->client = std::make_unique<mqtt::MqttClient>(loop_, insider(target, "spam"),
-                                                 std::move(callbacks));
+  a->client =
+      std::make_unique<mqtt::MqttClient>(loop_, insider(target, "spam"), std::move(callbacks));
   a->timers.push_back(loop_.add_timer(std::chrono::seconds(15), [this, a] { finish(a); }));
   attempts_.push_back(std::move(attempt));
   a->client->start();

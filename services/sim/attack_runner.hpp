@@ -21,8 +21,8 @@ namespace recmesh::sim {
 struct AttackTarget {
   std::string rec;
   std::string member;
-  int member_port = 0;       // the member's local broker, member listener
-  int central_ems_port = 0;  // the central broker's EMS listener
+  int member_port = 0;                  // the member's local broker, member listener
+  int central_ems_port = 0;             // the central broker's EMS listener
   std::filesystem::path member_cafile;  // what a client of the member listener trusts
   std::filesystem::path ems_cafile;     // what a client of the EMS listener trusts
 };
@@ -44,7 +44,8 @@ class AttackRunner {
  private:
   struct Attempt;
 
-  pki::Pki& foreign_pki();
+  // The foreign PKI, with a REC and member CA named like the target's.
+  pki::Pki& foreign_pki(const AttackTarget& target);
   // Connects once with the given files; reports whether the broker accepted the session.
   void try_connect(const std::string& label, mqtt::MqttClientOptions options,
                    std::function<void(bool accepted, std::string why)> done);

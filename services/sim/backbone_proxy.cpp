@@ -4,9 +4,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <optional>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <optional>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -79,7 +79,9 @@ void BackboneProxy::cut() {
   }
 }
 
-void BackboneProxy::restore() { cut_ = false; }
+void BackboneProxy::restore() {
+  cut_ = false;
+}
 
 void BackboneProxy::on_accept() {
   for (;;) {

@@ -93,14 +93,18 @@ CommunityObserver::CommunityObserver(mqtt::EventLoop& loop, mqtt::MqttClientOpti
 
 CommunityObserver::~CommunityObserver() = default;
 
-void CommunityObserver::start() { client_->start(); }
+void CommunityObserver::start() {
+  client_->start();
+}
 
 void CommunityObserver::stop(std::function<void()> done) {
   client_->stop();
   done();
 }
 
-bool CommunityObserver::connected() const { return client_->connected(); }
+bool CommunityObserver::connected() const {
+  return client_->connected();
+}
 
 void CommunityObserver::on_message(const mqtt::IncomingMessage& message) {
   if (message.topic == "/ems/security/events") {

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <cstdlib>
 #include <netinet/in.h>
+#include <random>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,30 +19,30 @@ namespace {
 
 namespace fs = std::filesystem;
 
-ProcessSpec recmesh_process(const SimPaths& paths, std::string name, ComponentKind kind,
-                            std::string member, const std::string& command,
-                            const fs::path& config) {
+ProcessSpec named_process(const SimPaths& paths, std::string name, ComponentKind kind,
+                          std::string member, std::vector<std::string> argv) {
   ProcessSpec spec;
   spec.name = std::move(name);
   spec.kind = kind;
   spec.member = std::move(member);
-  spec.argv = {paths.recmesh.string(), command, "--config", config.string()};
+  spec.argv = std::move(argv);
   std::string file = spec.name;
   std::replace(file.begin(), file.end(), '/', '-');
   spec.log = paths.logs() / (file + ".log");
   return spec;
 }
 
+ProcessSpec recmesh_process(const SimPaths& paths, std::string name, ComponentKind kind,
+                            std::string member, const std::string& command,
+                            const fs::path& config) {
+  return named_process(paths, std::move(name), kind, std::move(member),
+                       {paths.recmesh.string(), command, "--config", config.string()});
+}
+
 ProcessSpec mosquitto_process(const SimPaths& paths, std::string name, ComponentKind kind,
                               std::string member, const fs::path& config, std::vector<int> ports) {
-  ProcessSpec spec;
-  spec.name = std::move(name);
-  spec.kind = kind;
-  spec.member = std::move(member);
-  spec.argv = {paths.mosquitto.string(), "-c", config.string()};
-  std::string file = spec.name;
-  std::replace(file.begin(), file.end(), '/', '-');
-  spec.log = paths.logs() / (file + ".log");
+  ProcessSpec spec = named_process(paths, std::move(name), kind, std::move(member),
+                                   {paths.mosquitto.string(), "-c", config.string()});
   spec.ports = std::move(ports);
   return spec;
 }
@@ -102,8 +103,8 @@ ProcessSpec launch_gateway(const SimPaths& paths, const Scenario& scenario,
   std::string yaml = fmt::format(
       "rec: {}\nmember: {}\npki_dir: {}\nbroker: {{host: 127.0.0.1, port: {}}}\n"
       "database: {}\nmetrics_interval_ms: {}\ndevice_timeout_ms: {}\ndevices:\n",
-      member.rec, member.id, paths.pki().string(), ports.member,
-      (dir / "gateway.db").string(), scenario.aggregate_interval_ms, scenario.device_timeout_ms);
+      member.rec, member.id, paths.pki().string(), ports.member, (dir / "gateway.db").string(),
+      scenario.aggregate_interval_ms, scenario.device_timeout_ms);
   for (const auto& device : member.device_list()) {
     yaml += fmt::format("  - {{id: {}, kind: {}}}\n", device.id, protocol::to_string(device.kind));
   }
@@ -119,8 +120,8 @@ ProcessSpec launch_devices(const SimPaths& paths, const Scenario& scenario,
       "broker: {{host: 127.0.0.1, port: {}}}\npki_dir: {}\nrec: {}\nmember: {}\n"
       "metrics_interval_ms: {}\nseed: {}\ncrash_fraction: {}\nrun_length_s: {}\n"
       "start_hour: {}\ntime_scale: {}\ncloudiness: {}\ndevices:\n",
-      ports.member, paths.pki().string(), member.rec, member.id, scenario.metrics_interval_ms,
-      seed, scenario.crash_fraction,
+      ports.member, paths.pki().string(), member.rec, member.id, scenario.metrics_interval_ms, seed,
+      scenario.crash_fraction,
       std::max<long>(1, static_cast<long>(scenario.duration_s > 0 ? scenario.duration_s : 3600)),
       scenario.start_hour, scenario.time_scale, scenario.cloudiness);
   for (const auto& device : member.device_list()) {
@@ -145,6 +146,15 @@ ProcessSpec launch_ems(const SimPaths& paths, const Scenario& scenario, const Ce
       scenario.deficit_threshold_w, scenario.max_soc_percent, scenario.min_soc_percent);
   write_file_atomic(dir / "ems.yaml", yaml, 0640);
   return recmesh_process(paths, "ems", ComponentKind::kEms, "", "ems", dir / "ems.yaml");
+}
+
+std::string random_passphrase() {
+  std::random_device random;
+  std::string out;
+  for (int i = 0; i < 32; ++i) {
+    out += "0123456789abcdef"[random() % 16];
+  }
+  return out;
 }
 
 fs::path find_mosquitto() {

@@ -13,9 +13,9 @@ namespace recmesh::sim {
 
 // Where a run keeps its files and which programs it starts.
 struct SimPaths {
-  std::filesystem::path dir;             // the run's directory (PKI, configs, logs, databases)
-  std::filesystem::path recmesh;         // the recmesh executable (devices, gateway, EMS)
-  std::filesystem::path mosquitto;       // the broker
+  std::filesystem::path dir;        // the run's directory (PKI, configs, logs, databases)
+  std::filesystem::path recmesh;    // the recmesh executable (devices, gateway, EMS)
+  std::filesystem::path mosquitto;  // the broker
   std::filesystem::path pki() const { return dir / "pki"; }
   std::filesystem::path passphrase() const { return dir / "ca.passphrase"; }
   std::filesystem::path logs() const { return dir / "logs"; }
@@ -54,6 +54,9 @@ ProcessSpec launch_ems(const SimPaths& paths, const Scenario& scenario, const Ce
 // The community's certificates: a REC and member CAs, every device and gateway, the EMS engine
 // and the simulator's own observer identity (ems_sim).
 void issue_community(pki::Pki& pki, const Scenario& scenario);
+
+// A fresh CA passphrase for a run's own PKI (32 hex digits from std::random_device).
+std::string random_passphrase();
 
 // The Mosquitto binary: `mosquitto` on PATH, else /usr/sbin/mosquitto.
 std::filesystem::path find_mosquitto();

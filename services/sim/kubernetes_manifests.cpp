@@ -2,7 +2,6 @@
 // ones `broker-config` renders, with their file paths moved to where the pods mount them.
 #include "sim/kubernetes_manifests.hpp"
 
-#include <random>
 #include <yaml-cpp/yaml.h>
 
 #include <fmt/format.h>
@@ -193,11 +192,7 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
                                         const std::string& image) {
   const fs::path out = fs::absolute(out_dir);
   fs::create_directories(out);
-  std::random_device random;
-  std::string passphrase;
-  for (int i = 0; i < 32; ++i) {
-    passphrase += "0123456789abcdef"[random() % 16];
-  }
+  const std::string passphrase = random_passphrase();
   write_file_atomic(out / "ca.passphrase", passphrase, 0600);
   pki::Pki pki = pki::Pki::create(out / "pki", Secret(passphrase));
   issue_community(pki, scenario);
@@ -216,11 +211,11 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
     const fs::path rendered = out / ".rendered" / "central";
     broker::render_central_broker(pki, options, rendered);
     broker_objects(rendered, kPlatformNamespace, objects);
-    objects.push_back(deployment("central-broker", kPlatformNamespace, image,
-                                 {"mosquitto", "-c", "/etc/mosquitto/conf/mosquitto.conf"},
-                                 {{"broker-config", false, "/etc/mosquitto/conf"},
-                                  {"broker-tls", true, kBrokerFiles}},
-                                 {kEmsPort, kBridgePort}));
+    objects.push_back(deployment(
+        "central-broker", kPlatformNamespace, image,
+        {"mosquitto", "-c", "/etc/mosquitto/conf/mosquitto.conf"},
+        {{"broker-config", false, "/etc/mosquitto/conf"}, {"broker-tls", true, kBrokerFiles}},
+        {kEmsPort, kBridgePort}));
     objects.push_back(service("central-broker", kPlatformNamespace,
                               {{"ems", kEmsPort}, {"bridge", kBridgePort}}));
     const std::string ems_yaml = fmt::format(
@@ -235,10 +230,10 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
     auto tls = identity_files(pki, "ems_engine", "engine");
     tls["ems-ca.pem"] = pki.authority_chain_path("ems");
     objects.push_back(secret("ems-tls", kPlatformNamespace, tls));
-    objects.push_back(deployment(
-        "ems", kPlatformNamespace, image,
-        {"recmesh", "ems", "--config", std::string(kConfigFiles) + "/ems.yaml"},
-        {{"ems-config", false, kConfigFiles}, {"ems-tls", true, kTlsFiles}}, {}));
+    objects.push_back(
+        deployment("ems", kPlatformNamespace, image,
+                   {"recmesh", "ems", "--config", std::string(kConfigFiles) + "/ems.yaml"},
+                   {{"ems-config", false, kConfigFiles}, {"ems-tls", true, kTlsFiles}}, {}));
     written.push_back(out / "00-platform.yaml");
     write_manifest(written.back(), objects);
   }
@@ -259,16 +254,15 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
     const fs::path rendered = out / ".rendered" / ns;
     broker::render_local_broker(pki, options, rendered);
     broker_objects(rendered, ns, objects);
-    objects.push_back(deployment("local-broker", ns, image,
-                                 {"mosquitto", "-c", "/etc/mosquitto/conf/mosquitto.conf"},
-                                 {{"broker-config", false, "/etc/mosquitto/conf"},
-                                  {"broker-tls", true, kBrokerFiles}},
-                                 {kMemberPort, kBridgePort}));
+    objects.push_back(deployment(
+        "local-broker", ns, image, {"mosquitto", "-c", "/etc/mosquitto/conf/mosquitto.conf"},
+        {{"broker-config", false, "/etc/mosquitto/conf"}, {"broker-tls", true, kBrokerFiles}},
+        {kMemberPort, kBridgePort}));
     objects.push_back(
         service("local-broker", ns, {{"member", kMemberPort}, {"bridge", kBridgePort}}));
 
-    const std::string member_ca = pki::authority_id(pki::AuthorityKind::kMember, member->rec,
-                                                    member->id);
+    const std::string member_ca =
+        pki::authority_id(pki::AuthorityKind::kMember, member->rec, member->id);
     std::string gateway_yaml = fmt::format(
         "rec: {}\nmember: {}\nbroker: {{host: {}, port: {}}}\ncert: {}/gateway.crt\n"
         "key: {}/gateway.key\ncafile: {}/member-ca.pem\ndatabase: /var/lib/recmesh/gateway.db\n"
@@ -282,8 +276,8 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
         broker_host, kMemberPort, member->rec, member->id, scenario.metrics_interval_ms,
         scenario.seed, scenario.crash_fraction, scenario.start_hour, scenario.time_scale,
         scenario.cloudiness, kTlsFiles, kTlsFiles);
-    auto gateway_tls = identity_files(pki, fmt::format("rec_{}_{}_gateway", member->rec, member->id),
-                                      "gateway");
+    auto gateway_tls =
+        identity_files(pki, fmt::format("rec_{}_{}_gateway", member->rec, member->id), "gateway");
     gateway_tls["member-ca.pem"] = pki.authority_chain_path(member_ca);
     std::map<std::string, fs::path> device_tls{
         {"member-ca.pem", pki.authority_chain_path(member_ca)},

@@ -22,7 +22,9 @@ extern char** environ;
 namespace recmesh::sim {
 namespace {
 
-int pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_open(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 // posix_spawn with the child in a process group of its own, default signal handling and an
 // empty mask (the simulator blocks SIGTERM/SIGINT for its signalfd), output appended to `log`.
@@ -32,8 +34,8 @@ pid_t spawn(const ProcessSpec& spec) {
   posix_spawn_file_actions_init(&actions);
   posix_spawnattr_init(&attr);
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, spec.log.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0640);
+  posix_spawn_file_actions_addopen(&actions, 1, spec.log.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0640);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   sigset_t empty;
   sigset_t defaults;
@@ -45,8 +47,9 @@ pid_t spawn(const ProcessSpec& spec) {
   posix_spawnattr_setsigmask(&attr, &empty);
   posix_spawnattr_setsigdefault(&attr, &defaults);
   posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setflags(&attr, static_cast<short>(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                                     POSIX_SPAWN_SETSIGDEF));
+  posix_spawnattr_setflags(
+      &attr,
+      static_cast<short>(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF));
   std::vector<char*> argv;
   argv.reserve(spec.argv.size() + 1);
   for (const auto& arg : spec.argv) {
@@ -58,8 +61,8 @@ pid_t spawn(const ProcessSpec& spec) {
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
-    throw Error(ErrorCode::kInternal,
-                fmt::format("cannot start {} ({}): {}", spec.name, spec.argv[0], std::strerror(rc)));
+    throw Error(ErrorCode::kInternal, fmt::format("cannot start {} ({}): {}", spec.name,
+                                                  spec.argv[0], std::strerror(rc)));
   }
   return pid;
 }
@@ -126,7 +129,9 @@ std::optional<std::size_t> ProcessSupervisor::find(const std::string& name) cons
   return std::nullopt;
 }
 
-std::vector<pid_t> ProcessSupervisor::every_pid() const { return every_pid_; }
+std::vector<pid_t> ProcessSupervisor::every_pid() const {
+  return every_pid_;
+}
 
 double ProcessSupervisor::elapsed_s() const {
   return std::chrono::duration<double>(loop_.now() - created_).count();
@@ -154,9 +159,8 @@ void ProcessSupervisor::start(std::size_t index) {
     entry.pid = -1;
     throw Error(ErrorCode::kInternal, fmt::format("pidfd_open: {}", std::strerror(errno)));
   }
-  auto watched = loop_.watch(entry.pidfd, true, false, [this, index](mqtt::FdEvents) {
-    on_exited(index);
-  });
+  auto watched =
+      loop_.watch(entry.pidfd, true, false, [this, index](mqtt::FdEvents) { on_exited(index); });
   if (!watched) {
     throw Error(ErrorCode::kInternal, watched.status().message);
   }

@@ -19,10 +19,10 @@ namespace recmesh::sim {
 struct ProcessSpec {
   std::string name;  // "central-broker", "sun/m01/gateway", ...
   ComponentKind kind = ComponentKind::kCentralBroker;
-  std::string member;              // "rec/member" for member components
-  std::vector<std::string> argv;   // argv[0] is an absolute path
-  std::filesystem::path log;       // stdout and stderr, appended across restarts
-  std::vector<int> ports;          // listeners that must accept TCP before it counts as up
+  std::string member;             // "rec/member" for member components
+  std::vector<std::string> argv;  // argv[0] is an absolute path
+  std::filesystem::path log;      // stdout and stderr, appended across restarts
+  std::vector<int> ports;         // listeners that must accept TCP before it counts as up
 };
 
 struct ProcessExit {
@@ -32,8 +32,8 @@ struct ProcessExit {
   int signal = 0;
   bool expected = false;  // asked for (stop, kill fault, shutdown)
   bool restarted = false;
-  double at_s = 0;        // seconds since the supervisor was made
-  std::string log_tail;   // the last lines of its log
+  double at_s = 0;       // seconds since the supervisor was made
+  std::string log_tail;  // the last lines of its log
 };
 
 struct SupervisionPolicy {

@@ -111,9 +111,8 @@ DeviceCounts parse_devices(std::string_view source, const Node& node, Key prefix
   r.on("battery", count(&DeviceCounts::battery));
   r.on("controllable_load", count(&DeviceCounts::controllable_load));
   r.on("passive_load", count(&DeviceCounts::passive_load));
-  r.on("smart_meter", [&](const Node& v, Key k) {
-    counts.smart_meter = static_cast<int>(r.integer(v, k, 0, 1));
-  });
+  r.on("smart_meter",
+       [&](const Node& v, Key k) { counts.smart_meter = static_cast<int>(r.integer(v, k, 0, 1)); });
   r.read();
   if (counts.total() == 0) {
     fail_at(source, node, prefix, "a member needs at least one device");
@@ -147,7 +146,8 @@ void parse_generated(std::string_view source, const Node& node, Key prefix, RecS
   std::string name_prefix = "m";
   std::optional<DeviceCounts> devices;
   MappingReader r(source, node, prefix, {});
-  r.on("count", [&](const Node& v, Key k) { count = static_cast<int>(r.integer(v, k, 1, kMaxMembers)); });
+  r.on("count",
+       [&](const Node& v, Key k) { count = static_cast<int>(r.integer(v, k, 1, kMaxMembers)); });
   r.on("prefix", [&](const Node& v, Key k) { name_prefix = r.identifier(v, k); });
   r.on("devices", [&](const Node& v, Key k) { devices = parse_devices(source, v, k); });
   r.read();
@@ -263,9 +263,9 @@ TimelineEvent parse_event(std::string_view source, const Node& node, Key prefix)
     case FaultAction::kRestart:
       allowed = {"component", "rec", "member"};
       if (!event.component) {
-        fail_at(source, node, prefix + ".component", fmt::format("required for {}: one of {}",
-                                                                 to_string(event.action),
-                                                                 component_names().list()));
+        fail_at(source, node, prefix + ".component",
+                fmt::format("required for {}: one of {}", to_string(event.action),
+                            component_names().list()));
       }
       break;
     case FaultAction::kCutBackbone:
@@ -313,10 +313,9 @@ void check_timeline(std::string_view source, Scenario& scenario) {
     const bool process_action = event.action == FaultAction::kKill ||
                                 event.action == FaultAction::kStop ||
                                 event.action == FaultAction::kRestart;
-    const bool needs_member =
-        member_component ||
-        (!process_action && event.action != FaultAction::kAttack) ||
-        (event.attack && *event.attack != AttackKind::kReplayControl);
+    const bool needs_member = member_component ||
+                              (!process_action && event.action != FaultAction::kAttack) ||
+                              (event.attack && *event.attack != AttackKind::kReplayControl);
     if (event.rec.empty() && (needs_member || !event.member.empty())) {
       if (scenario.recs.size() != 1) {
         fail(event, "rec", "required when the scenario has several RECs");
@@ -327,12 +326,12 @@ void check_timeline(std::string_view source, Scenario& scenario) {
       fail(event, "member", fmt::format("required for {}", event.describe()));
     }
     if (event.component && !member_component && !event.member.empty()) {
-      fail(event, "member", fmt::format("{} is not a member's component",
-                                        to_string(*event.component)));
+      fail(event, "member",
+           fmt::format("{} is not a member's component", to_string(*event.component)));
     }
     if (!event.member.empty() && scenario.find_member(event.rec, event.member) == nullptr) {
-      fail(event, "member", fmt::format("no member {}/{} in the scenario", event.rec,
-                                        event.member));
+      fail(event, "member",
+           fmt::format("no member {}/{} in the scenario", event.rec, event.member));
     }
     const std::string label = event.member_label();
     if (event.action == FaultAction::kCutBackbone) {
@@ -351,9 +350,15 @@ void check_timeline(std::string_view source, Scenario& scenario) {
 
 }  // namespace
 
-std::string_view to_string(ComponentKind kind) { return component_names().name(kind); }
-std::string_view to_string(FaultAction action) { return action_names().name(action); }
-std::string_view to_string(AttackKind kind) { return attack_names().name(kind); }
+std::string_view to_string(ComponentKind kind) {
+  return component_names().name(kind);
+}
+std::string_view to_string(FaultAction action) {
+  return action_names().name(action);
+}
+std::string_view to_string(AttackKind kind) {
+  return attack_names().name(kind);
+}
 
 bool is_member_component(ComponentKind kind) {
   return kind != ComponentKind::kCentralBroker && kind != ComponentKind::kEms;
@@ -495,8 +500,9 @@ Scenario parse_scenario(std::string_view yaml, std::string_view source) {
     MappingReader m(source, v, k, {});
     m.on("restart",
          [&](const Node& x, Key kk) { s.restart = restart_names().read(m, source, x, kk); });
-    m.on("max_restarts",
-         [&](const Node& x, Key kk) { s.max_restarts = static_cast<int>(m.integer(x, kk, 0, 1000)); });
+    m.on("max_restarts", [&](const Node& x, Key kk) {
+      s.max_restarts = static_cast<int>(m.integer(x, kk, 0, 1000));
+    });
     m.on("restart_delay_ms",
          [&](const Node& x, Key kk) { s.restart_delay_ms = millis(m, x, kk, 0, 600000); });
     m.on("startup_timeout_ms",

@@ -77,11 +77,11 @@ struct TimelineEvent {
   std::string rec;                         // member events (rec defaults to the only REC)
   std::string member;
   std::optional<AttackKind> attack;
-  int delay_ms = 0;        // slow-backbone: 0 .. 60000
-  int rate_per_s = 200;    // publish-flood: 1 .. 100000
-  double duration_s = 5;   // publish-flood: 0.1 .. 3600
-  int count = 100;         // retained-spam: 1 .. 1000000
-  int line = 0;            // where it is written in the scenario file
+  int delay_ms = 0;       // slow-backbone: 0 .. 60000
+  int rate_per_s = 200;   // publish-flood: 1 .. 100000
+  double duration_s = 5;  // publish-flood: 0.1 .. 3600
+  int count = 100;        // retained-spam: 1 .. 1000000
+  int line = 0;           // where it is written in the scenario file
 
   std::string member_label() const { return member.empty() ? "" : rec + "/" + member; }
   std::string describe() const;
@@ -111,9 +111,9 @@ struct Scenario {
   double min_soc_percent = 20;
   // Supervision of every process.
   RestartPolicy restart = RestartPolicy::kOnFailure;
-  int max_restarts = 5;           // per component: 0 .. 1000
-  int restart_delay_ms = 1000;    // 0 .. 600000
-  int startup_timeout_ms = 30000; // a listener that does not open by then fails the run
+  int max_restarts = 5;            // per component: 0 .. 1000
+  int restart_delay_ms = 1000;     // 0 .. 600000
+  int startup_timeout_ms = 30000;  // a listener that does not open by then fails the run
   std::vector<RecSpec> recs;
   std::vector<TimelineEvent> timeline;  // sorted by at_s
 

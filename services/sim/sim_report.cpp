@@ -86,9 +86,10 @@ std::string svg_chart(const std::string& title, const std::string& unit,
       "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">{:.0f} s</text>\n",
       kLeft, kHeight - 10, kLeft + plot_w, kHeight - 10, t_max);
   if (lo < 0 && hi > 0) {
-    svg += fmt::format("<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#555\" "
-                       "stroke-dasharray=\"3,3\"/>\n",
-                       kLeft, kLeft + plot_w, y(0));
+    svg += fmt::format(
+        "<line x1=\"{0}\" x2=\"{1}\" y1=\"{2:.1f}\" y2=\"{2:.1f}\" stroke=\"#555\" "
+        "stroke-dasharray=\"3,3\"/>\n",
+        kLeft, kLeft + plot_w, y(0));
   }
   int legend = 0;
   for (const auto& line : series) {
@@ -186,8 +187,8 @@ std::string report_html(const SimReport& r) {
       {"QoS 1 messages lost", std::to_string(r.lost_qos1)},
       {"device metrics published", std::to_string(r.device_metrics_published)},
       {"controls issued / completed / failed / in flight",
-       fmt::format("{} / {} / {} / {}", r.controls_issued, r.controls_completed,
-                   r.controls_failed, r.controls_in_flight)},
+       fmt::format("{} / {} / {} / {}", r.controls_issued, r.controls_completed, r.controls_failed,
+                   r.controls_in_flight)},
       {"security events", std::to_string(r.security_events)},
       {"messages up / down (central broker)",
        fmt::format("{} / {}", r.messages_up, r.messages_down)},
@@ -196,13 +197,12 @@ std::string report_html(const SimReport& r) {
     html += fmt::format("<tr><th>{}</th><td>{}</td></tr>\n", name, escape_html(value));
   }
   html += "</table>\n<h2>Community energy</h2>\n";
-  html += svg_chart("Production, consumption, storage, exchange", "W", r.samples,
-                    {{"production", "#e6a700", [](const Sample& s) { return s.production_w; }},
-                     {"consumption", "#c0392b", [](const Sample& s) { return s.consumption_w; }},
-                     {"storage (discharge +)", "#27ae60",
-                      [](const Sample& s) { return s.storage_power_w; }},
-                     {"exchange (export +)", "#2c6fbb",
-                      [](const Sample& s) { return s.net_exchange_w; }}});
+  html += svg_chart(
+      "Production, consumption, storage, exchange", "W", r.samples,
+      {{"production", "#e6a700", [](const Sample& s) { return s.production_w; }},
+       {"consumption", "#c0392b", [](const Sample& s) { return s.consumption_w; }},
+       {"storage (discharge +)", "#27ae60", [](const Sample& s) { return s.storage_power_w; }},
+       {"exchange (export +)", "#2c6fbb", [](const Sample& s) { return s.net_exchange_w; }}});
   html += svg_chart("Storage state of charge", "%", r.samples,
                     {{"mean SoC", "#27ae60", [](const Sample& s) { return s.soc_percent; }}});
   html += "<h2>Traffic</h2>\n";
@@ -224,11 +224,10 @@ std::string report_html(const SimReport& r) {
     html += "<p>None.</p>\n";
   }
   for (const auto& c : r.crashes) {
-    html += fmt::format("<h3>{} (pid {}) at {:.1f} s: {}{}</h3><pre>{}</pre>\n",
-                        escape_html(c.name), c.pid, c.at_s,
-                        c.signal != 0 ? fmt::format("signal {}", c.signal)
-                                      : fmt::format("exit {}", c.exit_code),
-                        c.restarted ? ", restarted" : "", escape_html(c.log_tail));
+    html += fmt::format(
+        "<h3>{} (pid {}) at {:.1f} s: {}{}</h3><pre>{}</pre>\n", escape_html(c.name), c.pid, c.at_s,
+        c.signal != 0 ? fmt::format("signal {}", c.signal) : fmt::format("exit {}", c.exit_code),
+        c.restarted ? ", restarted" : "", escape_html(c.log_tail));
   }
   html += "</body></html>\n";
   return html;

@@ -6,7 +6,6 @@
 #include <fstream>
 #include <iostream>
 #include <netinet/in.h>
-#include <random>
 #include <regex>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -46,15 +45,6 @@ bool port_open(int port) {
   const bool open = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   ::close(fd);
   return open;
-}
-
-std::string random_passphrase() {
-  std::random_device random;
-  std::string out;
-  for (int i = 0; i < 32; ++i) {
-    out += "0123456789abcdef"[random() % 16];
-  }
-  return out;
 }
 
 // Sums the numbers a daemon logs at each clean stop ("gateway stopped: 12 aggregates, ...").
@@ -102,7 +92,8 @@ class Simulation {
     paths_.dir = fs::absolute(options.dir);
     paths_.recmesh = options.recmesh.empty() ? fs::read_symlink("/proc/self/exe") : options.recmesh;
     paths_.mosquitto = find_mosquitto();
-    report_path_ = options.report.empty() ? paths_.dir / "report.json" : fs::absolute(options.report);
+    report_path_ =
+        options.report.empty() ? paths_.dir / "report.json" : fs::absolute(options.report);
   }
 
   int run();
@@ -190,7 +181,8 @@ void Simulation::prepare() {
   policy.restart_delay = std::chrono::milliseconds(scenario_.restart_delay_ms);
   policy.stop_grace = options_.stop_grace;
   supervisor_ = std::make_unique<ProcessSupervisor>(
-      loop_, policy, [this](const ProcessExit& exit, bool gave_up) { on_process_exit(exit, gave_up); });
+      loop_, policy,
+      [this](const ProcessExit& exit, bool gave_up) { on_process_exit(exit, gave_up); });
   central_ = supervisor_->add(launch_central_broker(*pki_, paths_, central_ports_));
   ems_ = supervisor_->add(launch_ems(paths_, scenario_, central_ports_));
   std::uint64_t seed = scenario_.seed;
@@ -198,7 +190,8 @@ void Simulation::prepare() {
     Member member;
     member.spec = spec;
     member.ports = {free_port(ports_), free_port(ports_), free_port(ports_)};
-    member.proxy = std::make_unique<BackboneProxy>(loop_, member.ports.proxy, central_ports_.bridge);
+    member.proxy =
+        std::make_unique<BackboneProxy>(loop_, member.ports.proxy, central_ports_.bridge);
     fs::create_directories(paths_.member_dir(*spec));
     member.broker = supervisor_->add(launch_local_broker(*pki_, paths_, *spec, member.ports));
     member.gateway = supervisor_->add(launch_gateway(paths_, scenario_, *spec, member.ports));
@@ -232,11 +225,11 @@ void Simulation::wait_for_ports(std::vector<std::size_t> processes, std::functio
       for (const int port : supervisor_->spec(index).ports) {
         if (!port_open(port)) {
           if (loop_.now() > deadline) {
-            begin_stop(fmt::format("failure: {} did not open 127.0.0.1:{} within {} ms; see {}",
-                                   supervisor_->spec(index).name, port,
-                                   scenario_.startup_timeout_ms,
-                                   supervisor_->spec(index).log.string()),
-                       true);
+            begin_stop(
+                fmt::format("failure: {} did not open 127.0.0.1:{} within {} ms; see {}",
+                            supervisor_->spec(index).name, port, scenario_.startup_timeout_ms,
+                            supervisor_->spec(index).log.string()),
+                true);
             return;
           }
           timers_.push_back(loop_.add_timer(std::chrono::milliseconds(100), *poll));
@@ -278,14 +271,14 @@ void Simulation::on_up() {
                scenario_.member_count(), scenario_.device_count(), supervisor_->size(),
                since_start(), paths_.dir.string());
   for (const auto& event : scenario_.timeline) {
-    timers_.push_back(loop_.add_timer(
-        std::chrono::milliseconds(static_cast<std::int64_t>(event.at_s * 1000)),
-        [this, &event] { inject(event); }));
+    timers_.push_back(
+        loop_.add_timer(std::chrono::milliseconds(static_cast<std::int64_t>(event.at_s * 1000)),
+                        [this, &event] { inject(event); }));
   }
   if (duration_s_ > 0) {
-    timers_.push_back(loop_.add_timer(
-        std::chrono::milliseconds(static_cast<std::int64_t>(duration_s_ * 1000)),
-        [this] { begin_stop("duration", false); }));
+    timers_.push_back(
+        loop_.add_timer(std::chrono::milliseconds(static_cast<std::int64_t>(duration_s_ * 1000)),
+                        [this] { begin_stop("duration", false); }));
   }
 }
 
@@ -445,8 +438,8 @@ void Simulation::show(const Sample& sample, const EmsView& view) {
                        sample.t_s, sample.members_online, scenario_.member_count(),
                        view.devices_online, scenario_.device_count(), sample.up_per_s,
                        sample.down_per_s, view.controls_issued, view.controls_completed,
-                       view.controls_failed, view.controls_in_flight,
-                       observer_->security_events(), faults_.size(), running, supervisor_->size())
+                       view.controls_failed, view.controls_in_flight, observer_->security_events(),
+                       faults_.size(), running, supervisor_->size())
                 << std::endl;
     }
     return;
@@ -462,18 +455,19 @@ void Simulation::show(const Sample& sample, const EmsView& view) {
   screen += fmt::format("  messages up        {:>8.1f} /s   down {:>8.1f} /s\n", sample.up_per_s,
                         sample.down_per_s);
   screen += fmt::format("  aggregates at EMS  {:>6}\n", view.metrics_received);
-  screen += fmt::format("  controls           {:>6} issued   {} in flight   {} completed   {} "
-                        "failed\n",
-                        view.controls_issued, view.controls_in_flight, view.controls_completed,
-                        view.controls_failed);
-  screen += fmt::format("  community          production {:.0f} W   consumption {:.0f} W   "
-                        "storage {:+.0f} W   exchange {:+.0f} W\n",
-                        sample.production_w, sample.consumption_w, sample.storage_power_w,
-                        sample.net_exchange_w);
+  screen += fmt::format(
+      "  controls           {:>6} issued   {} in flight   {} completed   {} "
+      "failed\n",
+      view.controls_issued, view.controls_in_flight, view.controls_completed, view.controls_failed);
+  screen += fmt::format(
+      "  community          production {:.0f} W   consumption {:.0f} W   "
+      "storage {:+.0f} W   exchange {:+.0f} W\n",
+      sample.production_w, sample.consumption_w, sample.storage_power_w, sample.net_exchange_w);
   screen += fmt::format("  security events    {:>6}\n", observer_->security_events());
-  screen += fmt::format("  processes          {:>6} / {} running, {} restarts, {} unexpected "
-                        "exits\n",
-                        running, supervisor_->size(), restarts, crashes_.size());
+  screen += fmt::format(
+      "  processes          {:>6} / {} running, {} restarts, {} unexpected "
+      "exits\n",
+      running, supervisor_->size(), restarts, crashes_.size());
   screen += fmt::format("  faults injected    {:>6}\n", faults_.size());
   const std::size_t first = faults_.size() > 6 ? faults_.size() - 6 : 0;
   for (std::size_t i = first; i < faults_.size(); ++i) {
@@ -587,16 +581,16 @@ void Simulation::write_state(bool running) {
                        {"cut", member.proxy->is_cut()},
                        {"delay_ms", member.proxy->delay().count()}});
   }
-  const Json state = {{"pid", ::getpid()},
-                      {"running", running},
-                      {"scenario", scenario_.name},
-                      {"report", report_path_.string()},
-                      {"central", {{"ems_port", central_ports_.ems},
-                                   {"bridge_port", central_ports_.bridge}}},
-                      {"ems_database", paths_.ems_database().string()},
-                      {"ports", ports_},
-                      {"processes", processes},
-                      {"proxies", proxies}};
+  const Json state = {
+      {"pid", ::getpid()},
+      {"running", running},
+      {"scenario", scenario_.name},
+      {"report", report_path_.string()},
+      {"central", {{"ems_port", central_ports_.ems}, {"bridge_port", central_ports_.bridge}}},
+      {"ems_database", paths_.ems_database().string()},
+      {"ports", ports_},
+      {"processes", processes},
+      {"proxies", proxies}};
   write_file_atomic(paths_.dir / "state.json", state.dump(2) + "\n", 0644);
 }
 
@@ -614,46 +608,40 @@ int Simulation::run() {
     throw Error(ErrorCode::kInternal, "cannot open a signalfd");
   }
   started_ = loop_.now();
-  int code = 0;
-  try {
-    prepare();
-    (void)loop_.watch(signal_fd_, true, false, [this](mqtt::FdEvents) {
-      signalfd_siginfo info{};
-      while (::read(signal_fd_, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
-        if (++signals_seen_ == 1) {
-          begin_stop(fmt::format("signal {}", strsignal(static_cast<int>(info.ssi_signo))), false);
-        } else {
-          // A second signal: no more patience.
-          spdlog::warn("sim: second signal; killing every process now");
-          for (std::size_t i = 0; i < supervisor_->size(); ++i) {
-            supervisor_->signal(i, SIGKILL, true);
-          }
+  // Whatever happens, nothing started outlives this call: the supervisor's destructor kills
+  // and reaps what still runs.
+  struct Cleanup {
+    Simulation& sim;
+    sigset_t previous;
+    ~Cleanup() {
+      sim.observer_.reset();
+      sim.attacker_.reset();
+      sim.supervisor_.reset();
+      sim.members_.clear();
+      sim.loop_.unwatch(sim.signal_fd_);
+      ::close(sim.signal_fd_);
+      ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+    }
+  } cleanup{*this, previous};
+  prepare();
+  (void)loop_.watch(signal_fd_, true, false, [this](mqtt::FdEvents) {
+    signalfd_siginfo info{};
+    while (::read(signal_fd_, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+      if (++signals_seen_ == 1) {
+        begin_stop(fmt::format("signal {}", strsignal(static_cast<int>(info.ssi_signo))), false);
+      } else {
+        // A second signal: no more patience.
+        spdlog::warn("sim: second signal; killing every process now");
+        for (std::size_t i = 0; i < supervisor_->size(); ++i) {
+          supervisor_->signal(i, SIGKILL, true);
         }
       }
-    });
-    tick_timer_ = loop_.add_timer(std::chrono::seconds(1), [this] { tick(); });
-    start_central();
-    loop_.run();
-    code = failed_ ? 3 : 0;
-  } catch (...) {
-    // Nothing started may outlive us: the supervisor's destructor kills and reaps the rest.
-    observer_.reset();
-    attacker_.reset();
-    supervisor_.reset();
-    members_.clear();
-    loop_.unwatch(signal_fd_);
-    ::close(signal_fd_);
-    ::sigprocmask(SIG_SETMASK, &previous, nullptr);
-    throw;
-  }
-  observer_.reset();
-  attacker_.reset();
-  supervisor_.reset();
-  members_.clear();
-  loop_.unwatch(signal_fd_);
-  ::close(signal_fd_);
-  ::sigprocmask(SIG_SETMASK, &previous, nullptr);
-  return code;
+    }
+  });
+  tick_timer_ = loop_.add_timer(std::chrono::seconds(1), [this] { tick(); });
+  start_central();
+  loop_.run();
+  return failed_ ? 3 : 0;
 }
 
 }  // namespace

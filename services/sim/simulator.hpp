@@ -9,11 +9,11 @@
 namespace recmesh::sim {
 
 struct SimOptions {
-  std::filesystem::path dir;                // the run's files; recreated (default ./sim-run)
-  std::optional<double> duration_s;         // overrides the scenario's (0: until a signal)
-  std::filesystem::path report;             // JSON report; the HTML page goes beside it (.html)
-  std::filesystem::path recmesh;            // default: this executable
-  std::optional<bool> live_view;            // default: when stdout is a terminal
+  std::filesystem::path dir;         // the run's files; recreated (default ./sim-run)
+  std::optional<double> duration_s;  // overrides the scenario's (0: until a signal)
+  std::filesystem::path report;      // JSON report; the HTML page goes beside it (.html)
+  std::filesystem::path recmesh;     // default: this executable
+  std::optional<bool> live_view;     // default: when stdout is a terminal
   std::chrono::milliseconds stop_grace{10000};
 };
 

@@ -32,7 +32,9 @@ Json read_json(const fs::path& file) {
   return Json::parse(in, nullptr, false);
 }
 
-bool process_gone(int pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
+bool process_gone(int pid) {
+  return ::kill(pid, 0) != 0 && errno == ESRCH;
+}
 
 // Nothing accepts on 127.0.0.1:port and we can bind it ourselves.
 bool port_free(int port) {
@@ -89,8 +91,7 @@ class SimProcessTest : public ::testing::Test {
 
 TEST_F(SimProcessTest, DemoBringsEveryMemberOnlineAndStopsCleanlyOnSigterm) {
   const fs::path dir = tmp_ / "demo";
-  testing::ChildProcess sim({testing::recmesh_binary(), "demo", "--dir", dir.string(),
-                             "--no-view"},
+  testing::ChildProcess sim({testing::recmesh_binary(), "demo", "--dir", dir.string(), "--no-view"},
                             tmp_ / "sim.log");
   const auto deadline = std::chrono::steady_clock::now() + 60s;
   EmsView view;

@@ -8,10 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include "recmesh/crypto/base64url.hpp"
+
 #include "device/device_config.hpp"
 #include "ems/ems_config.hpp"
 #include "gateway/gateway_config.hpp"
-#include "recmesh/crypto/base64url.hpp"
 #include "temp_dir.hpp"
 
 namespace recmesh::sim {
@@ -28,7 +29,8 @@ Objects load(const std::vector<fs::path>& files) {
     for (const auto& doc : YAML::LoadAllFromFile(file.string())) {
       const std::string kind = doc["kind"].as<std::string>();
       const std::string name = doc["metadata"]["name"].as<std::string>();
-      const std::string ns = kind == "Namespace" ? name : doc["metadata"]["namespace"].as<std::string>();
+      const std::string ns =
+          kind == "Namespace" ? name : doc["metadata"]["namespace"].as<std::string>();
       out[ns][kind + "/" + name] = doc;
     }
   }
@@ -59,13 +61,14 @@ TEST(KubernetesManifests, OneNamespacePerMemberWithEverythingItMounts) {
         continue;
       }
       const auto pod = object["spec"]["template"];
-      EXPECT_EQ(pod["metadata"]["labels"]["app.kubernetes.io/name"].as<std::string>(),
-                object["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"].as<std::string>());
+      EXPECT_EQ(
+          pod["metadata"]["labels"]["app.kubernetes.io/name"].as<std::string>(),
+          object["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"].as<std::string>());
       EXPECT_EQ(pod["spec"]["containers"][0]["image"].as<std::string>(), "example/recmesh:1");
       for (const auto& volume : pod["spec"]["volumes"]) {
-        const std::string wanted = volume["secret"]
-                                       ? "Secret/" + volume["secret"]["secretName"].as<std::string>()
-                                       : "ConfigMap/" + volume["configMap"]["name"].as<std::string>();
+        const std::string wanted =
+            volume["secret"] ? "Secret/" + volume["secret"]["secretName"].as<std::string>()
+                             : "ConfigMap/" + volume["configMap"]["name"].as<std::string>();
         EXPECT_TRUE(in_ns.contains(wanted)) << ns << " " << key << " mounts missing " << wanted;
       }
     }
@@ -83,9 +86,9 @@ TEST(KubernetesManifests, OneNamespacePerMemberWithEverythingItMounts) {
   }
 
   const auto& platform = objects.at("recmesh-platform");
-  for (const char* name : {"Deployment/central-broker", "Service/central-broker", "Deployment/ems",
-                           "ConfigMap/ems-config", "Secret/ems-tls", "ConfigMap/broker-config",
-                           "Secret/broker-tls"}) {
+  for (const char* name :
+       {"Deployment/central-broker", "Service/central-broker", "Deployment/ems",
+        "ConfigMap/ems-config", "Secret/ems-tls", "ConfigMap/broker-config", "Secret/broker-tls"}) {
     EXPECT_TRUE(platform.contains(name)) << name;
   }
   const auto ports = platform.at("Service/central-broker")["spec"]["ports"];

@@ -113,10 +113,10 @@ TEST(Scenario, RejectsImpossibleValues) {
   EXPECT_NE(error_of("rates: {metrics_interval_ms: 10}\n" + kCommunity)
                 .find("rates.metrics_interval_ms: 10 is outside 50"),
             std::string::npos);
-  EXPECT_NE(error_of("rates: {metrics_interval_ms: 5000, aggregate_interval_ms: 1000}\n" +
-                     kCommunity)
-                .find("aggregate_interval_ms: must not be shorter"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of("rates: {metrics_interval_ms: 5000, aggregate_interval_ms: 1000}\n" + kCommunity)
+          .find("aggregate_interval_ms: must not be shorter"),
+      std::string::npos);
   EXPECT_NE(error_of("ems: {min_soc_percent: 90, max_soc_percent: 80}\n" + kCommunity)
                 .find("ems.min_soc_percent: must be below max_soc_percent"),
             std::string::npos);
