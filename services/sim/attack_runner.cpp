@@ -85,7 +85,7 @@ void AttackRunner::finish(Attempt* attempt) {
 }
 
 void AttackRunner::try_connect(const std::string& label, mqtt::MqttClientOptions options,
-                               std::function<void(bool, std::string)> done) {
+                               const std::function<void(bool, std::string)>& done) {
   auto attempt = std::make_unique<Attempt>();
   Attempt* a = attempt.get();
   options.clean_session = true;
@@ -142,7 +142,7 @@ mqtt::MqttClientOptions AttackRunner::insider(const AttackTarget& target,
 }
 
 void AttackRunner::run(const TimelineEvent& event, double at_s, const AttackTarget& target,
-                       CommunityObserver& observer, Done done) {
+                       CommunityObserver& observer, const Done& done) {
   const std::string what = event.describe();
   switch (*event.attack) {
     case AttackKind::kForeignCa: {
@@ -210,19 +210,19 @@ void AttackRunner::run(const TimelineEvent& event, double at_s, const AttackTarg
       return;
     }
     case AttackKind::kPublishFlood:
-      flood(event, at_s, target, std::move(done));
+      flood(event, at_s, target, done);
       return;
     case AttackKind::kRetainedSpam:
-      retained_spam(event, at_s, target, std::move(done));
+      retained_spam(event, at_s, target, done);
       return;
     case AttackKind::kReplayControl:
-      replay(event, at_s, observer, std::move(done));
+      replay(event, at_s, observer, done);
       return;
   }
 }
 
 void AttackRunner::flood(const TimelineEvent& event, double at_s, const AttackTarget& target,
-                         Done done) {
+                         const Done& done) {
   auto attempt = std::make_unique<Attempt>();
   Attempt* a = attempt.get();
   const std::string what = event.describe();
@@ -268,7 +268,7 @@ void AttackRunner::flood(const TimelineEvent& event, double at_s, const AttackTa
 }
 
 void AttackRunner::retained_spam(const TimelineEvent& event, double at_s,
-                                 const AttackTarget& target, Done done) {
+                                 const AttackTarget& target, const Done& done) {
   auto attempt = std::make_unique<Attempt>();
   Attempt* a = attempt.get();
   const std::string what = event.describe();
@@ -306,7 +306,7 @@ void AttackRunner::retained_spam(const TimelineEvent& event, double at_s,
 }
 
 void AttackRunner::replay(const TimelineEvent& event, double at_s, CommunityObserver& observer,
-                          Done done) {
+                          const Done& done) {
   const std::string what = event.describe();
   const auto captured = observer.last_control(event.member_label());
   if (!captured) {

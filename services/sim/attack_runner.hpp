@@ -39,7 +39,7 @@ class AttackRunner {
   ~AttackRunner();
 
   void run(const TimelineEvent& event, double at_s, const AttackTarget& target,
-           CommunityObserver& observer, Done done);
+           CommunityObserver& observer, const Done& done);
 
  private:
   struct Attempt;
@@ -48,11 +48,12 @@ class AttackRunner {
   pki::Pki& foreign_pki(const AttackTarget& target);
   // Connects once with the given files; reports whether the broker accepted the session.
   void try_connect(const std::string& label, mqtt::MqttClientOptions options,
-                   std::function<void(bool accepted, std::string why)> done);
-  void flood(const TimelineEvent& event, double at_s, const AttackTarget& target, Done done);
+                   const std::function<void(bool accepted, std::string why)>& done);
+  void flood(const TimelineEvent& event, double at_s, const AttackTarget& target, const Done& done);
   void retained_spam(const TimelineEvent& event, double at_s, const AttackTarget& target,
-                     Done done);
-  void replay(const TimelineEvent& event, double at_s, CommunityObserver& observer, Done done);
+                     const Done& done);
+  void replay(const TimelineEvent& event, double at_s, CommunityObserver& observer,
+              const Done& done);
   mqtt::MqttClientOptions insider(const AttackTarget& target, const std::string& device);
   void finish(Attempt* attempt);
 

@@ -97,7 +97,7 @@ void CommunityObserver::start() {
   client_->start();
 }
 
-void CommunityObserver::stop(std::function<void()> done) {
+void CommunityObserver::stop(const std::function<void()>& done) {
   client_->stop();
   done();
 }
@@ -135,7 +135,7 @@ void CommunityObserver::on_message(const mqtt::IncomingMessage& message) {
     auto decoded = protocol::MemberMetrics::decode(message.payload);
     if (decoded) {
       ++aggregates_;
-      latest_[member] = std::move(*decoded);
+      latest_[member] = *decoded;
     }
   }
 }

@@ -49,7 +49,7 @@ class CommunityObserver {
   ~CommunityObserver();
 
   void start();
-  void stop(std::function<void()> done);
+  void stop(const std::function<void()>& done);
   bool connected() const;
 
   std::uint64_t messages_up() const { return up_; }

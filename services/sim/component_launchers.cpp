@@ -162,7 +162,7 @@ fs::path find_mosquitto() {
     std::string_view rest = path;
     while (!rest.empty()) {
       const auto colon = rest.find(':');
-      const fs::path candidate = fs::path(rest.substr(0, colon)) / "mosquitto";
+      fs::path candidate = fs::path(rest.substr(0, colon)) / "mosquitto";
       if (::access(candidate.c_str(), X_OK) == 0) {
         return candidate;
       }

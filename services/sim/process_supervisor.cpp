@@ -17,8 +17,6 @@
 
 #include "recmesh/core/error.hpp"
 
-extern char** environ;
-
 namespace recmesh::sim {
 namespace {
 

@@ -286,7 +286,7 @@ TimelineEvent parse_event(std::string_view source, const Node& node, Key prefix)
   }
   for (const auto& key : given) {
     if (!allowed.contains(key)) {
-      fail_at(source, node[key], prefix + "." + key,
+      fail_at(source, node[key], fmt::format("{}.{}", prefix, key),
               fmt::format("not used by action {}", to_string(event.action)));
     }
   }

@@ -110,7 +110,7 @@ class Simulation {
 
   void prepare();
   void start_central();
-  void wait_for_ports(std::vector<std::size_t> processes, std::function<void()> then);
+  void wait_for_ports(const std::vector<std::size_t>& processes, const std::function<void()>& then);
   void on_up();
   void tick();
   void inject(const TimelineEvent& event);
@@ -212,7 +212,8 @@ void Simulation::prepare() {
   attacker_ = std::make_unique<AttackRunner>(loop_, *pki_, paths_.dir / "attacker");
 }
 
-void Simulation::wait_for_ports(std::vector<std::size_t> processes, std::function<void()> then) {
+void Simulation::wait_for_ports(const std::vector<std::size_t>& processes,
+                                const std::function<void()>& then) {
   const auto deadline = loop_.now() + std::chrono::milliseconds(scenario_.startup_timeout_ms);
   // Kept until the run ends: the poll re-arms itself through this pointer.
   pollers_.push_back(std::make_unique<std::function<void()>>());

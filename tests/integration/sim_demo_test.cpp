@@ -15,6 +15,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "recmesh/core/file_io.hpp"
+
 #include "child_process.hpp"
 #include "recmesh_cli.hpp"
 #include "sim/community_observer.hpp"
@@ -28,8 +30,11 @@ using Json = nlohmann::json;
 using namespace std::chrono_literals;
 
 Json read_json(const fs::path& file) {
-  std::ifstream in(file);
-  return Json::parse(in, nullptr, false);
+  std::error_code ec;
+  if (!fs::exists(file, ec)) {
+    return nullptr;
+  }
+  return Json::parse(read_file(file), nullptr, false);
 }
 
 bool process_gone(int pid) {
@@ -133,10 +138,7 @@ TEST_F(SimProcessTest, DemoBringsEveryMemberOnlineAndStopsCleanlyOnSigterm) {
   EXPECT_EQ(report["lost_qos1"], 0);
   EXPECT_TRUE(report["crashes"].empty()) << report["crashes"].dump(1);
   EXPECT_NE(report["stop_reason"].get<std::string>().find("signal"), std::string::npos);
-  const std::string html = [&] {
-    std::ifstream in(dir / "report.html");
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }();
+  const std::string html = read_file(dir / "report.html");
   EXPECT_NE(html.find("<svg"), std::string::npos);
   EXPECT_EQ(html.find("src=\"http"), std::string::npos);  // no external assets
 }
