@@ -324,12 +324,13 @@ void GuardEngine::install(const policy::PolicyBundle& bundle) {
   matcher_ = policy::PolicyMatcher(bundle, std::span<const policy::Grant>(&secmgr_, 1));
   std::vector<std::string> kicks;
   for (auto& [client, state] : clients_) {
-    if (state->gone) {
-      continue;
-    }
+    // Every state, a disconnected one awaiting its Will check included: the old grants are gone.
     state->grant = matcher_.grant_of(state->key);
     if (state->grant != nullptr) {
       state->quota.set_quota(state->grant->quota);
+    }
+    if (state->gone) {
+      continue;
     }
     if (auto revoked = matcher_.revocation_of(state->identity, state->serial)) {
       if (!state->kicked) {

@@ -256,3 +256,27 @@ TEST_F(GuardPolicyTest, CommonNameCollisionGetsNoRights) {
 
 }  // namespace
 }  // namespace recmesh::guard_test
+
+namespace recmesh::guard_test {
+namespace {
+
+TEST_F(GuardPolicyTest, DeniedPublishesDropTheMessageNotTheConnection) {
+  push_ok(*secmgr_, bundle(1));
+  auto gw = connect("gw", gateway("m1"));
+  auto pv1 = connect("pv1", device("m1", "pv1"));
+  ASSERT_TRUE(gw && pv1);
+  ASSERT_TRUE(gw->subscribe("/device/+/metrics/#"));
+  for (int qos : {0, 1}) {
+    for (int i = 0; i < 20; ++i) {
+      ASSERT_TRUE(pv1->publish("/device/bat1/metrics/power", "forged", qos));
+    }
+  }
+  ASSERT_TRUE(pv1->publish("/device/pv1/metrics/power", "own"));
+  auto m = gw->wait_message();
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->payload, "own");
+  EXPECT_FALSE(pv1->disconnected());
+}
+
+}  // namespace
+}  // namespace recmesh::guard_test
