@@ -21,7 +21,9 @@ std::string read_from(const fs::path& path, std::uintmax_t offset) {
     return {};
   }
   in.seekg(static_cast<std::streamoff>(offset));
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  std::ostringstream text;
+  text << in.rdbuf();
+  return std::move(text).str();
 }
 
 }  // namespace
