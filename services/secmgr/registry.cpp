@@ -1,5 +1,6 @@
 #include "secmgr/registry.hpp"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -40,7 +41,8 @@ CREATE TABLE IF NOT EXISTS brokers (
   connector TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   last_push_at INTEGER,
-  last_push_result TEXT NOT NULL DEFAULT ''
+  last_push_result TEXT NOT NULL DEFAULT '',
+  bundle_sequence INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS rules (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -287,6 +289,18 @@ void Registry::record_push(const std::string& id, std::int64_t at, const std::st
       .bind(2, at)
       .bind(3, result)
       .run();
+}
+
+std::uint64_t Registry::next_sequence(const std::string& id, std::uint64_t floor) {
+  auto s = db_.prepare("SELECT bundle_sequence FROM brokers WHERE id = ?1");
+  s.bind(1, id);
+  const std::uint64_t last = s.step() ? static_cast<std::uint64_t>(s.column_int(0)) : 0;
+  const std::uint64_t next = std::max(last + 1, floor);
+  db_.prepare("UPDATE brokers SET bundle_sequence = ?2 WHERE id = ?1")
+      .bind(1, id)
+      .bind(2, static_cast<std::int64_t>(next))
+      .run();
+  return next;
 }
 
 std::int64_t Registry::add_rule(const RuleRecord& rule) {

@@ -78,6 +78,21 @@ struct AuditEntry {
   std::string detail;   // what changed, or why it was refused
 };
 
+// A certificate the PKI no longer accepts: superseded by a renewal or revoked.
+struct RevokedCertificate {
+  std::string issuer;  // authority ID: ems, bridge, member_<r>_<m>
+  std::string serial;
+};
+
+// What the policy of every broker is computed from, read in one go under the manager's lock.
+struct PolicySnapshot {
+  std::vector<MemberRecord> members;
+  std::vector<IdentityRecord> identities;
+  std::vector<BrokerRecord> brokers;
+  std::vector<RuleRecord> rules;
+  std::vector<RevokedCertificate> revoked_certificates;
+};
+
 struct AuditQuery {
   std::int64_t after_id = 0;  // entries with a larger id
   std::int64_t limit = 100;
@@ -117,6 +132,8 @@ class Registry {
   std::optional<BrokerRecord> broker(const std::string& id);
   std::vector<BrokerRecord> brokers();
   void record_push(const std::string& id, std::int64_t at, const std::string& result);
+  // The next policy sequence of a broker: above every earlier one and at least `floor`.
+  std::uint64_t next_sequence(const std::string& id, std::uint64_t floor);
 
   std::int64_t add_rule(const RuleRecord& rule);
   std::optional<RuleRecord> rule(std::int64_t id);

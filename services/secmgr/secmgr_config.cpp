@@ -62,6 +62,9 @@ config::Schema<SecmgrSettings> secmgr_schema() {
           "Client key of ems_secmgr; empty: issued/ems_secmgr/key.pem");
   s.field("connectors.timeout", &S::connector_timeout, "Time allowed for one push to one broker")
       .range(100ms, 5min);
+  s.field("connectors.resync_interval", &S::connector_resync_interval,
+          "Push every broker's policy again this often (and at start-up); 0: at start-up only")
+      .range(0ms, 24h);
   s.field("rabbitmq_auth.enabled", &S::rabbitmq_auth_enabled,
           "Serve RabbitMQ's rabbitmq_auth_backend_http endpoints (/auth/...)");
   s.field("rabbitmq_auth.address", &S::rabbitmq_auth_address,

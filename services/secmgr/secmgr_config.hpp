@@ -36,6 +36,8 @@ struct SecmgrSettings {
   std::filesystem::path connector_certfile;
   std::filesystem::path connector_keyfile;
   std::chrono::milliseconds connector_timeout{5000};  // one push to one broker
+  // Every broker's policy is pushed again this often (and at start-up); 0: at start-up only.
+  std::chrono::milliseconds connector_resync_interval{60000};
 
   bool rabbitmq_auth_enabled = false;               // serve rabbitmq_auth_backend_http
   std::string rabbitmq_auth_address = "127.0.0.1";  // loopback only: the endpoint has no TLS

@@ -1,6 +1,8 @@
 #include "secmgr/secmgr_daemon.hpp"
 
 #include <filesystem>
+#include <optional>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -11,6 +13,8 @@
 #include "recmesh/pki/pki.hpp"
 
 #include "secmgr/api_server.hpp"
+#include "secmgr/broker_connectors.hpp"
+#include "secmgr/rabbitmq_auth_endpoint.hpp"
 #include "secmgr/security_manager.hpp"
 
 namespace recmesh::secmgr {
@@ -72,15 +76,48 @@ int run_secmgr(const SecmgrSettings& settings, daemon::DaemonContext& context) {
   api.threads = settings.api_threads;
 
   SecurityManager manager(settings.database, std::move(pki), context.logger("registry"));
-  ApiServer server(manager, api, context.logger("api"), context.metrics());
-  if (!settings.api_port_file.empty()) {
-    write_file_atomic(settings.api_port_file, std::to_string(server.port()) + "\n", 0644);
+  std::optional<RabbitmqAuthEndpoint> rabbitmq;
+  if (settings.rabbitmq_auth_enabled) {
+    rabbitmq.emplace(settings.rabbitmq_auth_address, settings.rabbitmq_auth_port,
+                     settings.rabbitmq_auth_vhost, context.logger("rabbitmq"), context.metrics());
+    log.info("serving RabbitMQ authorisation",
+             {{"address", settings.rabbitmq_auth_address}, {"port", rabbitmq->port()}});
   }
-  log.info("serving the API", {{"address", settings.api_address},
-                               {"port", server.port()},
-                               {"database", settings.database}});
-  context.wait_for_stop();
-  log.info("stopping");
+  BrokerConnectors connectors(manager,
+                              {settings.pki_dir, connector_certfile(settings),
+                               connector_keyfile(settings), settings.connector_timeout},
+                              rabbitmq ? &*rabbitmq : nullptr, context.logger("connectors"),
+                              context.metrics());
+  manager.set_pusher(&connectors);
+  // Brokers converge on the registry after a restart of either side, and after a push that
+  // failed while a broker was down.
+  std::thread resync([&manager, &context, &settings, &log] {
+    std::chrono::milliseconds wait{0};
+    while (!context.wait_for_stop(wait)) {
+      try {
+        (void)manager.push("");
+      } catch (const std::exception& e) {
+        log.warn("periodic push failed", {{"cause", e.what()}});
+      }
+      if (settings.connector_resync_interval.count() == 0) {
+        return;
+      }
+      wait = settings.connector_resync_interval;
+    }
+  });
+  {
+    ApiServer server(manager, api, context.logger("api"), context.metrics());
+    if (!settings.api_port_file.empty()) {
+      write_file_atomic(settings.api_port_file, std::to_string(server.port()) + "\n", 0644);
+    }
+    log.info("serving the API", {{"address", settings.api_address},
+                                 {"port", server.port()},
+                                 {"database", settings.database}});
+    context.wait_for_stop();
+    log.info("stopping");
+  }
+  resync.join();
+  manager.set_pusher(nullptr);
   return daemon::kExitOk;
 }
 

@@ -760,9 +760,26 @@ void SecurityManager::append_audit(const AuditEntry& entry) {
   registry_.append_audit(entry);
 }
 
-SecurityManager::Snapshot SecurityManager::snapshot() {
+PolicySnapshot SecurityManager::policy_snapshot() {
   std::lock_guard lock(mutex_);
-  return {registry_.members({}), registry_.identities(), registry_.brokers(), registry_.rules()};
+  PolicySnapshot out{
+      registry_.members({}), registry_.identities(), registry_.brokers(), registry_.rules(), {}};
+  for (const auto& record : pki_.certificates()) {
+    if (record.kind != "ca" && record.status != pki::CertificateStatus::kValid) {
+      out.revoked_certificates.push_back({record.issuer, record.serial});
+    }
+  }
+  return out;
+}
+
+std::uint64_t SecurityManager::next_bundle_sequence(const std::string& broker) {
+  std::lock_guard lock(mutex_);
+  // Milliseconds since the epoch as a floor: a manager whose database was rebuilt still pushes
+  // sequences above what the brokers hold.
+  const auto floor =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch())
+          .count();
+  return registry_.next_sequence(broker, static_cast<std::uint64_t>(floor));
 }
 
 void SecurityManager::record_push(const std::string& broker, const std::string& result) {

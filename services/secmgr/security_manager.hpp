@@ -100,24 +100,20 @@ class SecurityManager {
   // For authentication: whether the PKI knows `serial` as a valid certificate named `cn`.
   bool is_valid_certificate(const std::string& serial, const std::string& common_name);
 
-  // Snapshot of the registry for the policy derivation and the connectors.
-  struct Snapshot {
-    std::vector<MemberRecord> members;
-    std::vector<IdentityRecord> identities;
-    std::vector<BrokerRecord> brokers;
-    std::vector<RuleRecord> rules;
-  };
-  Snapshot snapshot();
+  // Everything the policy of the brokers is computed from, in one consistent read.
+  PolicySnapshot policy_snapshot();
+  std::uint64_t next_bundle_sequence(const std::string& broker);
   void record_push(const std::string& broker, const std::string& result);
 
   const std::filesystem::path& pki_directory() const { return pki_dir_; }
+  std::int64_t now_unix() const { return now(); }
 
  private:
   std::int64_t now() const { return to_unix_seconds(clock_.now()); }
   MemberRecord require_member(const std::string& rec, const std::string& member);
   IdentityRecord require_identity(const std::string& common_name);
-  Outcome sign(const std::string& common_name, const std::string& csr_pem,
-               std::optional<int> days, bool renewal);
+  Outcome sign(const std::string& common_name, const std::string& csr_pem, std::optional<int> days,
+               bool renewal);
   Outcome pushed(Outcome outcome, const PolicyChange& change);
 
   mutable std::mutex mutex_;
