@@ -6,9 +6,9 @@
 
 #include <fmt/format.h>
 
-#include "recmesh/core/clock.hpp"
 #include "recmesh/core/error.hpp"
 #include "recmesh/daemon/daemon_runner.hpp"
+#include "recmesh/protocol/telemetry_messages.hpp"
 
 namespace recmesh::bridge {
 namespace {
@@ -221,7 +221,7 @@ void Bridge::drop(std::string_view reason, std::uint64_t count) {
 
 bool Bridge::store_full() const {
   return depth_ >= static_cast<std::uint64_t>(settings_.store_max_messages) ||
-         bytes_ >= settings_.store_max_bytes.bytes;
+         bytes_ >= static_cast<std::uint64_t>(settings_.store_max_bytes);
 }
 
 void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
@@ -433,7 +433,7 @@ void Bridge::update_blocking() {
              static_cast<double>(depth_) <
                  kResumeShare * static_cast<double>(settings_.store_max_messages) &&
              static_cast<double>(bytes_) <
-                 kResumeShare * static_cast<double>(settings_.store_max_bytes.bytes)) {
+                 kResumeShare * static_cast<double>(settings_.store_max_bytes)) {
     block = false;
   }
   if (block == blocked_) {
@@ -472,19 +472,32 @@ BridgeCounters Bridge::counters() const {
 
 void Bridge::publish_info() {
   const BridgeCounters c = counters();
-  const std::string info = fmt::format(
-      R"({{"timestamp":"{}","forwarded_out":{},"forwarded_in":{},"buffered":{},"dropped":{},)"
-      R"("rejected":{},"reconnects_local":{},"reconnects_central":{},"queue_depth":{},)"
-      R"("queue_bytes":{},"blocked":{},"overflow":"{}"}})",
-      log::format_timestamp(SystemClock::instance().now()), c.forwarded_out, c.forwarded_in,
-      c.buffered, c.dropped, c.rejected, c.reconnects_local, c.reconnects_central, c.queue_depth,
-      c.queue_bytes, c.blocked ? "true" : "false", to_string(settings_.overflow));
+  protocol::StatusInfo info;
+  info.timestamp =
+      std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  info.status = protocol::StatusFlag::kOnline;
+  info.fields = nlohmann::json{{"forwarded_out", c.forwarded_out},
+                               {"forwarded_in", c.forwarded_in},
+                               {"buffered", c.buffered},
+                               {"dropped", c.dropped},
+                               {"rejected", c.rejected},
+                               {"reconnects_local", c.reconnects_local},
+                               {"reconnects_central", c.reconnects_central},
+                               {"queue_depth", c.queue_depth},
+                               {"queue_bytes", c.queue_bytes},
+                               {"blocked", c.blocked},
+                               {"overflow", to_string(settings_.overflow)}};
+  const Result<std::string> payload = info.encode();
+  if (!payload) {
+    log_.error("cannot encode the status info", {{"reason", payload.status().message}});
+    return;
+  }
   // Only while connected: a stale info queued for later would say nothing true.
   if (local_->connected()) {
-    (void)local_->publish(local_info_topic_, info, 1, true);
+    (void)local_->publish(local_info_topic_, *payload, 1, true);
   }
   if (central_->connected()) {
-    (void)central_->publish(central_info_topic_, info, 1, true);
+    (void)central_->publish(central_info_topic_, *payload, 1, true);
   }
 }
 

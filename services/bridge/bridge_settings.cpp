@@ -36,7 +36,7 @@ config::Schema<BridgeSettings> bridge_schema() {
   s.field("store.max_messages", &S::store_max_messages, "Messages the store holds at most")
       .range(100, 100000000);
   s.field("store.max_bytes", &S::store_max_bytes, "Topic and payload bytes the store holds at most")
-      .range(config::ByteSize::kibibytes(64), config::ByteSize::gibibytes(64));
+      .range(std::int64_t{1} << 16, std::int64_t{1} << 36);
   s.field("store.overflow", &S::overflow,
           "What a full store does: block reading the source, or drop and count",
           {{"block", OverflowPolicy::kBlock},

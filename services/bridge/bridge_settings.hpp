@@ -6,7 +6,6 @@
 #include <string>
 #include <string_view>
 
-#include "recmesh/config/byte_size.hpp"
 #include "recmesh/config/schema.hpp"
 #include "recmesh/config/tls_client.hpp"
 #include "recmesh/log/log_settings.hpp"
@@ -33,7 +32,7 @@ struct BridgeSettings {
   config::TlsClientSettings central;          // the central broker's bridge listener (Bridge CA)
   std::filesystem::path store_path;           // the store-and-forward database (SQLite)
   std::int64_t store_max_messages = 1000000;  // messages held at most
-  config::ByteSize store_max_bytes = config::ByteSize::gibibytes(1);  // topic + payload bytes
+  std::int64_t store_max_bytes = std::int64_t{1} << 30;  // topic + payload bytes held at most
   OverflowPolicy overflow = OverflowPolicy::kBlock;
   StoreSync store_sync = StoreSync::kProcess;
   std::int64_t max_payload_bytes = 262144;  // larger messages are refused and counted

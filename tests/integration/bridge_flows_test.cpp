@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "recmesh/protocol/telemetry_messages.hpp"
+
 #include "bridge_fixture.hpp"
 
 namespace recmesh::testing {
@@ -220,11 +222,13 @@ TEST_F(BridgeFlowsTest, StatusFlagAndCountersOnBothSides) {
   };
   EXPECT_TRUE(wait_for(central, "/r1/m1/bridge/status", is("online")));
   EXPECT_TRUE(wait_for(local, "/bridge/status", is("online")));
+  // SPEC §4.2 status info, with the counters as its fields.
   const auto counters = [](const std::string& payload) {
-    return payload.find("\"forwarded_out\":") != std::string::npos &&
-           payload.find("\"queue_depth\":") != std::string::npos &&
-           payload.find("\"dropped\":") != std::string::npos &&
-           payload.find("\"timestamp\":\"") != std::string::npos;
+    const auto info = protocol::StatusInfo::decode(payload);
+    return info && info->status == protocol::StatusFlag::kOnline && info->fields &&
+           info->fields->contains("forwarded_out") && info->fields->contains("forwarded_in") &&
+           info->fields->contains("buffered") && info->fields->contains("dropped") &&
+           info->fields->contains("reconnects_central") && info->fields->contains("queue_depth");
   };
   EXPECT_TRUE(wait_for(central, "/r1/m1/bridge/status/info", counters));
   EXPECT_TRUE(wait_for(local, "/bridge/status/info", counters));

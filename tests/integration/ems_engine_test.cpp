@@ -1,5 +1,5 @@
-// The EMS engine against real brokers: a central Mosquitto, a member's local Mosquitto with the
-// built-in bridge, certificates of our PKI and a test client playing the member's gateway.
+// The EMS engine against real brokers: a central Mosquitto, a member's local Mosquitto joined to
+// it by `recmesh bridge`, certificates of our PKI and a test client playing the member's gateway.
 #include "ems/ems_engine.hpp"
 
 #include <chrono>
@@ -61,20 +61,34 @@ class EmsEngineTest : public ::testing::Test {
     member_cafile_ = gateway.files.cafile;
     request.identity = pki::Identity::make(pki::IdentityKind::kService, "", "", "engine");
     pki.issue(request);
+    request.identity = pki::Identity::make(pki::IdentityKind::kBridge, "r1", "m1", "");
+    const auto bridge = pki.issue(request);
 
     render({"broker-config", "--pki", pki_dir().string(), "--central", "--ems-port",
             std::to_string(central_ems_port_), "--bridge-port",
             std::to_string(central_bridge_port_), "--out", (tmp_ / "central").string()});
     render({"broker-config", "--pki", pki_dir().string(), "--local", "--rec", "r1", "--member",
             "m1", "--member-port", std::to_string(local_port_), "--bridge-port",
-            std::to_string(local_bridge_port_), "--bridge-to",
-            "127.0.0.1:" + std::to_string(central_bridge_port_), "--out",
-            (tmp_ / "local").string()});
+            std::to_string(local_bridge_port_), "--out", (tmp_ / "local").string()});
     central_ = std::make_unique<testing::MosquittoBroker>(
         tmp_ / "central" / "mosquitto.conf",
         std::vector<int>{central_ems_port_, central_bridge_port_});
     local_ = std::make_unique<testing::MosquittoBroker>(
         tmp_ / "local" / "mosquitto.conf", std::vector<int>{local_port_, local_bridge_port_});
+    const auto tls = [&bridge](int port) {
+      return "  host: 127.0.0.1\n  port: " + std::to_string(port) +
+             "\n  cafile: " + bridge.files.cafile.string() +
+             "\n  certfile: " + bridge.files.chain.string() +
+             "\n  keyfile: " + bridge.files.key.string() + "\n";
+    };
+    write_file_atomic(tmp_ / "bridge.yaml",
+                      "rec: r1\nmember: m1\nlocal:\n" + tls(local_bridge_port_) + "central:\n" +
+                          tls(central_bridge_port_) + "store:\n  path: bridge.db\n",
+                      0600);
+    bridge_ = std::make_unique<testing::ChildProcess>(
+        std::vector<std::string>{testing::recmesh_binary(), "bridge", "--config",
+                                 (tmp_ / "bridge.yaml").string()},
+        tmp_ / "bridge.log");
     ASSERT_TRUE(central_->wait_for_log(" as bridge_r1_m1 ", 15s)) << central_->log();
 
     gateway_ = std::make_unique<testing::MqttTestClient>("rec_r1_m1_gateway");
@@ -220,6 +234,7 @@ class EmsEngineTest : public ::testing::Test {
   int local_bridge_port_ = testing::free_tcp_port();
   fs::path gateway_chain_, gateway_key_, member_cafile_;
   std::unique_ptr<testing::MosquittoBroker> central_, local_;
+  std::unique_ptr<testing::ChildProcess> bridge_;  // stopped before the brokers
   std::unique_ptr<testing::MqttTestClient> gateway_;
   mqtt::EventLoop loop_;
   std::unique_ptr<EmsEngine> engine_;

@@ -13,7 +13,6 @@ struct ByteSize {
   static constexpr ByteSize mebibytes(std::uint64_t n) { return {n << 20}; }
   static constexpr ByteSize gibibytes(std::uint64_t n) { return {n << 30}; }
 
-  // NOLINTNEXTLINE(modernize-use-nullptr): clang-tidy flags the 0 a defaulted <=> compares with
   friend constexpr auto operator<=>(const ByteSize&, const ByteSize&) = default;
 };
 

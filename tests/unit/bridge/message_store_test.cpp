@@ -29,7 +29,9 @@ TEST(MessageStoreTest, CommittedMessagesComeBackInOrderWithEveryField) {
     StoredMessage a = message(BridgeDirection::kOut, "/r/m/metrics/x", std::string("\0\xff", 2));
     StoredMessage b = message(BridgeDirection::kIn, "/platform/control", "");
     b.retain = true;
-    EXPECT_LT(store.append(a), store.append(b));
+    const std::int64_t first = store.append(a);
+    const std::int64_t second = store.append(b);
+    EXPECT_LT(first, second);
     EXPECT_TRUE(store.has_staged());
     store.commit();
     EXPECT_FALSE(store.has_staged());
