@@ -137,6 +137,7 @@ JwsVerifier::JwsVerifier(const SignerTrust& trust, const Clock& clock)
     : issuer_(certificate_from_pem(trust.issuer_pem, "the signer's issuing CA")),
       crl_(crl_from_pem(trust.crl_pem, "the signer's CRL")),
       allowed_(trust.allowed_signers),
+      max_bytes_(trust.max_bytes),
       clock_(&clock) {
   PkeyPtr issuer_key(X509_get_pubkey(issuer_.get()));
   if (!issuer_key || X509_CRL_verify(crl_.get(), issuer_key.get()) != 1 ||
@@ -152,9 +153,9 @@ JwsVerifier::~JwsVerifier() = default;
 
 Result<VerifiedPayload> JwsVerifier::verify(std::string_view topic,
                                             std::string_view compact) const {
-  if (compact.size() > kMaxJwsSize) {
+  if (compact.size() > max_bytes_) {
     return reject(ErrorCode::kInvalidArgument,
-                  fmt::format("{} bytes exceed the limit of {}", compact.size(), kMaxJwsSize));
+                  fmt::format("{} bytes exceed the limit of {}", compact.size(), max_bytes_));
   }
   const std::size_t first = compact.find('.');
   const std::size_t second = first == std::string_view::npos ? first : compact.find('.', first + 1);

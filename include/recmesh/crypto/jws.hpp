@@ -48,6 +48,8 @@ struct SignerTrust {
   std::string issuer_pem;
   std::string crl_pem;
   std::vector<std::string> allowed_signers;
+  // Largest compact serialization accepted; documents such as policy bundles may raise it.
+  std::size_t max_bytes = kMaxJwsSize;
 };
 
 struct VerifiedPayload {
@@ -73,6 +75,7 @@ class JwsVerifier {
   X509Ptr issuer_;
   X509CrlPtr crl_;
   std::vector<std::string> allowed_;
+  std::size_t max_bytes_ = kMaxJwsSize;
   const Clock* clock_;
 };
 

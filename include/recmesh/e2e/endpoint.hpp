@@ -1,0 +1,183 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "recmesh/core/clock.hpp"
+#include "recmesh/e2e/failure.hpp"
+#include "recmesh/e2e/handshake.hpp"
+#include "recmesh/e2e/session.hpp"
+#include "recmesh/e2e/settings.hpp"
+
+namespace recmesh::e2e {
+
+// How an endpoint hands bytes to MQTT: topic, payload, retain. The caller publishes at QoS 1.
+using RawPublish = std::function<void(const std::string& topic, std::string payload, bool retain)>;
+
+// The payload of the sealed message that ends a session (on the keys topics).
+inline constexpr std::string_view kClosePayload = "close";
+
+// The central topic name that a protected message is bound to (its associated data) for a
+// local topic of member rec/member: /platform/<x> -> /<r>/<m>/<x>, /smart-gateway/<x> ->
+// /<r>/<m>/smart-gateway/<x>; empty for any other topic.
+std::string bound_topic(std::string_view rec, std::string_view member, std::string_view local);
+
+// Counters of an endpoint; every refusal is counted under its class.
+struct EndpointStats {
+  std::uint64_t sealed = 0;
+  std::uint64_t opened = 0;
+  std::uint64_t queued = 0;   // held while no session existed
+  std::uint64_t flushed = 0;  // queued messages sent once a session came up
+  std::uint64_t handshakes_started = 0;
+  std::uint64_t handshakes_completed = 0;
+  std::uint64_t hellos = 0;  // sent (gateway) or accepted (EMS engine)
+  std::uint64_t closes = 0;  // sessions ended by a close message
+  std::array<std::uint64_t, kFailureCount> refused{};
+  std::uint64_t refused_total() const;
+  std::uint64_t refused_of(Failure f) const { return refused[static_cast<std::size_t>(f)]; }
+};
+
+// Shared by both ends: the current session, the previous one during its grace, and the queue.
+class PeerLink {
+ public:
+  struct Queued {
+    std::string topic;  // the topic to publish on
+    std::string bound;  // the topic bound into the envelope
+    std::string payload;
+    bool retain = false;
+  };
+
+  bool established() const { return current_.has_value(); }
+  Session* current() { return current_ ? &*current_ : nullptr; }
+  // Installs a new session; the old one keeps opening for `grace`.
+  void install(Session session, Clock::TimePoint now, std::chrono::seconds grace);
+  void drop();
+  // Opens with the session the envelope names (current, or previous in its grace).
+  Checked<std::string> open(std::string_view bound, std::string_view envelope,
+                            Clock::TimePoint now);
+  // Seals and publishes what was queued, in order, once a session exists.
+  void flush(const RawPublish& publish, EndpointStats& stats);
+  // True when some session of this link has this ID.
+  bool holds(std::uint32_t session_id) const;
+
+  std::deque<Queued>& queue() { return queue_; }
+  const std::deque<Queued>& queue() const { return queue_; }
+
+ private:
+  std::optional<Session> current_;
+  std::optional<Session> previous_;
+  Clock::TimePoint previous_until_{};
+  std::deque<Queued> queue_;
+};
+
+// The gateway's end (docs/protocol/e2e.md): answers the EMS engine's handshakes on
+// /platform/keys, seals what it publishes towards the platform, opens /platform/control.
+// Not thread-safe: one event loop calls it. Never throws after construction.
+class MemberEndpoint {
+ public:
+  // `platform_trust` is read at every handshake, so a new CRL takes effect at the next one.
+  MemberEndpoint(Credentials own, std::string rec, std::string member,
+                 std::function<PeerTrust()> platform_trust, E2eSettings settings,
+                 RawPublish publish, const Clock& clock = SystemClock::instance());
+
+  // Sends a hello: asks the EMS engine for a handshake.
+  void start();
+  // Periodic work: a new hello while no session exists, every handshake_timeout.
+  void poll();
+  // Seals and publishes on local `topic`, or queues it until a session exists.
+  Checked<std::monostate> publish(std::string_view topic, std::string_view payload,
+                                  bool retain = false);
+  // What arrived on /platform/keys: an init (answered) or a close.
+  Checked<std::monostate> on_keys(std::string_view payload);
+  // Opens a protected message that arrived on local `topic`.
+  Checked<std::string> open(std::string_view topic, std::string_view payload);
+  // Tells the EMS engine this session ends (clean stop); later publishes are queued.
+  void close();
+
+  bool established() const { return link_.established(); }
+  const EndpointStats& stats() const { return stats_; }
+  std::size_t queued() const;
+  // Called when a session comes up (after queued messages went out).
+  std::function<void()> on_established;
+
+ private:
+  Checked<std::monostate> refuse(Rejection r);
+  void send_hello();
+
+  Credentials own_;
+  std::string rec_, member_;
+  std::function<PeerTrust()> trust_;
+  E2eSettings settings_;
+  RawPublish publish_;
+  const Clock* clock_;
+  PeerLink link_;
+  std::uint64_t last_init_ms_ = 0;  // inits not newer than the last accepted are replays
+  std::optional<Clock::TimePoint> last_hello_;
+  EndpointStats stats_;
+};
+
+// The EMS engine's end: one session per member, started by the engine.
+class PlatformEndpoint {
+ public:
+  // Throws from `trust` are refusals (kBadCertificate), never exceptions to the caller.
+  using TrustLoader = std::function<PeerTrust(const std::string& rec, const std::string& member)>;
+
+  PlatformEndpoint(Credentials own, TrustLoader gateway_trust, E2eSettings settings,
+                   RawPublish publish, const Clock& clock = SystemClock::instance());
+
+  // Starts a handshake with the gateway of rec/member now (unless one is under way).
+  void connect(const std::string& rec, const std::string& member);
+  // Periodic work: retries handshakes that timed out; renews sessions older than
+  // rehandshake_after.
+  void poll();
+  // Seals and publishes on central `topic` for the member, or queues and starts a handshake.
+  Checked<std::monostate> publish(const std::string& rec, const std::string& member,
+                                  std::string_view topic, std::string_view payload,
+                                  bool retain = false);
+  // What arrived on /<r>/<m>/keys/response: a response, a hello or a close.
+  Checked<std::monostate> on_keys_response(const std::string& rec, const std::string& member,
+                                           std::string_view payload);
+  // Opens a protected message that arrived on central `topic` of rec/member.
+  Checked<std::string> open(const std::string& rec, const std::string& member,
+                            std::string_view topic, std::string_view payload);
+  // The member's gateway went offline: its session is dropped, later messages are queued.
+  void peer_offline(const std::string& rec, const std::string& member);
+  // Clean stop: a close to every member with a session.
+  void close_all();
+
+  bool established(const std::string& rec, const std::string& member) const;
+  std::size_t queued(const std::string& rec, const std::string& member) const;
+  const EndpointStats& stats() const { return stats_; }
+  std::function<void(const std::string& rec, const std::string& member)> on_established;
+
+ private:
+  struct Member {
+    PeerLink link;
+    std::optional<PlatformHandshake> pending;
+    Clock::TimePoint pending_since{};
+  };
+  using Key = std::pair<std::string, std::string>;
+
+  template <typename T>
+  Checked<T> refuse(Rejection r);
+  Member& member(const std::string& rec, const std::string& member);
+  std::optional<Key> owner_of(std::uint32_t session_id) const;
+
+  Credentials own_;
+  TrustLoader trust_;
+  E2eSettings settings_;
+  RawPublish publish_;
+  const Clock* clock_;
+  std::map<Key, Member> members_;
+  EndpointStats stats_;
+};
+
+}  // namespace recmesh::e2e

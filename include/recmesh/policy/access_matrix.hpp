@@ -1,0 +1,50 @@
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "recmesh/core/result.hpp"
+#include "recmesh/policy/policy_bundle.hpp"
+
+namespace recmesh::policy {
+
+// A member the Security Manager knows, with every device it registered (not the gateway).
+struct MemberRegistration {
+  std::string rec;
+  std::string member;
+  std::vector<std::string> devices;
+};
+
+// The rows of SPEC §6's matrix.
+enum class MatrixRow {
+  kDevice,         // rec_r_m_d on the local broker
+  kGateway,        // rec_r_m_gateway on the local broker
+  kBridgeLocal,    // bridge_r_m on the local broker
+  kBridgeCentral,  // bridge_r_m on the central broker
+  kEmsEngine,      // ems_engine on the central broker
+  kEmsLms,         // ems_lms on the central broker
+  kEmsSecmgr,      // ems_secmgr on every broker
+};
+std::string_view to_string(MatrixRow row);
+
+struct DerivedGrant {
+  MatrixRow row;
+  Grant grant;  // no quota: the bundle's default applies
+};
+
+// Least-privilege rules of every identity `broker` serves, derived from the topic conventions
+// (SPEC §4) and the bridge mapping (§4.5): each channel has one producer (W) and one consumer
+// (R), and every device-scoped flow is listed per registered device instead of `+`.
+// A local broker uses its own member's registration only (kNotFound when it is missing); the
+// central broker gets every member's bridge and the EMS services' rows over all members.
+// kInvalidArgument for invalid IDs or the reserved device ID `gateway`.
+Result<std::vector<DerivedGrant>> derive_access_matrix(const BrokerId& broker,
+                                                       std::span<const MemberRegistration> members);
+
+// The Security Manager's own channel on every broker (the last row of the matrix): what a
+// broker grants `ems_secmgr` before any bundle, so that the first one can arrive.
+Grant secmgr_grant(std::string_view secmgr_common_name = "ems_secmgr");
+
+}  // namespace recmesh::policy

@@ -1,0 +1,345 @@
+#include "recmesh/e2e/endpoint.hpp"
+
+#include <gtest/gtest.h>
+
+#include "e2e_fixture.hpp"
+
+namespace recmesh::e2e {
+namespace {
+
+using namespace std::chrono_literals;
+
+class EndpointTest : public E2eFixture {
+ protected:
+  void SetUp() override {
+    E2eFixture::SetUp();
+    platform_ = make_platform();
+    gateway_ = make_member();
+  }
+
+  // What the gateway publishes, as the engine sees it on the central broker.
+  Checked<std::string> deliver_to_platform(const Wire::Message& m,
+                                           const std::string& member = "m1") {
+    return platform_->open("r1", member, bound_topic("r1", member, m.topic), m.payload);
+  }
+
+  std::unique_ptr<PlatformEndpoint> platform_;
+  std::unique_ptr<MemberEndpoint> gateway_;
+};
+
+TEST_F(EndpointTest, HandshakeThenTrafficBothWays) {
+  handshake(*platform_, *gateway_);
+  EXPECT_TRUE(platform_->established("r1", "m1"));
+  EXPECT_TRUE(gateway_->established());
+
+  ASSERT_TRUE(platform_->publish("r1", "m1", "/r1/m1/control", R"({"control":1})"));
+  auto control = to_members_.take();
+  ASSERT_TRUE(control);
+  EXPECT_EQ(control->topic, "/r1/m1/control");
+  EXPECT_EQ(control->payload.find("control"), std::string::npos);  // ciphertext on the wire
+  auto opened = gateway_->open("/platform/control", control->payload);
+  ASSERT_TRUE(opened) << opened.rejection().detail;
+  EXPECT_EQ(*opened, R"({"control":1})");
+
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", R"({"m":2})"));
+  auto metrics = to_platform_.take();
+  ASSERT_TRUE(metrics);
+  EXPECT_EQ(metrics->topic, "/platform/metrics/aggregate");
+  auto plain = deliver_to_platform(*metrics);
+  ASSERT_TRUE(plain) << plain.rejection().detail;
+  EXPECT_EQ(*plain, R"({"m":2})");
+}
+
+TEST_F(EndpointTest, ChaChaSessionWhenTheEngineChoosesIt) {
+  settings_.suite = Suite::kChaCha20Poly1305;
+  platform_ = make_platform();
+  handshake(*platform_, *gateway_);
+  ASSERT_TRUE(gateway_->publish("/platform/control/response", "r"));
+  auto m = to_platform_.take();
+  ASSERT_TRUE(m);
+  EXPECT_EQ(static_cast<std::uint8_t>(m->payload[2]), 2);
+  EXPECT_TRUE(deliver_to_platform(*m));
+}
+
+TEST_F(EndpointTest, MessagesBeforeTheSessionAreQueuedAndSentOnceItIsUp) {
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "early-1"));
+  ASSERT_TRUE(gateway_->publish("/smart-gateway/status/info", "early-2", true));
+  EXPECT_EQ(gateway_->queued(), 2U);
+  auto hello = to_platform_.take();  // the gateway asked for a handshake
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(static_cast<std::uint8_t>(hello->payload[1]), 4);
+  ASSERT_TRUE(platform_->on_keys_response("r1", "m1", hello->payload));
+  auto init = to_members_.take();
+  ASSERT_TRUE(init);
+  ASSERT_TRUE(gateway_->on_keys(init->payload));
+  auto response = to_platform_.take();
+  ASSERT_TRUE(response);
+  ASSERT_TRUE(platform_->on_keys_response("r1", "m1", response->payload));
+  EXPECT_EQ(gateway_->queued(), 0U);
+  auto first = to_platform_.take();
+  auto second = to_platform_.take();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(*deliver_to_platform(*first), "early-1");
+  EXPECT_TRUE(second->retain);
+  EXPECT_EQ(*deliver_to_platform(*second), "early-2");
+
+  // The engine queues too, and starts the handshake itself.
+  ASSERT_TRUE(platform_->publish("r1", "m2", "/r1/m2/control", "for m2"));
+  EXPECT_EQ(platform_->queued("r1", "m2"), 1U);
+  auto m2 = make_member("m2");
+  auto init2 = to_members_.take();
+  ASSERT_TRUE(init2);
+  EXPECT_EQ(init2->topic, "/r1/m2/keys");
+  ASSERT_TRUE(m2->on_keys(init2->payload));
+  ASSERT_TRUE(platform_->on_keys_response("r1", "m2", to_platform_.take()->payload));
+  auto control = to_members_.take();
+  ASSERT_TRUE(control);
+  EXPECT_EQ(*m2->open("/platform/control", control->payload), "for m2");
+}
+
+TEST_F(EndpointTest, TheQueueIsBoundedAndItsOverflowCounted) {
+  settings_.max_queued = 2;
+  gateway_ = make_member();
+  EXPECT_TRUE(gateway_->publish("/platform/metrics/aggregate", "1"));
+  EXPECT_TRUE(gateway_->publish("/platform/metrics/aggregate", "2"));
+  auto third = gateway_->publish("/platform/metrics/aggregate", "3");
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.failure(), Failure::kQueueFull);
+  EXPECT_EQ(gateway_->stats().refused_of(Failure::kQueueFull), 1U);
+}
+
+TEST_F(EndpointTest, OnlyProtectedTopicsAreSealed) {
+  auto refused = gateway_->publish("/device/pv1/control", "x");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.failure(), Failure::kMalformed);
+  EXPECT_EQ(bound_topic("r1", "m1", "/platform/logs/ERROR"), "/r1/m1/logs/ERROR");
+  EXPECT_EQ(bound_topic("r1", "m1", "/smart-gateway/status/info"),
+            "/r1/m1/smart-gateway/status/info");
+  EXPECT_EQ(bound_topic("r1", "m1", "/platform/"), "");
+}
+
+TEST_F(EndpointTest, ARevokedGatewayCannotCompleteTheHandshake) {
+  pki_->revoke(pki::RevocationTarget::certificate("rec_r1_m1_gateway"));
+  platform_->connect("r1", "m1");
+  ASSERT_TRUE(gateway_->on_keys(to_members_.take()->payload));
+  auto finished = platform_->on_keys_response("r1", "m1", to_platform_.take()->payload);
+  ASSERT_FALSE(finished);
+  EXPECT_EQ(finished.failure(), Failure::kRevoked);
+  EXPECT_FALSE(platform_->established("r1", "m1"));
+}
+
+TEST_F(EndpointTest, ARevokedMemberCaRevokesItsGateway) {
+  pki_->revoke(pki::RevocationTarget::whole_member("r1", "m1"));
+  platform_->connect("r1", "m1");
+  ASSERT_TRUE(gateway_->on_keys(to_members_.take()->payload));
+  auto finished = platform_->on_keys_response("r1", "m1", to_platform_.take()->payload);
+  ASSERT_FALSE(finished);
+  EXPECT_EQ(finished.failure(), Failure::kRevoked);
+}
+
+TEST_F(EndpointTest, ARevokedEngineCannotCompleteTheHandshake) {
+  pki_->revoke(pki::RevocationTarget::certificate("ems_engine"));
+  platform_->connect("r1", "m1");
+  auto answered = gateway_->on_keys(to_members_.take()->payload);
+  ASSERT_FALSE(answered);
+  EXPECT_EQ(answered.failure(), Failure::kRevoked);
+  EXPECT_TRUE(to_platform_.messages.empty());
+  EXPECT_FALSE(gateway_->established());
+}
+
+TEST_F(EndpointTest, AnotherMembersGatewayIsRefused) {
+  auto impostor = make_member("m1", "rec_r1_m2_gateway");
+  platform_->connect("r1", "m1");
+  ASSERT_TRUE(impostor->on_keys(to_members_.take()->payload));
+  auto finished = platform_->on_keys_response("r1", "m1", to_platform_.take()->payload);
+  ASSERT_FALSE(finished);
+  EXPECT_EQ(finished.failure(), Failure::kWrongMember);
+}
+
+TEST_F(EndpointTest, AnInitForAnotherMemberIsRefused) {
+  auto m2 = make_member("m2");
+  platform_->connect("r1", "m1");
+  auto answered = m2->on_keys(to_members_.take()->payload);
+  ASSERT_FALSE(answered);
+  EXPECT_EQ(answered.failure(), Failure::kWrongMember);
+}
+
+TEST_F(EndpointTest, WrongRolesAreRefused) {
+  // A device certificate of the right member answering as its gateway.
+  auto device = make_member("m1", "rec_r1_m1_pv1");
+  platform_->connect("r1", "m1");
+  ASSERT_TRUE(device->on_keys(to_members_.take()->payload));
+  auto finished = platform_->on_keys_response("r1", "m1", to_platform_.take()->payload);
+  ASSERT_FALSE(finished);
+  EXPECT_EQ(finished.failure(), Failure::kWrongRole);
+  // Another EMS service initiating as the engine.
+  auto lms = make_platform("ems_lms");
+  lms->connect("r1", "m1");
+  auto answered = gateway_->on_keys(to_members_.take()->payload);
+  ASSERT_FALSE(answered);
+  EXPECT_EQ(answered.failure(), Failure::kWrongRole);
+}
+
+TEST_F(EndpointTest, ReplayedAndStaleInitsAreRefused) {
+  platform_->connect("r1", "m1");
+  const std::string init = to_members_.take()->payload;
+  ASSERT_TRUE(gateway_->on_keys(init));
+  auto replayed = gateway_->on_keys(init);
+  ASSERT_FALSE(replayed);
+  EXPECT_EQ(replayed.failure(), Failure::kReplayed);
+
+  auto fresh_gateway = make_member();
+  advance(settings_.max_age + 1s);
+  auto stale = fresh_gateway->on_keys(init);
+  ASSERT_FALSE(stale);
+  EXPECT_EQ(stale.failure(), Failure::kStale);
+}
+
+TEST_F(EndpointTest, ReflectedHandshakeMessagesAreRefused) {
+  platform_->connect("r1", "m1");
+  const std::string init = to_members_.take()->payload;
+  auto reflected = platform_->on_keys_response("r1", "m1", init);
+  ASSERT_FALSE(reflected);
+  EXPECT_EQ(reflected.failure(), Failure::kWrongDirection);
+  ASSERT_TRUE(gateway_->on_keys(init));
+  const std::string response = to_platform_.take()->payload;
+  auto back = gateway_->on_keys(response);
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.failure(), Failure::kWrongDirection);
+}
+
+TEST_F(EndpointTest, TamperedHandshakeMessagesAreRefused) {
+  platform_->connect("r1", "m1");
+  const std::string init = to_members_.take()->payload;
+  std::string forged = init;
+  forged[40] = static_cast<char>(forged[40] ^ 1);  // the engine's ephemeral key
+  auto refused = gateway_->on_keys(forged);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.failure(), Failure::kTampered);
+  for (std::size_t n = 0; n < init.size(); n += 7) {
+    auto cut = gateway_->on_keys(init.substr(0, n));
+    ASSERT_FALSE(cut);
+    EXPECT_TRUE(cut.failure() == Failure::kTruncated || cut.failure() == Failure::kMalformed) << n;
+  }
+  ASSERT_TRUE(gateway_->on_keys(init));
+  std::string response = to_platform_.take()->payload;
+  response[20] = static_cast<char>(response[20] ^ 1);  // the gateway's nonce
+  auto bad = platform_->on_keys_response("r1", "m1", response);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.failure(), Failure::kTampered);
+}
+
+TEST_F(EndpointTest, AMessageOfAnotherMembersSessionIsAWrongMember) {
+  auto m2 = make_member("m2");
+  handshake(*platform_, *gateway_);
+  handshake(*platform_, *m2, "m2");
+  ASSERT_TRUE(m2->publish("/platform/metrics/aggregate", "from m2"));
+  const auto sealed = to_platform_.take();
+  // The bridge (or anyone on the path) moves it onto m1's topic.
+  auto moved = platform_->open("r1", "m1", "/r1/m1/metrics/aggregate", sealed->payload);
+  ASSERT_FALSE(moved);
+  EXPECT_EQ(moved.failure(), Failure::kWrongMember);
+  EXPECT_EQ(platform_->stats().refused_of(Failure::kWrongMember), 1U);
+}
+
+TEST_F(EndpointTest, GatewayRestartReHandshakesAndLosesNothingQueued) {
+  handshake(*platform_, *gateway_);
+  // The gateway goes away; its status flag turns offline and the engine drops the session.
+  gateway_.reset();
+  platform_->peer_offline("r1", "m1");
+  ASSERT_TRUE(platform_->publish("r1", "m1", "/r1/m1/control", "while away"));
+  auto init = to_members_.take();  // the engine already tries a new handshake
+  ASSERT_TRUE(init);
+  // The gateway starts again with nothing, queues, and says hello.
+  gateway_ = make_member();
+  gateway_->start();
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "after restart"));
+  auto hello = to_platform_.take();
+  ASSERT_TRUE(hello);
+  ASSERT_TRUE(platform_->on_keys_response("r1", "m1", hello->payload));
+  // The first init is still current on the engine (not timed out): answer it.
+  ASSERT_TRUE(gateway_->on_keys(init->payload));
+  ASSERT_TRUE(platform_->on_keys_response("r1", "m1", to_platform_.take()->payload));
+  auto flushed = to_platform_.take();
+  ASSERT_TRUE(flushed);
+  EXPECT_EQ(*deliver_to_platform(*flushed), "after restart");
+  auto control = to_members_.take();
+  ASSERT_TRUE(control);
+  EXPECT_EQ(*gateway_->open("/platform/control", control->payload), "while away");
+}
+
+TEST_F(EndpointTest, EngineRestartReHandshakesOnTheFirstUnknownSession) {
+  handshake(*platform_, *gateway_);
+  platform_ = make_platform();
+  advance(1ms);
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "lost"));
+  auto lost = deliver_to_platform(*to_platform_.take());
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.failure(), Failure::kNoSession);
+  auto init = to_members_.take();  // the engine starts a handshake at once
+  ASSERT_TRUE(init);
+  ASSERT_TRUE(gateway_->on_keys(init->payload));
+  ASSERT_TRUE(platform_->on_keys_response("r1", "m1", to_platform_.take()->payload));
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "after"));
+  EXPECT_EQ(*deliver_to_platform(*to_platform_.take()), "after");
+}
+
+TEST_F(EndpointTest, ACleanStopClosesTheSessionAndLaterMessagesWait) {
+  handshake(*platform_, *gateway_);
+  platform_->close_all();
+  auto close = to_members_.take();
+  ASSERT_TRUE(close);
+  EXPECT_EQ(close->topic, "/r1/m1/keys");
+  ASSERT_TRUE(gateway_->on_keys(close->payload));
+  EXPECT_FALSE(gateway_->established());
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "queued"));
+  EXPECT_EQ(gateway_->queued(), 1U);
+  auto hello = to_platform_.take();
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(static_cast<std::uint8_t>(hello->payload[1]), 4);
+
+  // And the other way round.
+  handshake(*platform_, *gateway_);
+  EXPECT_EQ(to_platform_.take()->payload.size(), 6 + kEnvelopeOverhead);  // the flushed one
+  gateway_->close();
+  auto from_gateway = to_platform_.take();
+  ASSERT_TRUE(platform_->on_keys_response("r1", "m1", from_gateway->payload));
+  EXPECT_FALSE(platform_->established("r1", "m1"));
+}
+
+TEST_F(EndpointTest, OldSessionStillOpensDuringItsGraceAfterARehandshake) {
+  handshake(*platform_, *gateway_);
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "sealed in the old session"));
+  auto in_flight = to_platform_.take();
+  handshake(*platform_, *gateway_);
+  auto opened = deliver_to_platform(*in_flight);
+  ASSERT_TRUE(opened) << opened.rejection().detail;
+  advance(settings_.epoch_grace + 1s);
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "x"));
+  auto x = to_platform_.take();
+  EXPECT_TRUE(deliver_to_platform(*x));
+}
+
+TEST_F(EndpointTest, HandshakeRetriesAfterItsTimeout) {
+  platform_->connect("r1", "m1");
+  platform_->connect("r1", "m1");  // one under way: nothing new
+  EXPECT_EQ(to_members_.messages.size(), 1U);
+  advance(settings_.handshake_timeout);
+  platform_->poll();
+  EXPECT_EQ(to_members_.messages.size(), 2U);
+  EXPECT_EQ(platform_->stats().handshakes_started, 2U);
+}
+
+TEST_F(EndpointTest, GarbageOnEveryEntryPointIsRefusedNotThrown) {
+  for (const std::string& bad : {std::string(), std::string("\x01"), std::string("{\"json\":1}"),
+                                 std::string("\x01\x09", 2), std::string(5000, '\x01')}) {
+    EXPECT_FALSE(gateway_->on_keys(bad));
+    EXPECT_FALSE(gateway_->open("/platform/control", bad));
+    EXPECT_FALSE(platform_->on_keys_response("r1", "m1", bad));
+    EXPECT_FALSE(platform_->open("r1", "m1", "/r1/m1/control/response", bad));
+  }
+  EXPECT_GT(platform_->stats().refused_total(), 0U);
+}
+
+}  // namespace
+}  // namespace recmesh::e2e
