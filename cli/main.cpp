@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   cli::add_ems_command(app, run);
   cli::add_ctl_command(app, run);
   cli::add_bridge_command(app, run);
+  cli::add_secmgr_command(app, run);
+  cli::add_sec_command(app, run);
   cli::add_sim_command(app, run);
   cli::add_demo_command(app, run);
   try {
