@@ -18,6 +18,7 @@
 
 #include "gateway/command_log.hpp"
 #include "gateway/gateway_config.hpp"
+#include "gateway/gateway_e2e.hpp"
 
 namespace recmesh::gateway {
 
@@ -75,6 +76,8 @@ class Gateway {
   const std::optional<protocol::MemberMetrics>& last_aggregate() const { return last_aggregate_; }
   CommandLog& command_log() { return log_; }
   bool in_island_mode() const { return island_; }
+  // The end-to-end layer, or null when e2e is disabled.
+  const GatewayE2e* e2e() const { return e2e_.get(); }
   // Publishes the aggregate of the window so far now, and starts the next window.
   void publish_aggregate();
 
@@ -139,6 +142,8 @@ class Gateway {
   void apply_island_policy(const protocol::MemberMetrics& m);
 
   void refuse(std::uint64_t& counter, std::string_view why, std::string_view detail);
+  // An end-to-end refusal, as an ERROR log record for the platform's log management.
+  void forward_security_event(std::string_view kind, std::string_view detail);
   void publish(std::string_view topic, std::string_view payload, bool retain = false);
   protocol::Timestamp wall_now() const;
 
@@ -147,6 +152,7 @@ class Gateway {
   CommandLog log_;
   std::string gateway_id_;
   std::unique_ptr<mqtt::MqttClient> client_;
+  std::unique_ptr<GatewayE2e> e2e_;
   std::map<std::string, DeviceView, std::less<>> devices_;
   protocol::Timestamp window_start_;
   std::optional<protocol::MemberMetrics> last_aggregate_;

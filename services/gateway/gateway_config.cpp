@@ -13,6 +13,7 @@
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/identifier.hpp"
 
+#include "common/e2e_settings_reader.hpp"
 #include "common/yaml_mapping_reader.hpp"
 
 namespace recmesh::gateway {
@@ -120,6 +121,9 @@ GatewayConfig parse_gateway_config(std::string_view yaml, std::string_view sourc
   r.on("max_payload_bytes", [&](const YAML::Node& v, const std::string& k) {
     config.max_payload_bytes = static_cast<std::size_t>(r.integer(v, k, 1024, 1048576));
   });
+  r.on("e2e", [&](const YAML::Node& v, const std::string& k) {
+    config.e2e = services::read_e2e_settings(source, v, k);
+  });
   r.on("island", [&](const YAML::Node& v, const std::string& k) {
     MappingReader i(source, v, k, base_dir);
     i.on("after_ms", [&](const YAML::Node& x, const std::string& kk) {
@@ -185,6 +189,9 @@ void GatewayConfig::resolve_and_validate() {
   }
   if (certfile.empty() || keyfile.empty() || cafile.empty()) {
     invalid("cert, key and cafile are required without pki_dir");
+  }
+  if (e2e.enabled && pki_dir.empty()) {
+    invalid("pki_dir: required with e2e enabled (the EMS CA and its CRLs)");
   }
   std::set<std::string> ids;
   for (const auto& device : devices) {
