@@ -294,11 +294,21 @@ void SimulatedDevice::respond(const protocol::DeviceCommand& command, DeviceComm
   (void)client_->publish(response_topic_, *payload, 1, false);
 }
 
-void SimulatedDevice::refuse(std::uint64_t& counter, std::string_view why,
-                             std::string_view detail) {
+void SimulatedDevice::refuse(std::uint64_t& counter, std::string_view why, std::string_view detail,
+                             bool security) {
   ++counter;
-  publish_log(LogLevel::kWarn, fmt::format("command refused: {}", why),
-              {{"reason", std::string(why)}, {"detail", std::string(detail.substr(0, 512))}});
+  nlohmann::json fields{{"reason", std::string(why)},
+                        {"detail", std::string(detail.substr(0, 512))}};
+  if (!security) {
+    publish_log(LogLevel::kWarn, fmt::format("command refused: {}", why), std::move(fields));
+    return;
+  }
+  // SPEC §6 gives a device no write on /security/events: the event travels on its own log
+  // topic at ERROR, which the gateway forwards to the platform at once.
+  ++counters_.security_events;
+  fields["event"] = "security";
+  publish_log(LogLevel::kError, fmt::format("security event: command refused: {}", why),
+              std::move(fields));
 }
 
 bool SimulatedDevice::remember_command(const std::string& command_id) {
@@ -326,12 +336,12 @@ void SimulatedDevice::handle_message(std::string_view topic, std::string_view pa
   bool signed_by_ems = false;
   if (looks_signed(payload)) {
     if (env_.verifier == nullptr) {
-      refuse(counters_.refused_signature, "signed command without EMS trust configured", "");
+      refuse(counters_.refused_signature, "signed command without EMS trust configured", "", true);
       return;
     }
     auto verified = env_.verifier->verify(topic, payload);
     if (!verified) {
-      refuse(counters_.refused_signature, "bad signature", verified.status().message);
+      refuse(counters_.refused_signature, "bad signature", verified.status().message, true);
       return;
     }
     body = std::move(verified->payload);
@@ -349,12 +359,15 @@ void SimulatedDevice::handle_message(std::string_view topic, std::string_view pa
     refuse(counters_.refused_other_device, "addressed to another device", command.device_id);
     return;
   }
+  // A replayed, stale or reordered signed command (or a diagnostic) is an attack, not a hiccup.
+  const bool security = signed_by_ems || command.type == DeviceCommandType::kDiagnostic;
   if (!remember_command(command.command_id.str())) {
-    refuse(counters_.refused_duplicate, "duplicate command_id", command.command_id.str());
+    refuse(counters_.refused_duplicate, "duplicate command_id", command.command_id.str(), security);
     return;
   }
   if (command.expire_at <= wall_now()) {
-    refuse(counters_.refused_expired, "expired", protocol::format_timestamp(command.expire_at));
+    refuse(counters_.refused_expired, "expired", protocol::format_timestamp(command.expire_at),
+           security);
     respond(command, DeviceCommandStatus::kFailed, protocol::kExitExpired,
             {{"reason", "expired at " + protocol::format_timestamp(command.expire_at)}});
     return;
@@ -362,7 +375,8 @@ void SimulatedDevice::handle_message(std::string_view topic, std::string_view pa
   const auto last = last_sequence_.find(command.issued_by);
   if (last != last_sequence_.end() && command.sequence <= last->second) {
     refuse(counters_.refused_sequence, "sequence not increasing",
-           fmt::format("{} after {} from {}", command.sequence, last->second, command.issued_by));
+           fmt::format("{} after {} from {}", command.sequence, last->second, command.issued_by),
+           security);
     respond(
         command, DeviceCommandStatus::kFailed, protocol::kExitFailed,
         {{"reason", fmt::format("sequence {} is not after {}", command.sequence, last->second)}});
@@ -376,7 +390,7 @@ void SimulatedDevice::execute(const protocol::DeviceCommand& command, bool signe
   const std::string type(protocol::to_string(command.type));
   if (command.type == DeviceCommandType::kDiagnostic && !signed_by_ems) {
     refuse(counters_.refused_signature, "diagnostic not signed by the EMS",
-           command.command_id.str());
+           command.command_id.str(), true);
     respond(command, DeviceCommandStatus::kFailed, protocol::kExitBadSignature,
             {{"reason", "a diagnostic command must be signed by the EMS engine"}});
     return;

@@ -35,6 +35,9 @@ struct DeviceCounters {
   std::uint64_t refused_sequence = 0;
   std::uint64_t refused_signature = 0;  // unsigned, forged or wrongly signed diagnostics
   std::uint64_t diagnostics_published = 0;
+  // Refusals of signed or diagnostic commands (forged, unsigned, replayed, expired, out of
+  // sequence), each also logged at ERROR as a security event (docs/device-simulator.md).
+  std::uint64_t security_events = 0;
   std::uint64_t crashes = 0;
   std::uint64_t reboots = 0;
 
@@ -98,7 +101,9 @@ class SimulatedDevice {
   void publish_log(protocol::LogLevel level, std::string message, nlohmann::json fields = {});
   void respond(const protocol::DeviceCommand& command, protocol::DeviceCommandStatus status,
                std::int32_t exit_code, nlohmann::json details);
-  void refuse(std::uint64_t& counter, std::string_view why, std::string_view detail);
+  // Counts and logs a refused command; `security` makes it a security event (ERROR).
+  void refuse(std::uint64_t& counter, std::string_view why, std::string_view detail,
+              bool security = false);
   void execute(const protocol::DeviceCommand& command, bool signed_by_ems);
   void publish_diagnostic(const protocol::DeviceCommand& command);
   void crash();

@@ -1,5 +1,6 @@
 #include "ems/ems_engine.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include "recmesh/core/error.hpp"
 #include "recmesh/crypto/jws.hpp"
 #include "recmesh/protocol/limits.hpp"
+#include "recmesh/protocol/timestamp.hpp"
 #include "recmesh/protocol/topics.hpp"
 
 #include "common/stop_on_signal.hpp"
@@ -115,6 +117,7 @@ EmsEngine::~EmsEngine() {
 }
 
 void EmsEngine::start() {
+  resume_open_controls();
   if (e2e_) {
     e2e_->start();
   }
@@ -122,10 +125,48 @@ void EmsEngine::start() {
   schedule_policy();
 }
 
+void EmsEngine::track(const std::string& control_id, Tracked tracked,
+                      mqtt::MonotonicClock::Duration left) {
+  tracked.timer = loop_.add_timer(left, [this, control_id] { on_timeout(control_id); });
+  tracked_[control_id] = std::move(tracked);
+}
+
+// Controls an earlier run issued and did not see to a final state: their deadline counts from
+// when they were issued, not from this start, so a long outage times them out at once.
+void EmsEngine::resume_open_controls() {
+  const auto now = now_timestamp();
+  for (const auto& row : store_.open_controls()) {
+    const auto issued_at = protocol::parse_timestamp(row.issued_at);
+    const auto type = protocol::parse_member_control_type(row.type);
+    if (!issued_at || !type) {
+      spdlog::error("ems: stored control {} is unreadable; marking it TIMED_OUT", row.control_id);
+      store_.update_control(row.control_id, kStateTimedOut, row.last_response,
+                            protocol::format_timestamp(now));
+      ++counters_.controls_timed_out;
+      continue;
+    }
+    const auto left = *issued_at + config_.control_timeout - now;
+    ++counters_.controls_resumed;
+    track(row.control_id, Tracked{row.rec, row.member, *type, row.state, 0},
+          std::max<mqtt::MonotonicClock::Duration>(left, std::chrono::milliseconds(0)));
+  }
+  if (counters_.controls_resumed > 0) {
+    spdlog::info("ems: tracking {} open control(s) of an earlier run again",
+                 counters_.controls_resumed);
+  }
+}
+
 void EmsEngine::stop(std::function<void()> done) {
   if (policy_timer_ != 0) {
     loop_.cancel_timer(policy_timer_);
     policy_timer_ = 0;
+  }
+  // Open controls stay open in the database: the next start tracks them again.
+  for (auto& [id, tracked] : tracked_) {
+    if (tracked.timer != 0) {
+      loop_.cancel_timer(tracked.timer);
+      tracked.timer = 0;
+    }
   }
   if (e2e_) {
     e2e_->stop();
@@ -316,6 +357,9 @@ void EmsEngine::handle_response(const std::string& rec, const std::string& membe
     }
     spdlog::info("ems: control {} to {}/{}: {}", it->first, rec, member, state);
   }
+  if (observer_) {
+    observer_(it->first, state);
+  }
 }
 
 void EmsEngine::on_timeout(const std::string& control_id) {
@@ -335,6 +379,9 @@ void EmsEngine::on_timeout(const std::string& control_id) {
   }
   spdlog::warn("ems: control {} to {}/{}: no final response, TIMED_OUT", control_id, it->second.rec,
                it->second.member);
+  if (observer_) {
+    observer_(control_id, std::string(kStateTimedOut));
+  }
 }
 
 Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const std::string& member,
@@ -375,9 +422,7 @@ Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const s
                       static_cast<std::int64_t>(control.sequence), issued_at,
                       std::string(kStateIssued), issued_at, ""},
                      *payload);
-  Tracked tracked{rec, member, type, std::string(kStateIssued), 0};
-  tracked.timer = loop_.add_timer(config_.control_timeout, [this, id] { on_timeout(id); });
-  tracked_[id] = std::move(tracked);
+  track(id, Tracked{rec, member, type, std::string(kStateIssued), 0}, config_.control_timeout);
   ++counters_.controls_issued;
   spdlog::info("ems: issued {} {} to {}/{} (sequence {})", protocol::to_string(type), id, rec,
                member, control.sequence);

@@ -34,7 +34,8 @@ struct EmsCounters {
   std::uint64_t controls_issued = 0;
   std::uint64_t controls_final = 0;
   std::uint64_t controls_timed_out = 0;
-  std::uint64_t logs_received = 0;  // member log records (opened end to end)
+  std::uint64_t controls_resumed = 0;  // open controls of an earlier run tracked again at start
+  std::uint64_t logs_received = 0;     // member log records (opened end to end)
 };
 
 // The EMS engine (docs/ems.md): on the central broker as ems_engine, it stores what members
@@ -59,6 +60,11 @@ class EmsEngine {
   // One round of the community policy (also run every policy_period).
   void run_policy();
 
+  // Called on the loop thread each time a tracked control moves to a new state (RECEIVED, ...,
+  // TIMED_OUT), after it is stored: for tools that follow controls as they happen.
+  using ControlObserver =
+      std::function<void(const std::string& control_id, const std::string& state)>;
+  void observe_controls(ControlObserver observer) { observer_ = std::move(observer); }
   // The tracked state of a control this engine issued: ISSUED, RECEIVED, ..., TIMED_OUT.
   std::optional<std::string> control_state(const std::string& control_id) const;
   const EmsCounters& counters() const { return counters_; }
@@ -85,6 +91,8 @@ class EmsEngine {
   void refuse(std::string_view topic, std::string_view why);
   void handle_response(const std::string& rec, const std::string& member, std::string_view payload);
   void on_timeout(const std::string& control_id);
+  void track(const std::string& control_id, Tracked tracked, mqtt::MonotonicClock::Duration left);
+  void resume_open_controls();
   void schedule_policy();
   bool has_open_energy_control(const std::string& rec, const std::string& member) const;
 
@@ -98,6 +106,7 @@ class EmsEngine {
   mqtt::EventLoop::TimerId policy_timer_ = 0;
   EmsCounters counters_;
   std::function<void()> on_stopped_;
+  ControlObserver observer_;
 };
 
 // `recmesh ems`: runs the engine until SIGTERM or SIGINT, then stops it cleanly. Returns 0.

@@ -18,6 +18,10 @@ EmsStore::EmsStore(const std::filesystem::path& path, SqliteDatabase::Mode mode)
     return;
   }
   db_.execute("PRAGMA journal_mode=WAL");
+  // A committed write survives a crash of the engine; only a power loss may take the last
+  // transactions (docs/ems.md, "Durability"), which an fsync per stored message would not be
+  // worth: metrics are replaced by the next window, controls time out.
+  db_.execute("PRAGMA synchronous=NORMAL");
   db_.execute(
       "CREATE TABLE IF NOT EXISTS members(rec TEXT NOT NULL, member TEXT NOT NULL,"
       " updated_at TEXT NOT NULL, metrics TEXT NOT NULL, PRIMARY KEY(rec, member));"
@@ -143,6 +147,17 @@ std::optional<ControlRow> EmsStore::control(std::string_view control_id) {
 
 std::vector<ControlRow> EmsStore::controls() {
   auto s = db_.prepare(std::string(kControlColumns) + " ORDER BY sequence");
+  std::vector<ControlRow> out;
+  while (s.step()) {
+    out.push_back(read_control(s));
+  }
+  return out;
+}
+
+std::vector<ControlRow> EmsStore::open_controls() {
+  auto s = db_.prepare(std::string(kControlColumns) +
+                       " WHERE state NOT IN ('SUCCESS', 'PARTIAL', 'FAILED', 'TIMED_OUT')"
+                       " ORDER BY sequence");
   std::vector<ControlRow> out;
   while (s.step()) {
     out.push_back(read_control(s));

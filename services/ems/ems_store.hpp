@@ -64,6 +64,8 @@ class EmsStore {
                       std::string_view response, std::string_view now);
   std::optional<ControlRow> control(std::string_view control_id);
   std::vector<ControlRow> controls();
+  // Controls not yet in a final state, oldest first: what a restarted engine tracks again.
+  std::vector<ControlRow> open_controls();
   std::vector<MemberRow> members();
   std::vector<ComponentRow> components();
   std::int64_t count(std::string_view table);

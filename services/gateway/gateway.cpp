@@ -35,6 +35,8 @@ constexpr std::string_view kAggregateTopic = "/platform/metrics/aggregate";
 // What the gateway did while the platform was unreachable (a metrics extension name).
 constexpr std::string_view kIslandReportTopic = "/platform/metrics/island-report";
 constexpr std::size_t kMaxIslandActions = 1000;  // the report stays bounded in a long outage
+// Outbox messages handed to the client and not yet acknowledged, at most.
+constexpr std::size_t kOutboxWindow = 100;
 
 bool looks_signed(std::string_view payload) {
   const auto first = payload.find_first_not_of(" \t\r\n");
@@ -53,7 +55,10 @@ double hours(std::chrono::milliseconds window) {
 }  // namespace
 
 Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
-    : loop_(loop), config_(std::move(config)), log_(config_.database) {
+    : loop_(loop),
+      config_(std::move(config)),
+      log_(config_.database),
+      outbox_(config_.database, config_.outbox_max_messages) {
   gateway_id_ = config_.common_name();
   for (const auto& device : config_.devices) {
     devices_[device.id].device = &device;
@@ -71,6 +76,7 @@ Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
   callbacks.on_message = [this](const mqtt::IncomingMessage& message) {
     handle_message(message.topic, message.payload);
   };
+  callbacks.on_delivered = [this](mqtt::MessageId id) { on_delivered(id); };
   callbacks.on_stopped = [this, alive = std::weak_ptr<int>(alive_)] {
     loop_.post([this, alive] {
       if (!alive.expired() && on_stopped_) {
@@ -90,6 +96,7 @@ Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
         [this](std::string_view kind, std::string_view detail) {
           forward_security_event(kind, detail);
         });
+    e2e_->on_established = [this] { pump_outbox(); };
   }
   // SPEC §6: the exact topics of each configured device, never a wildcard over devices.
   std::vector<std::string> ids;
@@ -165,6 +172,12 @@ void Gateway::on_connect() {
     e2e_->start();
   }
   publish_status_info(protocol::StatusFlag::kOnline, "connected");
+  if (outbox_drop_logged_) {
+    spdlog::warn("gateway: {} platform message(s) dropped so far while the outbox was full",
+                 counters_.outbox_dropped);
+    outbox_drop_logged_ = false;
+  }
+  pump_outbox();
 }
 
 void Gateway::publish_status_info(protocol::StatusFlag flag, std::string reason) {
@@ -189,6 +202,68 @@ void Gateway::publish(std::string_view topic, std::string_view payload, bool ret
   }
 }
 
+void Gateway::publish_platform(std::string_view topic, std::string_view payload) {
+  const std::size_t dropped = outbox_.push(topic, payload);
+  if (dropped > 0) {
+    counters_.outbox_dropped += dropped;
+    if (!outbox_drop_logged_) {
+      outbox_drop_logged_ = true;
+      spdlog::error("gateway: outbox full ({} messages): dropping the oldest platform messages",
+                    outbox_.capacity());
+    }
+  }
+  pump_outbox();
+}
+
+// Hands the outbox to the client in order, a window at a time. What is handed over and not yet
+// acknowledged when the link breaks, libmosquitto sends again after the reconnect (clean
+// session false); what is still in the outbox after a crash goes out after the next start.
+// With e2e each message is sealed as it is handed over, so the outbox waits for a session.
+void Gateway::pump_outbox() {
+  while (client_->connected() && (!e2e_ || e2e_->established()) &&
+         outbox_in_flight_.size() < kOutboxWindow) {
+    const auto batch = outbox_.after(outbox_handed_, kOutboxWindow - outbox_in_flight_.size());
+    if (batch.empty()) {
+      return;
+    }
+    for (const auto& entry : batch) {
+      std::optional<std::string> sealed;
+      if (e2e_ && !(sealed = e2e_->seal(entry.topic, entry.payload))) {
+        return;  // the session ended meanwhile: the next one resumes
+      }
+      auto sent = client_->publish(entry.topic, sealed ? *sealed : entry.payload, 1, false);
+      if (!sent) {
+        if (sent.status().code == ErrorCode::kInvalidArgument) {
+          spdlog::error("gateway: outbox message on {} cannot be published: {}", entry.topic,
+                        sent.status().message);
+          outbox_.remove(entry.id);
+          outbox_handed_ = entry.id;
+          continue;
+        }
+        return;  // the client cannot take more now: the next connect or PUBACK resumes
+      }
+      outbox_in_flight_[*sent] = entry.id;
+      outbox_handed_ = entry.id;
+    }
+  }
+}
+
+void Gateway::on_delivered(mqtt::MessageId id) {
+  const auto it = outbox_in_flight_.find(id);
+  if (it == outbox_in_flight_.end()) {
+    return;  // a local message
+  }
+  try {
+    outbox_.remove(it->second);
+  } catch (const std::exception& e) {
+    // Left in the outbox: sent once more after a restart, which QoS 1 allows.
+    spdlog::error("gateway: cannot clear a delivered outbox message: {}", e.what());
+  }
+  outbox_in_flight_.erase(it);
+  ++counters_.outbox_delivered;
+  pump_outbox();
+}
+
 void Gateway::refuse(std::uint64_t& counter, std::string_view why, std::string_view detail) {
   ++counter;
   const auto now = std::chrono::steady_clock::now();
@@ -210,7 +285,8 @@ void Gateway::forward_security_event(std::string_view kind, std::string_view det
   record.message = fmt::format("security event: {}", kind);
   record.fields = nlohmann::json{{"event", "security"}, {"kind", kind}, {"detail", detail}};
   if (auto encoded = record.encode()) {
-    publish(fmt::format("/platform/logs/{}", protocol::to_string(LogLevel::kError)), *encoded);
+    publish_platform(fmt::format("/platform/logs/{}", protocol::to_string(LogLevel::kError)),
+                     *encoded);
   }
 }
 
@@ -396,7 +472,7 @@ void Gateway::publish_aggregate() {
     spdlog::error("gateway: aggregate not encodable: {}", encoded.status().message);
     return;
   }
-  publish(kAggregateTopic, *encoded);
+  publish_platform(kAggregateTopic, *encoded);
   ++counters_.aggregates_published;
   last_aggregate_ = m;
   if (island_) {
@@ -426,7 +502,11 @@ void Gateway::on_log(const std::string& device, LogLevel level, std::string_view
                       protocol::format_timestamp(record->timestamp), *canonical);
   ++counters_.logs_stored;
   if (level >= LogLevel::kError) {
-    publish(fmt::format("/platform/logs/{}", protocol::to_string(level)), *canonical);
+    if (record->fields && record->fields->is_object() &&
+        record->fields->value("event", "") == "security") {
+      ++counters_.security_events_forwarded;
+    }
+    publish_platform(fmt::format("/platform/logs/{}", protocol::to_string(level)), *canonical);
     log_.mark_log_forwarded(row);
     ++counters_.logs_forwarded;
   } else if (level == LogLevel::kInfo) {
@@ -446,7 +526,7 @@ void Gateway::schedule_log_batch() {
 void Gateway::flush_log_batch() {
   const std::string topic = fmt::format("/platform/logs/{}", protocol::to_string(LogLevel::kInfo));
   for (const auto& [row, payload] : info_batch_) {
-    publish(topic, payload);
+    publish_platform(topic, payload);
     log_.mark_log_forwarded(row);
     ++counters_.logs_forwarded;
   }
@@ -470,7 +550,7 @@ void Gateway::respond(const MemberControl& control, MemberControlStatus status,
     return;
   }
   log_.update_control(control.control_id.str(), protocol::to_string(status), *encoded);
-  publish(protocol::kPlatformControlResponseTopic, *encoded);
+  publish_platform(protocol::kPlatformControlResponseTopic, *encoded);
 }
 
 void Gateway::refuse_control(const MemberControl& control, std::string reason) {
@@ -484,7 +564,7 @@ bool Gateway::admit(const std::string& control_id, const std::string& issued_by,
     // Never executed twice: answer with what was recorded.
     ++counters_.controls_duplicate;
     if (stored->response) {
-      publish(protocol::kPlatformControlResponseTopic, *stored->response);
+      publish_platform(protocol::kPlatformControlResponseTopic, *stored->response);
     }
     return false;
   }
@@ -981,7 +1061,7 @@ void Gateway::leave_island() {
                            {"to", protocol::format_timestamp(wall_now())},
                            {"policy", "self-consumption"},
                            {"actions", island_actions_}};
-  publish(kIslandReportTopic, report.dump());
+  publish_platform(kIslandReportTopic, report.dump());
   spdlog::info("gateway: platform reachable again; island report with {} actions",
                island_actions_.size());
   island_actions_.clear();

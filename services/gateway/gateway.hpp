@@ -19,6 +19,7 @@
 #include "gateway/command_log.hpp"
 #include "gateway/gateway_config.hpp"
 #include "gateway/gateway_e2e.hpp"
+#include "gateway/outbox.hpp"
 
 namespace recmesh::gateway {
 
@@ -43,6 +44,9 @@ struct GatewayCounters {
   std::uint64_t refused_unsupported = 0;  // a well-formed message the gateway does not handle
   std::uint64_t island_periods = 0;
   std::uint64_t island_commands = 0;
+  std::uint64_t security_events_forwarded = 0;  // device ERROR logs that carry a security event
+  std::uint64_t outbox_delivered = 0;           // platform messages the local broker acknowledged
+  std::uint64_t outbox_dropped = 0;             // oldest platform messages dropped: outbox full
   std::uint64_t refused() const {
     return refused_oversize + refused_malformed + refused_other_member + refused_unknown_device +
            refused_unknown_command + refused_expired + refused_sequence + refused_unsupported;
@@ -75,6 +79,7 @@ class Gateway {
   bool connected() const { return client_ && client_->connected(); }
   const std::optional<protocol::MemberMetrics>& last_aggregate() const { return last_aggregate_; }
   CommandLog& command_log() { return log_; }
+  const Outbox& outbox() const { return outbox_; }
   bool in_island_mode() const { return island_; }
   // The end-to-end layer, or null when e2e is disabled.
   const GatewayE2e* e2e() const { return e2e_.get(); }
@@ -144,12 +149,22 @@ class Gateway {
   void refuse(std::uint64_t& counter, std::string_view why, std::string_view detail);
   // An end-to-end refusal, as an ERROR log record for the platform's log management.
   void forward_security_event(std::string_view kind, std::string_view detail);
+  // Local traffic (device commands) straight to the client; the gateway's status info for the
+  // platform sealed (held until the session is up).
   void publish(std::string_view topic, std::string_view payload, bool retain = false);
+  // Traffic for the platform: through the durable outbox, in order.
+  void publish_platform(std::string_view topic, std::string_view payload);
+  void pump_outbox();
+  void on_delivered(mqtt::MessageId id);
   protocol::Timestamp wall_now() const;
 
   mqtt::EventLoop& loop_;
   GatewayConfig config_;
   CommandLog log_;
+  Outbox outbox_;
+  std::map<mqtt::MessageId, std::int64_t> outbox_in_flight_;  // client message -> outbox row
+  std::int64_t outbox_handed_ = 0;  // the last outbox row handed to the client
+  bool outbox_drop_logged_ = false;
   std::string gateway_id_;
   std::unique_ptr<mqtt::MqttClient> client_;
   std::unique_ptr<GatewayE2e> e2e_;

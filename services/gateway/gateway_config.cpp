@@ -124,6 +124,9 @@ GatewayConfig parse_gateway_config(std::string_view yaml, std::string_view sourc
   r.on("e2e", [&](const YAML::Node& v, const std::string& k) {
     config.e2e = services::read_e2e_settings(source, v, k);
   });
+  r.on("outbox_max_messages", [&](const YAML::Node& v, const std::string& k) {
+    config.outbox_max_messages = static_cast<std::size_t>(r.integer(v, k, 1, 10000000));
+  });
   r.on("island", [&](const YAML::Node& v, const std::string& k) {
     MappingReader i(source, v, k, base_dir);
     i.on("after_ms", [&](const YAML::Node& x, const std::string& kk) {
@@ -174,6 +177,9 @@ void GatewayConfig::resolve_and_validate() {
   }
   if (database.empty()) {
     invalid("database: required");
+  }
+  if (outbox_max_messages < 1 || outbox_max_messages > 10000000) {
+    invalid("outbox_max_messages: outside 1 .. 10000000");
   }
   if (!pki_dir.empty()) {
     const fs::path issued = pki_dir / "issued" / common_name();

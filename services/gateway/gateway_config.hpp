@@ -35,6 +35,9 @@ struct GatewayConfig {
   std::chrono::milliseconds device_timeout{10000};      // per device command: 100 ms .. 1 h
   std::chrono::milliseconds log_batch_interval{60000};  // INFO forwarding: 100 ms .. 1 d
   std::size_t max_payload_bytes = 65536;                // larger inbound payloads are refused
+  // Platform messages held while the local broker is unreachable (docs/gateway.md, "Outbox");
+  // beyond it the oldest are dropped and counted: 1 .. 10,000,000.
+  std::size_t outbox_max_messages = 100000;
   // Island mode (docs/gateway.md): after the bridge has been offline (or unseen) this long, the
   // gateway steers the accumulators for self-consumption. 0 disables it: 0 or 1 s .. 1 d.
   std::chrono::milliseconds island_after{0};

@@ -30,11 +30,11 @@
 #include "recmesh/protocol/telemetry_messages.hpp"
 
 #include "device/device_fleet.hpp"
-#include "free_port.hpp"
-#include "mosquitto_broker.hpp"
+#include "loop_thread.hpp"
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
 #include "temp_dir.hpp"
+#include "test_community.hpp"
 
 extern char** environ;
 
@@ -58,72 +58,29 @@ protocol::Timestamp now_ms() {
 class DeviceSimulatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() == 0) {
-      // Mosquitto drops to the mosquitto account, which must pass through the test directory.
-      fs::permissions(tmp_.path(),
-                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
-    pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
-    pki.add_rec("r1");
-    pki.add_member("r1", "m1");
-    const auto gateway = issue(pki, pki::IdentityKind::kGateway, "");
-    gateway_chain_ = gateway.files.chain;
-    gateway_key_ = gateway.files.key;
-    cafile_ = gateway.files.cafile;
-    const auto engine = issue(pki, pki::IdentityKind::kService, "engine");
+    const auto gateway = community_.gateway();
+    gateway_chain_ = gateway.chain;
+    gateway_key_ = gateway.key;
+    cafile_ = gateway.cafile;
+    const auto engine = community_.service("engine");
     ems_engine_ = std::make_unique<crypto::JwsSigner>(
-        crypto::JwsSigner::from_files(engine.files.chain, engine.files.key));
-    const auto lms = issue(pki, pki::IdentityKind::kService, "lms");
-    ems_lms_ = std::make_unique<crypto::JwsSigner>(
-        crypto::JwsSigner::from_files(lms.files.chain, lms.files.key));
-
-    const fs::path out = tmp_ / "broker";
-    const auto rendered = testing::run_recmesh(
-        {"broker-config", "--pki", pki_dir().string(), "--local", "--rec", "r1", "--member", "m1",
-         "--member-port", std::to_string(port_), "--bridge-port", std::to_string(bridge_port_),
-         "--out", out.string()});
-    ASSERT_EQ(rendered.exit_code, 0) << rendered.err;
-    broker_ = std::make_unique<testing::MosquittoBroker>(out / "mosquitto.conf",
-                                                         std::vector<int>{port_, bridge_port_});
+        crypto::JwsSigner::from_files(engine.chain, engine.key));
+    const auto lms = community_.service("lms");
+    ems_lms_ =
+        std::make_unique<crypto::JwsSigner>(crypto::JwsSigner::from_files(lms.chain, lms.key));
+    port_ = community_.start_local().member_port;
   }
 
   void TearDown() override {
-    if (runner_.joinable()) {
-      if (fleet_) {
-        std::promise<void> stopped;
-        on_loop([&] {
-          fleet_->stop([&stopped] { stopped.set_value(); });
-          return 0;
-        });
-        stopped.get_future().wait_for(20s);
-      }
-      loop_.stop();
-      runner_.join();
+    if (fleet_) {
+      loop_.stop_and_wait(*fleet_);
     }
+    loop_.stop();
     fleet_.reset();
   }
 
-  static pki::IssuedCertificate issue(pki::Pki& pki, pki::IdentityKind kind,
-                                      const std::string& name) {
-    pki::IssueRequest request;
-    request.identity = pki::Identity::make(kind, kind == pki::IdentityKind::kService ? "" : "r1",
-                                           kind == pki::IdentityKind::kService ? "" : "m1", name);
-    return pki.issue(request);
-  }
-
-  fs::path pki_dir() const { return tmp_ / "pki"; }
-
-  void issue_devices(const std::vector<std::string>& ids) {
-    pki::Pki pki =
-        pki::Pki::open(pki_dir(), pki::Pki::Access::kReadWrite, Secret(testing::kTestPassphrase));
-    std::vector<pki::IssueRequest> requests;
-    for (const auto& id : ids) {
-      pki::IssueRequest request;
-      request.identity = pki::Identity::make(pki::IdentityKind::kDevice, "r1", "m1", id);
-      requests.push_back(request);
-    }
-    pki.issue_many(requests);
-  }
+  fs::path pki_dir() const { return community_.pki_dir(); }
+  void issue_devices(const std::vector<std::string>& ids) { community_.issue_devices("m1", ids); }
 
   DeviceFleetConfig base_config() const {
     DeviceFleetConfig config;
@@ -158,9 +115,11 @@ class DeviceSimulatorTest : public ::testing::Test {
     observer_ = std::make_unique<testing::MqttTestClient>("observer");
     ASSERT_TRUE(observer_->connect(port_, cafile_, gateway_chain_, gateway_key_).accepted());
     ASSERT_TRUE(observer_->subscribe("/device/#"));
-    fleet_ = std::make_unique<DeviceFleet>(loop_, std::move(config));
-    fleet_->start();
-    runner_ = std::thread([this] { loop_.run(); });
+    on_loop([&] {
+      fleet_ = std::make_unique<DeviceFleet>(loop_.loop(), std::move(config));
+      fleet_->start();
+      return 0;
+    });
     if (wait_ready) {
       for (const auto& id : ids) {
         ASSERT_TRUE(next_metrics(id)) << id << " published no metrics";
@@ -170,26 +129,11 @@ class DeviceSimulatorTest : public ::testing::Test {
 
   template <typename F>
   auto on_loop(F&& f) -> std::invoke_result_t<F&> {
-    using R = std::invoke_result_t<F&>;
-    std::packaged_task<R()> task(std::forward<F>(f));
-    auto future = task.get_future();
-    loop_.post([&task] { task(); });
-    if (future.wait_for(60s) != std::future_status::ready) {
-      std::abort();  // `task` lives on this stack
-    }
-    return future.get();
+    return loop_.run(std::forward<F>(f));
   }
-
   template <typename Predicate>
   bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!on_loop(predicate)) {
-      if (std::chrono::steady_clock::now() >= deadline) {
-        return false;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return true;
+    return loop_.eventually(std::move(predicate), timeout);
   }
 
   // The next message on `topic` that satisfies `accept`, skipping others.
@@ -256,15 +200,13 @@ class DeviceSimulatorTest : public ::testing::Test {
   }
 
   testing::TempDir tmp_;
-  int port_ = testing::free_tcp_port();
-  int bridge_port_ = testing::free_tcp_port();
+  testing::TestCommunity community_{tmp_.path()};
+  int port_ = 0;
   fs::path gateway_chain_, gateway_key_, cafile_;
   std::unique_ptr<crypto::JwsSigner> ems_engine_, ems_lms_;
-  std::unique_ptr<testing::MosquittoBroker> broker_;
   std::unique_ptr<testing::MqttTestClient> observer_;
-  mqtt::EventLoop loop_;
+  testing::LoopThread loop_;
   std::unique_ptr<DeviceFleet> fleet_;
-  std::thread runner_;
   std::uint64_t sequence_ = 0;
 };
 
@@ -437,6 +379,8 @@ TEST_F(DeviceSimulatorTest, InvalidCommandsAreRefusedWithoutStateChange) {
   EXPECT_EQ(on_loop([&] { return fleet_->find("ev1")->model().state(); }), DeviceState::kOff);
   EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->model().state(); }), DeviceState::kOn);
   EXPECT_TRUE(next_on("/device/ev1/log/WARN"));
+  // Unsigned commands from the gateway that go wrong are not security events.
+  EXPECT_EQ(on_loop([&] { return fleet_->find("ev1")->counters().security_events; }), 0u);
   EXPECT_TRUE(on_loop([&] { return fleet_->find("ev1")->connected(); }));
 }
 
@@ -474,6 +418,11 @@ TEST_F(DeviceSimulatorTest, SignedDiagnosticGetsASignedReportAndForgeriesAreRefu
   send("pv1", forged);
   send("bat1", ems_engine_->sign("/device/pv1/control",
                                  command("bat1", DeviceCommandType::kDiagnostic).encode().value()));
+  // Properly signed, but expired before it arrived.
+  auto stale = command("pv1", DeviceCommandType::kDiagnostic);
+  stale.issued_at = now_ms() - 120s;
+  stale.expire_at = now_ms() - 60s;
+  send("pv1", ems_engine_->sign("/device/pv1/control", stale.encode().value()));
   // Unsigned: answered FAILED with the signature exit code.
   const auto unsigned_command = command("pv1", DeviceCommandType::kDiagnostic);
   send(unsigned_command);
@@ -484,8 +433,21 @@ TEST_F(DeviceSimulatorTest, SignedDiagnosticGetsASignedReportAndForgeriesAreRefu
   ASSERT_TRUE(eventually([&] {
     const auto& pv = fleet_->find("pv1")->counters();
     const auto& bat = fleet_->find("bat1")->counters();
-    return pv.refused_duplicate == 1 && pv.refused_signature == 3 && bat.refused_signature == 1;
+    return pv.refused_duplicate == 1 && pv.refused_signature == 3 && pv.refused_expired == 1 &&
+           bat.refused_signature == 1;
   }));
+  // Each refusal is a security event, logged at ERROR with its reason (no /security/events
+  // write for a device in SPEC §6).
+  EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->counters().security_events; }), 5u);
+  EXPECT_EQ(on_loop([&] { return fleet_->find("bat1")->counters().security_events; }), 1u);
+  send("pv1", jws);  // once more, to read the event it raises
+  const auto event = next_on("/device/pv1/log/ERROR", [](const testing::ReceivedMessage& m) {
+    const auto record = protocol::LogRecord::decode(m.payload);
+    return record && record->fields && record->fields->value("event", "") == "security" &&
+           record->fields->value("reason", "") == "duplicate command_id";
+  });
+  EXPECT_TRUE(event);
+  EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->counters().security_events; }), 6u);
   EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->counters().diagnostics_published; }), 1u);
   EXPECT_EQ(on_loop([&] { return fleet_->find("bat1")->counters().diagnostics_published; }), 0u);
 }

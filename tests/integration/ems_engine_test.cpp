@@ -27,11 +27,11 @@
 
 #include "child_process.hpp"
 #include "device/device_fleet.hpp"
-#include "free_port.hpp"
-#include "mosquitto_broker.hpp"
+#include "loop_thread.hpp"
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
 #include "temp_dir.hpp"
+#include "test_community.hpp"
 
 namespace recmesh::ems {
 namespace {
@@ -46,36 +46,13 @@ using protocol::MemberControlType;
 class EmsEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() == 0) {
-      fs::permissions(tmp_.path(),
-                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
-    pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
-    pki.add_rec("r1");
-    pki.add_member("r1", "m1");
-    pki::IssueRequest request;
-    request.identity = pki::Identity::make(pki::IdentityKind::kGateway, "r1", "m1", "");
-    const auto gateway = pki.issue(request);
-    gateway_chain_ = gateway.files.chain;
-    gateway_key_ = gateway.files.key;
-    member_cafile_ = gateway.files.cafile;
-    request.identity = pki::Identity::make(pki::IdentityKind::kService, "", "", "engine");
-    pki.issue(request);
-
-    render({"broker-config", "--pki", pki_dir().string(), "--central", "--ems-port",
-            std::to_string(central_ems_port_), "--bridge-port",
-            std::to_string(central_bridge_port_), "--out", (tmp_ / "central").string()});
-    render({"broker-config", "--pki", pki_dir().string(), "--local", "--rec", "r1", "--member",
-            "m1", "--member-port", std::to_string(local_port_), "--bridge-port",
-            std::to_string(local_bridge_port_), "--bridge-to",
-            "127.0.0.1:" + std::to_string(central_bridge_port_), "--out",
-            (tmp_ / "local").string()});
-    central_ = std::make_unique<testing::MosquittoBroker>(
-        tmp_ / "central" / "mosquitto.conf",
-        std::vector<int>{central_ems_port_, central_bridge_port_});
-    local_ = std::make_unique<testing::MosquittoBroker>(
-        tmp_ / "local" / "mosquitto.conf", std::vector<int>{local_port_, local_bridge_port_});
-    ASSERT_TRUE(central_->wait_for_log(" as bridge_r1_m1 ", 15s)) << central_->log();
+    const auto gateway = community_.gateway();
+    gateway_chain_ = gateway.chain;
+    gateway_key_ = gateway.key;
+    member_cafile_ = gateway.cafile;
+    community_.service("engine");
+    central_ems_port_ = community_.start_central().ems_port;
+    local_port_ = community_.start_local("m1", true).member_port;
 
     gateway_ = std::make_unique<testing::MqttTestClient>("rec_r1_m1_gateway");
     ASSERT_TRUE(
@@ -84,34 +61,19 @@ class EmsEngineTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (runner_.joinable() && fleet_) {
-      std::promise<void> stopped;
-      on_loop([&] {
-        fleet_->stop([&stopped] { stopped.set_value(); });
-        return 0;
-      });
-      stopped.get_future().wait_for(20s);
+    if (fleet_) {
+      loop_.stop_and_wait(*fleet_);
     }
-    if (runner_.joinable()) {
-      std::promise<void> stopped;
-      on_loop([&] {
-        engine_->stop([&stopped] { stopped.set_value(); });
-        return 0;
-      });
-      stopped.get_future().wait_for(20s);
-      loop_.stop();
-      runner_.join();
+    if (engine_) {
+      loop_.stop_and_wait(*engine_);
     }
+    loop_.stop();
     fleet_.reset();
     engine_.reset();
   }
 
-  void render(const std::vector<std::string>& args) {
-    const auto result = testing::run_recmesh(args);
-    ASSERT_EQ(result.exit_code, 0) << result.err;
-  }
-
-  fs::path pki_dir() const { return tmp_ / "pki"; }
+  fs::path pki_dir() const { return community_.pki_dir(); }
+  testing::MosquittoBroker& central() { return *community_.central().process; }
 
   EmsConfig base_config() const {
     EmsConfig config;
@@ -125,34 +87,27 @@ class EmsEngineTest : public ::testing::Test {
   }
 
   void start_engine(EmsConfig config) {
-    engine_ = std::make_unique<EmsEngine>(loop_, std::move(config));
-    engine_->start();
-    runner_ = std::thread([this] { loop_.run(); });
+    on_loop([&] {
+      engine_ = std::make_unique<EmsEngine>(loop_.loop(), std::move(config));
+      engine_->start();
+      return 0;
+    });
     ASSERT_TRUE(eventually([&] { return engine_->connected(); }));
+  }
+
+  // Stops the running engine cleanly and starts a new one on the same database.
+  void restart_engine(EmsConfig config) {
+    ASSERT_TRUE(loop_.stop_and_wait(*engine_));
+    start_engine(std::move(config));
   }
 
   template <typename F>
   auto on_loop(F&& f) -> std::invoke_result_t<F&> {
-    using R = std::invoke_result_t<F&>;
-    std::packaged_task<R()> task(std::forward<F>(f));
-    auto future = task.get_future();
-    loop_.post([&task] { task(); });
-    if (future.wait_for(60s) != std::future_status::ready) {
-      std::abort();  // `task` lives on this stack
-    }
-    return future.get();
+    return loop_.run(std::forward<F>(f));
   }
-
   template <typename Predicate>
   bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!on_loop(predicate)) {
-      if (std::chrono::steady_clock::now() >= deadline) {
-        return false;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return true;
+    return loop_.eventually(std::move(predicate), timeout);
   }
 
   static protocol::MemberMetrics metrics(double net_w, std::optional<double> soc) {
@@ -214,22 +169,19 @@ class EmsEngineTest : public ::testing::Test {
   }
 
   testing::TempDir tmp_;
-  int central_ems_port_ = testing::free_tcp_port();
-  int central_bridge_port_ = testing::free_tcp_port();
-  int local_port_ = testing::free_tcp_port();
-  int local_bridge_port_ = testing::free_tcp_port();
+  testing::TestCommunity community_{tmp_.path()};
+  int central_ems_port_ = 0;
+  int local_port_ = 0;
   fs::path gateway_chain_, gateway_key_, member_cafile_;
-  std::unique_ptr<testing::MosquittoBroker> central_, local_;
   std::unique_ptr<testing::MqttTestClient> gateway_;
-  mqtt::EventLoop loop_;
+  testing::LoopThread loop_;
   std::unique_ptr<EmsEngine> engine_;
   std::unique_ptr<device::DeviceFleet> fleet_;
-  std::thread runner_;
 };
 
 TEST_F(EmsEngineTest, StoresMemberMetricsCarriedByTheBridge) {
   start_engine(base_config());
-  ASSERT_TRUE(publish_metrics_until_stored(metrics(1200, 40))) << central_->log();
+  ASSERT_TRUE(publish_metrics_until_stored(metrics(1200, 40))) << central().log();
   const auto members = on_loop([&] { return engine_->store().members(); });
   ASSERT_EQ(members.size(), 1U);
   EXPECT_EQ(members[0].rec, "r1");
@@ -247,7 +199,7 @@ TEST_F(EmsEngineTest, PolicyControlReachesTheGatewayAndItsSuccessIsTracked) {
   ASSERT_TRUE(publish_metrics_until_stored(metrics(2000, 50)));
 
   const auto control = next_control();
-  ASSERT_TRUE(control) << central_->log();
+  ASSERT_TRUE(control) << central().log();
   EXPECT_EQ(control->type, MemberControlType::kStoreSurplus);
   EXPECT_EQ(control->member_id, "m1");
   EXPECT_EQ(control->issued_by, "ems_engine");
@@ -285,6 +237,71 @@ TEST_F(EmsEngineTest, ControlWithoutAnswerTimesOut) {
   ASSERT_TRUE(eventually([&] { return engine_->control_state(id) == "TIMED_OUT"; }));
   EXPECT_EQ(on_loop([&] { return engine_->store().control(id)->state; }), "TIMED_OUT");
   EXPECT_EQ(on_loop([&] { return engine_->counters().controls_timed_out; }), 1U);
+}
+
+TEST_F(EmsEngineTest, RestartedEngineKeepsTrackingItsOpenControls) {
+  start_engine(base_config());
+  const auto issued = on_loop([&] {
+    return engine_->issue("r1", "m1", MemberControlType::kStoreSurplus, {{"power_w", 900}});
+  });
+  ASSERT_TRUE(issued) << issued.status().message;
+  const std::string id = issued->control_id.str();
+  const auto control = next_control();
+  ASSERT_TRUE(control);
+  respond(*control, MemberControlStatus::kReceived);
+  ASSERT_TRUE(eventually([&] { return engine_->control_state(id) == "RECEIVED"; }));
+
+  restart_engine(base_config());
+  EXPECT_EQ(on_loop([&] { return engine_->counters().controls_resumed; }), 1U);
+  EXPECT_EQ(on_loop([&] { return engine_->control_state(id); }), "RECEIVED");
+  // A stale response does not move it back; the final one lands on the resumed control.
+  respond(*control, MemberControlStatus::kReceived);
+  respond(*control, MemberControlStatus::kSuccess);
+  ASSERT_TRUE(eventually([&] { return engine_->control_state(id) == "SUCCESS"; }));
+  EXPECT_EQ(on_loop([&] { return engine_->store().control(id)->state; }), "SUCCESS");
+  EXPECT_EQ(on_loop([&] { return engine_->counters().controls_final; }), 1U);
+  EXPECT_EQ(on_loop([&] { return engine_->counters().bad_input; }), 0U);
+}
+
+TEST_F(EmsEngineTest, RestartedEngineTimesOutControlsFromTheirIssueTime) {
+  EmsConfig config = base_config();
+  config.control_timeout = 3s;
+  start_engine(config);
+  const auto overdue = on_loop([&] {
+    return engine_->issue("r1", "m1", MemberControlType::kCoverDeficit, {{"power_w", 800}});
+  });
+  ASSERT_TRUE(overdue);
+  ASSERT_TRUE(next_control());
+  // An unreadable row (a type this version does not know) is closed, never tracked forever.
+  on_loop([&] {
+    engine_->store().db().execute(
+        "INSERT INTO controls(control_id, rec, member, type, sequence, issued_at, state,"
+        " updated_at, payload) VALUES('bogus', 'r1', 'm1', 'warp-drive', 1, 'yesterday',"
+        " 'ISSUED', 'yesterday', '{}')");
+    return 0;
+  });
+  // Down for longer than the timeout: the overdue control times out right after the start.
+  ASSERT_TRUE(loop_.stop_and_wait(*engine_));
+  std::this_thread::sleep_for(3500ms);
+  const auto started = std::chrono::steady_clock::now();
+  start_engine(config);
+  const std::string id = overdue->control_id.str();
+  ASSERT_TRUE(eventually([&] { return engine_->control_state(id) == "TIMED_OUT"; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 3s);
+  EXPECT_EQ(on_loop([&] { return engine_->store().control(id)->state; }), "TIMED_OUT");
+  EXPECT_EQ(on_loop([&] { return engine_->store().control("bogus")->state; }), "TIMED_OUT");
+  EXPECT_EQ(on_loop([&] { return engine_->counters().controls_timed_out; }), 2U);
+  EXPECT_TRUE(on_loop([&] { return engine_->store().open_controls().empty(); }));
+
+  // One issued after the restart still gets its full timeout.
+  const auto fresh = on_loop([&] {
+    return engine_->issue("r1", "m1", MemberControlType::kCoverDeficit, {{"power_w", 800}});
+  });
+  ASSERT_TRUE(fresh);
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(on_loop([&] { return engine_->control_state(fresh->control_id.str()); }), "ISSUED");
+  ASSERT_TRUE(
+      eventually([&] { return engine_->control_state(fresh->control_id.str()) == "TIMED_OUT"; }));
 }
 
 TEST_F(EmsEngineTest, BadInputIsCountedAndChangesNothing) {
@@ -366,13 +383,7 @@ TEST_F(EmsEngineTest, CtlSendsAControlAndWaitsForItsFinalResponse) {
 // device, and reports the device's outcome.
 TEST_F(EmsEngineTest, CtlDiagnosticReturnsTheDeviceReportVerifiedAgainstTheMemberCa) {
   start_engine(base_config());
-  {
-    pki::Pki pki =
-        pki::Pki::open(pki_dir(), pki::Pki::Access::kReadWrite, Secret(testing::kTestPassphrase));
-    pki::IssueRequest request;
-    request.identity = pki::Identity::make(pki::IdentityKind::kDevice, "r1", "m1", "pv1");
-    pki.issue(request);
-  }
+  community_.device("pv1");
   device::DeviceFleetConfig fleet;
   fleet.broker_port = local_port_;
   fleet.pki_dir = pki_dir();
@@ -387,7 +398,7 @@ TEST_F(EmsEngineTest, CtlDiagnosticReturnsTheDeviceReportVerifiedAgainstTheMembe
   ASSERT_TRUE(gateway_->subscribe("/device/pv1/metrics/snapshot"));
   ASSERT_TRUE(gateway_->subscribe("/device/pv1/control/response"));
   on_loop([&] {
-    fleet_ = std::make_unique<device::DeviceFleet>(loop_, fleet);
+    fleet_ = std::make_unique<device::DeviceFleet>(loop_.loop(), fleet);
     fleet_->start();
     return 0;
   });

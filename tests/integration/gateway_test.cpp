@@ -27,11 +27,11 @@
 #include "recmesh/protocol/telemetry_messages.hpp"
 
 #include "device/device_fleet.hpp"
-#include "free_port.hpp"
-#include "mosquitto_broker.hpp"
+#include "loop_thread.hpp"
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
 #include "temp_dir.hpp"
+#include "test_community.hpp"
 
 namespace recmesh::gateway {
 namespace {
@@ -55,68 +55,32 @@ protocol::Timestamp now_ms() {
 class GatewayTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() == 0) {
-      fs::permissions(tmp_.path(),
-                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
-    pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
-    pki.add_rec("r1");
-    pki.add_member("r1", "m1");
-    const auto gateway = issue(pki, pki::IdentityKind::kGateway, "");
-    gateway_chain_ = gateway.files.chain;
-    gateway_key_ = gateway.files.key;
-    cafile_ = gateway.files.cafile;
-    pki::IssueRequest engine;
-    engine.identity = pki::Identity::make(pki::IdentityKind::kService, "", "", "engine");
-    const auto engine_files = pki.issue(engine);
+    const auto gateway = community_.gateway();
+    gateway_chain_ = gateway.chain;
+    gateway_key_ = gateway.key;
+    cafile_ = gateway.cafile;
+    const auto engine = community_.service("engine");
     ems_engine_ = std::make_unique<crypto::JwsSigner>(
-        crypto::JwsSigner::from_files(engine_files.files.chain, engine_files.files.key));
-    std::vector<pki::IssueRequest> requests;
-    for (const std::string id : {"pv1", "bat1", "ev1", "ev2"}) {
-      pki::IssueRequest request;
-      request.identity = pki::Identity::make(pki::IdentityKind::kDevice, "r1", "m1", id);
-      requests.push_back(request);
-    }
-    pki.issue_many(requests);
-
-    const fs::path out = tmp_ / "broker";
-    const auto rendered = testing::run_recmesh(
-        {"broker-config", "--pki", pki_dir().string(), "--local", "--rec", "r1", "--member", "m1",
-         "--member-port", std::to_string(port_), "--bridge-port", std::to_string(bridge_port_),
-         "--out", out.string()});
-    ASSERT_EQ(rendered.exit_code, 0) << rendered.err;
-    broker_ = std::make_unique<testing::MosquittoBroker>(out / "mosquitto.conf",
-                                                         std::vector<int>{port_, bridge_port_});
+        crypto::JwsSigner::from_files(engine.chain, engine.key));
+    community_.issue_devices("m1", {"pv1", "bat1", "ev1", "ev2"});
+    port_ = community_.start_local().member_port;
     // Plays the EMS engine (through the bridge) and the log management side.
     ems_ = std::make_unique<testing::MqttTestClient>("ems-side");
     ASSERT_TRUE(ems_->connect(port_, cafile_, gateway_chain_, gateway_key_).accepted());
     ASSERT_TRUE(ems_->subscribe("/platform/#"));
-    runner_ = std::thread([this] { loop_.run(); });
   }
 
   void TearDown() override {
     stop_gateway();
     if (fleet_) {
-      std::promise<void> stopped;
-      on_loop([&] {
-        fleet_->stop([&stopped] { stopped.set_value(); });
-        return 0;
-      });
-      stopped.get_future().wait_for(20s);
+      loop_.stop_and_wait(*fleet_);
     }
     loop_.stop();
-    runner_.join();
-    on_loop_unchecked([this] { fleet_.reset(); });
+    fleet_.reset();
   }
 
-  static pki::IssuedCertificate issue(pki::Pki& pki, pki::IdentityKind kind,
-                                      const std::string& name) {
-    pki::IssueRequest request;
-    request.identity = pki::Identity::make(kind, "r1", "m1", name);
-    return pki.issue(request);
-  }
-
-  fs::path pki_dir() const { return tmp_ / "pki"; }
+  fs::path pki_dir() const { return community_.pki_dir(); }
+  testing::TestCommunity::LocalBroker& broker() { return community_.local(); }
 
   GatewayConfig gateway_config() const {
     GatewayConfig config;
@@ -156,7 +120,7 @@ class GatewayTest : public ::testing::Test {
     }
     config.resolve_and_validate();
     on_loop([&] {
-      fleet_ = std::make_unique<device::DeviceFleet>(loop_, std::move(config));
+      fleet_ = std::make_unique<device::DeviceFleet>(loop_.loop(), std::move(config));
       fleet_->start();
       return 0;
     });
@@ -172,7 +136,7 @@ class GatewayTest : public ::testing::Test {
 
   void start_gateway(GatewayConfig config) {
     on_loop([&] {
-      gateway_ = std::make_unique<Gateway>(loop_, std::move(config));
+      gateway_ = std::make_unique<Gateway>(loop_.loop(), std::move(config));
       gateway_->start();
       return 0;
     });
@@ -185,12 +149,7 @@ class GatewayTest : public ::testing::Test {
     if (!gateway_) {
       return;
     }
-    std::promise<void> stopped;
-    on_loop([&] {
-      gateway_->stop([&stopped] { stopped.set_value(); });
-      return 0;
-    });
-    stopped.get_future().wait_for(20s);
+    loop_.stop_and_wait(*gateway_);
     on_loop([&] {
       gateway_.reset();
       return 0;
@@ -208,30 +167,11 @@ class GatewayTest : public ::testing::Test {
 
   template <typename F>
   auto on_loop(F&& f) -> std::invoke_result_t<F&> {
-    using R = std::invoke_result_t<F&>;
-    std::packaged_task<R()> task(std::forward<F>(f));
-    auto future = task.get_future();
-    loop_.post([&task] { task(); });
-    if (future.wait_for(60s) != std::future_status::ready) {
-      std::abort();
-    }
-    return future.get();
+    return loop_.run(std::forward<F>(f));
   }
-  template <typename F>
-  void on_loop_unchecked(F&& f) {
-    f();  // the loop has stopped: this thread owns everything now
-  }
-
   template <typename Predicate>
   bool eventually(Predicate predicate, std::chrono::milliseconds timeout = 20s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!on_loop(predicate)) {
-      if (std::chrono::steady_clock::now() >= deadline) {
-        return false;
-      }
-      std::this_thread::sleep_for(20ms);
-    }
-    return true;
+    return loop_.eventually(std::move(predicate), timeout);
   }
 
   std::optional<testing::ReceivedMessage> next_on(
@@ -299,16 +239,14 @@ class GatewayTest : public ::testing::Test {
   }
 
   testing::TempDir tmp_;
-  int port_ = testing::free_tcp_port();
-  int bridge_port_ = testing::free_tcp_port();
+  testing::TestCommunity community_{tmp_.path()};
+  int port_ = 0;
   fs::path gateway_chain_;
   fs::path gateway_key_;
   fs::path cafile_;
   std::unique_ptr<crypto::JwsSigner> ems_engine_;
-  std::unique_ptr<testing::MosquittoBroker> broker_;
   std::unique_ptr<testing::MqttTestClient> ems_;
-  mqtt::EventLoop loop_;
-  std::thread runner_;
+  testing::LoopThread loop_;
   std::unique_ptr<device::DeviceFleet> fleet_;
   std::unique_ptr<Gateway> gateway_;
   std::uint64_t sequence_ = 100;
@@ -534,6 +472,27 @@ TEST_F(GatewayTest, ForwardsASignedDiagnosticUntouched) {
   const auto refused = response(unsigned_one, MemberControlStatus::kFailed);
   ASSERT_TRUE(refused);
   EXPECT_EQ(refused->per_device.at(0).exit_code, protocol::kExitBadSignature);
+
+  // A forged signature under a fresh control ID: the gateway routes it (it does not verify),
+  // the device refuses it, and its security event reaches the platform at once.
+  diagnostic.control_id = protocol::Uuid::random_v4();
+  diagnostic.command_id = protocol::Uuid::random_v4();
+  diagnostic.sequence = ++sequence_;
+  std::string forged = ems_engine_->sign("/device/pv1/control", diagnostic.encode().value());
+  forged[forged.size() - 5] = forged[forged.size() - 5] == 'A' ? 'B' : 'A';
+  ASSERT_TRUE(ems_->publish("/platform/control", forged));
+  const auto event = next_on("/platform/logs/ERROR", [](const testing::ReceivedMessage& m) {
+    const auto record = protocol::LogRecord::decode(m.payload);
+    return record && record->source == "pv1" && record->fields &&
+           record->fields->value("event", "") == "security";
+  });
+  ASSERT_TRUE(event);
+  EXPECT_EQ(on_loop([&] { return gateway_->counters().security_events_forwarded; }), 1u);
+  // The unsigned one above never reached the device: the gateway refused it itself.
+  EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->counters().security_events; }), 1u);
+  EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->counters().diagnostics_published; }), 1u);
+  as_control.control_id = *diagnostic.control_id;
+  ASSERT_TRUE(response(as_control, MemberControlStatus::kFailed));  // the device timed out
 }
 
 TEST_F(GatewayTest, ForwardsSignedCommandsCarriedByADiagnosticControl) {
@@ -560,6 +519,92 @@ TEST_F(GatewayTest, ForwardsSignedCommandsCarriedByADiagnosticControl) {
   ASSERT_TRUE(done);
   EXPECT_EQ(on_loop([&] { return fleet_->find("pv1")->counters().diagnostics_published; }), 1u);
   EXPECT_EQ(on_loop([&] { return fleet_->find("ev1")->counters().diagnostics_published; }), 0u);
+}
+
+// Aggregates chain (each window starts where the previous one ended), so a gap or a reordering
+// shows. Reads `count` aggregates from `probe` that follow `previous_end` (none: the first one
+// read starts the chain) and moves `previous_end` along. A QoS 1 redelivery of one already seen
+// is skipped.
+::testing::AssertionResult chained_aggregates(testing::MqttTestClient& probe, std::size_t count,
+                                              std::optional<protocol::Timestamp>& previous_end) {
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  std::size_t seen = 0;
+  while (seen < count && std::chrono::steady_clock::now() < deadline) {
+    const auto message = probe.wait_for_message(200ms);
+    if (!message || message->topic != "/platform/metrics/aggregate") {
+      continue;
+    }
+    const auto m = protocol::MemberMetrics::decode(message->payload);
+    if (!m) {
+      return ::testing::AssertionFailure() << "undecodable aggregate: " << m.status().message;
+    }
+    if (previous_end && m->window_end <= *previous_end) {
+      continue;
+    }
+    if (previous_end && m->window_start != *previous_end) {
+      return ::testing::AssertionFailure()
+             << "aggregate " << seen << " starts at " << protocol::format_timestamp(m->window_start)
+             << ", the previous one ended at " << protocol::format_timestamp(*previous_end);
+    }
+    previous_end = m->window_end;
+    ++seen;
+  }
+  if (seen < count) {
+    return ::testing::AssertionFailure() << "only " << seen << " of " << count << " aggregates";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(GatewayTest, OutboxDeliversPlatformMessagesInOrderAfterABrokerOutage) {
+  // A durable subscriber: the broker keeps its session and queue across its own restart.
+  auto probe = std::make_unique<testing::MqttTestClient>("platform-side", false);
+  ASSERT_TRUE(probe->connect(port_, cafile_, gateway_chain_, gateway_key_).accepted());
+  ASSERT_TRUE(probe->subscribe("/platform/metrics/#"));
+  GatewayConfig config = gateway_config();
+  config.metrics_interval = 200ms;
+  start_gateway(config);
+  std::optional<protocol::Timestamp> end;
+  ASSERT_TRUE(chained_aggregates(*probe, 2, end));
+
+  broker().stop();  // SIGTERM: the broker saves the sessions
+  ASSERT_TRUE(eventually([&] { return !gateway_->connected(); }));
+  ASSERT_TRUE(eventually([&] { return gateway_->outbox().size() >= 4; }));
+  const auto held = on_loop([&] { return gateway_->outbox().size(); });
+
+  broker().restart();
+  probe = std::make_unique<testing::MqttTestClient>("platform-side", false);
+  ASSERT_TRUE(probe->connect(port_, cafile_, gateway_chain_, gateway_key_).accepted());
+  // Everything from before the outage, everything held during it and what follows: no gap.
+  ASSERT_TRUE(chained_aggregates(*probe, held + 2, end));
+  ASSERT_TRUE(eventually([&] { return gateway_->outbox().size() < 3; }));
+  EXPECT_EQ(on_loop([&] { return gateway_->counters().outbox_dropped; }), 0u);
+  EXPECT_GE(on_loop([&] { return gateway_->counters().outbox_delivered; }), held + 2);
+}
+
+TEST_F(GatewayTest, OutboxIsBoundedAndSurvivesACrash) {
+  GatewayConfig config = gateway_config();
+  config.metrics_interval = 200ms;
+  config.outbox_max_messages = 3;
+  start_gateway(config);
+  ASSERT_TRUE(next_on("/platform/metrics/aggregate"));
+  ems_.reset();
+  broker().stop();
+  // Full: the oldest go, counted.
+  ASSERT_TRUE(eventually([&] { return gateway_->counters().outbox_dropped >= 2; }));
+  EXPECT_EQ(on_loop([&] { return gateway_->outbox().size(); }), 3u);
+  crash_gateway();
+
+  broker().restart();
+  testing::MqttTestClient probe("platform-side");
+  ASSERT_TRUE(probe.connect(port_, cafile_, gateway_chain_, gateway_key_).accepted());
+  ASSERT_TRUE(probe.subscribe("/platform/metrics/#"));
+  config.metrics_interval = 1h;  // only what the crashed run left behind
+  start_gateway(config);
+  std::optional<protocol::Timestamp> end;
+  ASSERT_TRUE(chained_aggregates(probe, 3, end));
+  EXPECT_FALSE(probe.wait_for_message(500ms));
+  ASSERT_TRUE(eventually([&] { return gateway_->outbox().size() == 0; }));
+  EXPECT_EQ(on_loop([&] { return gateway_->counters().outbox_delivered; }), 3u);
 }
 
 TEST_F(GatewayTest, StoresDeviceLogsAndForwardsByLevel) {

@@ -26,7 +26,7 @@ TEST(GatewayConfig, ParsesEveryKeyWithDefaults) {
   const auto config = parse_gateway_config(
       "broker:\n  host: 10.0.0.1\n  port: 8884\npki_dir: /pki\nrec: r1\nmember: m1\n"
       "database: /var/gw.db\nmetrics_interval_ms: 500\ndevice_timeout_ms: 2000\n"
-      "log_batch_interval_ms: 1000\nmax_payload_bytes: 4096\n"
+      "log_batch_interval_ms: 1000\nmax_payload_bytes: 4096\noutbox_max_messages: 500\n"
       "island:\n  after_ms: 60000\n  threshold_w: 250\n"
       "devices:\n  - id: bat1\n    kind: accumulator\n    capacity_wh: 5000\n"
       "  - id: ev1\n    kind: load\n",
@@ -37,6 +37,7 @@ TEST(GatewayConfig, ParsesEveryKeyWithDefaults) {
   EXPECT_EQ(config.device_timeout.count(), 2000);
   EXPECT_EQ(config.log_batch_interval.count(), 1000);
   EXPECT_EQ(config.max_payload_bytes, 4096u);
+  EXPECT_EQ(config.outbox_max_messages, 500u);
   EXPECT_EQ(config.island_after.count(), 60000);
   EXPECT_EQ(config.island_threshold_w, 250);
   EXPECT_EQ(config.common_name(), "rec_r1_m1_gateway");
@@ -53,6 +54,7 @@ TEST(GatewayConfig, ParsesEveryKeyWithDefaults) {
   EXPECT_EQ(defaults.metrics_interval.count(), 30000);
   EXPECT_EQ(defaults.broker_port, 8883);
   EXPECT_EQ(defaults.island_after.count(), 0);
+  EXPECT_EQ(defaults.outbox_max_messages, 100000u);
 }
 
 TEST(GatewayConfig, RejectsBadValuesWithFileAndLine) {
@@ -73,6 +75,11 @@ TEST(GatewayConfig, RejectsBadValuesWithFileAndLine) {
   EXPECT_NE(error_of("rec: r1\nmember: m1\ndatabase: d\ndevices: []\n").find("devices"),
             std::string::npos);
   EXPECT_NE(error_of("island:\n  after_ms: 50\n" + kMinimal).find("island.after_ms"),
+            std::string::npos);
+  EXPECT_NE(error_of("outbox_max_messages: 0\n" + kMinimal)
+                .find("gateway.yaml:1: outbox_max_messages: 0 is outside 1 .. 10000000"),
+            std::string::npos);
+  EXPECT_NE(error_of("outbox_max_messages: many\n" + kMinimal).find("outbox_max_messages"),
             std::string::npos);
   EXPECT_NE(error_of("rec: [\n").find("gateway.yaml:"), std::string::npos);
 }
