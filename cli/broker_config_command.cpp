@@ -1,6 +1,8 @@
 // `recmesh broker-config`: renders a Mosquitto configuration from the PKI.
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -21,7 +23,20 @@ struct BrokerConfigFlags {
   std::optional<int> mgmt_port;
   std::string bind = "127.0.0.1";
   std::vector<std::string> sans;
+  bool guard = false;
+  std::string guard_plugin;
 };
+
+// --guard or --guard-plugin: load recmesh-guard from the given or the default path.
+std::optional<broker::GuardPluginOptions> guard_options(const BrokerConfigFlags& f) {
+  if (!f.guard && f.guard_plugin.empty()) {
+    return std::nullopt;
+  }
+  broker::GuardPluginOptions out;
+  out.plugin = f.guard_plugin.empty() ? broker::default_guard_plugin_path()
+                                      : std::filesystem::path(f.guard_plugin);
+  return out;
+}
 
 broker::BuiltinBridge parse_host_port(const std::string& text) {
   const auto colon = text.rfind(':');
@@ -74,6 +89,7 @@ int run_broker_config(const BrokerConfigFlags& f) {
     options.bind_address = f.bind;
     options.sans = sans;
     options.user = f.user;
+    options.guard = guard_options(f);
     if (!f.bridge_to.empty()) {
       options.bridge_to = parse_host_port(f.bridge_to);
     }
@@ -88,6 +104,7 @@ int run_broker_config(const BrokerConfigFlags& f) {
     options.bind_address = f.bind;
     options.sans = sans;
     options.user = f.user;
+    options.guard = guard_options(f);
     rendered = broker::render_central_broker(pki, options, f.out_dir);
   }
   std::cout << fmt::format(
@@ -96,6 +113,11 @@ int run_broker_config(const BrokerConfigFlags& f) {
   for (const auto& l : rendered.listeners) {
     std::cout << fmt::format("  listener {:<10} {}:{}  accepts clients of CA {}\n", l.role,
                              l.bind_address, l.port, l.trusts);
+  }
+  if (rendered.guard_plugin) {
+    std::cout << fmt::format(
+        "  recmesh-guard {}{}\n", rendered.guard_plugin->string(),
+        rendered.issued_secmgr_certificate ? " (Security Manager certificate issued)" : "");
   }
   std::cout << fmt::format("start it with: mosquitto -c {}\n", rendered.config.string());
   return kExitOk;
@@ -129,6 +151,11 @@ void add_broker_config_command(CLI::App& app, Runner& run) {
   cmd->add_option("--bridge-to", f->bridge_to,
                   "HOST:PORT of the central bridge listener: adds Mosquitto's built-in bridge "
                   "(--local)");
+  cmd->add_flag("--guard", f->guard,
+                "load recmesh-guard (identity by CA, run-time ACLs, revocation, quotas) from "
+                "<recmesh dir>/../lib/recmesh/recmesh_guard.so");
+  cmd->add_option("--guard-plugin", f->guard_plugin,
+                  "load recmesh-guard from this path (implies --guard)");
   cmd->callback([f, &run] { run = [f] { return run_broker_config(*f); }; });
 }
 

@@ -11,6 +11,8 @@
 #include "recmesh/core/identifier.hpp"
 #include "recmesh/crypto/pem.hpp"
 #include "recmesh/pki/identity.hpp"
+#include "recmesh/policy/policy_bundle.hpp"
+#include "recmesh/policy/policy_store.hpp"
 
 namespace recmesh::broker {
 namespace {
@@ -136,30 +138,35 @@ class ConfigWriter {
 
   void listener(const ListenerSummary& summary, const std::string& comment, const fs::path& cafile,
                 const fs::path& crlfile) {
+    // With recmesh-guard the plugin names the connection (CA domain and CN); without it the CN.
     text_ += fmt::format(
         "\n# {}\n"
         "listener {} {}\n"
         "allow_anonymous false\n"
         "require_certificate true\n"
-        "use_identity_as_username true\n"
+        "{}"
         "tls_version tlsv1.3\n"
         "cafile {}\n"
         "crlfile {}\n"
         "certfile {}\n"
         "keyfile {}\n",
-        comment, summary.port, summary.bind_address, cafile.string(), crlfile.string(),
+        comment, summary.port, summary.bind_address,
+        guarded_ ? "" : "use_identity_as_username true\n", cafile.string(), crlfile.string(),
         (dir_ / "server.crt").string(), (dir_ / "server.key").string());
     listeners_.push_back(summary);
   }
 
-  void header(const std::string& server_cn) {
+  // `guarded`: recmesh-guard is loaded. Mosquitto 2.0 runs a plugin's tick and control events
+  // only with global security settings, and one plugin instance then serves every listener.
+  void header(const std::string& server_cn, bool guarded) {
+    guarded_ = guarded;
     create_directories(dir_ / "data", 0700);
     hand_over(dir_ / "data");
     text_ = fmt::format(
         "# Mosquitto 2 configuration for {}, written by `recmesh broker-config`.\n"
         "# Re-run that command to refresh the CRLs; edits here are overwritten.\n"
         "{}"
-        "per_listener_settings true\n"
+        "per_listener_settings {}\n"
         "set_tcp_nodelay true\n"
         "persistence true\n"
         "persistence_location {}/\n"
@@ -168,7 +175,7 @@ class ConfigWriter {
         "connection_messages true\n"
         "log_timestamp_format %Y-%m-%dT%H:%M:%S\n",
         server_cn, account_.name.empty() ? "" : fmt::format("user {}\n", account_.name),
-        (dir_ / "data").string());
+        guarded ? "false" : "true", (dir_ / "data").string());
   }
 
   void append(const std::string& text) { text_ += text; }
@@ -189,6 +196,7 @@ class ConfigWriter {
   BrokerAccount account_;
   std::string text_;
   std::vector<ListenerSummary> listeners_;
+  bool guarded_ = false;
 };
 
 // CA chain and CRL of one authority, copied as <role>-ca.pem and <role>-crl.pem.
@@ -244,7 +252,79 @@ std::string bridge_section(ConfigWriter& writer, pki::Pki& pki, const LocalBroke
   return text;
 }
 
+RenderedBroker with_guard(RenderedBroker rendered, const RenderedBroker& guard) {
+  rendered.guard_plugin = guard.guard_plugin;
+  rendered.issued_secmgr_certificate = guard.issued_secmgr_certificate;
+  return rendered;
+}
+
+// The Security Manager's certificate (issued now when there is none): recmesh-guard takes
+// policy bundles signed with its key. Its key stays with the PKI for the Security Manager.
+std::string secmgr_certificate(pki::Pki& pki, bool& issued_now) {
+  const pki::Identity secmgr = pki::Identity::make(pki::IdentityKind::kService, "", "", "secmgr");
+  for (const auto& record : pki.certificates()) {
+    if (record.common_name == secmgr.common_name() &&
+        record.status == pki::CertificateStatus::kValid) {
+      return record.pem;
+    }
+  }
+  pki::IssueRequest request;
+  request.identity = secmgr;
+  issued_now = true;
+  return read_file(pki.issue(request).files.cert);
+}
+
+// recmesh-guard's `plugin` lines and the files they name. `client_cas` pairs an option
+// (ca_member, ca_bridge, ca_ems) with the authority whose certificate identifies clients.
+void add_guard(ConfigWriter& writer, pki::Pki& pki, const GuardPluginOptions& guard,
+               const policy::BrokerId& broker,
+               const std::vector<std::pair<std::string, std::string>>& client_cas,
+               RenderedBroker& rendered) {
+  if (!fs::is_regular_file(guard.plugin)) {
+    throw Error(ErrorCode::kNotFound,
+                fmt::format("recmesh-guard plugin {} not found (build the recmesh_guard target, "
+                            "or pass --guard-plugin)",
+                            guard.plugin.string()));
+  }
+  std::string text = fmt::format(
+      "\n# recmesh-guard: identity by issuing CA, ACLs and revocations pushed by the Security\n"
+      "# Manager on $CONTROL/recmesh-guard/v1, quotas, security events (docs/recmesh-guard.md)\n"
+      "plugin {}\n"
+      "plugin_opt_broker {}\n",
+      fs::absolute(guard.plugin).string(), broker.to_string());
+  for (const auto& [option, authority] : client_cas) {
+    const fs::path file =
+        writer.copy(fmt::format("guard-{}.pem", option), pki.authority_cert_path(authority));
+    text += fmt::format("plugin_opt_{} {}\n", option, file.string());
+  }
+  const fs::path crl = writer.copy("guard-ems-crl.pem", pki.authority_crl_path("ems"));
+  const fs::path secmgr = writer.write(
+      "guard-secmgr.pem", secmgr_certificate(pki, rendered.issued_secmgr_certificate), kPublicFile);
+  // The key of the stored policy survives re-rendering, or the stored policy would be lost.
+  const fs::path key = writer.dir() / "guard.key";
+  if (!fs::exists(key)) {
+    writer.write("guard.key", policy::PolicyStore::generate_key(), kPrivateFile);
+  }
+  text += fmt::format(
+      "plugin_opt_ems_crl {}\n"
+      "plugin_opt_secmgr_cert {}\n"
+      "plugin_opt_policy_file {}\n"
+      "plugin_opt_key_file {}\n"
+      "plugin_opt_events_per_second {}\n",
+      crl.string(), secmgr.string(), (writer.dir() / "data" / "guard-policy.bin").string(),
+      key.string(), guard.events_per_second);
+  writer.append(text);
+  rendered.guard_plugin = fs::absolute(guard.plugin);
+}
+
 }  // namespace
+
+fs::path default_guard_plugin_path() {
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  const fs::path base = ec ? fs::current_path() : self.parent_path();
+  return (base / ".." / "lib" / "recmesh" / "recmesh_guard.so").lexically_normal();
+}
 
 RenderedBroker render_local_broker(pki::Pki& pki, const LocalBrokerOptions& options,
                                    const fs::path& out_dir) {
@@ -267,7 +347,7 @@ RenderedBroker render_local_broker(pki::Pki& pki, const LocalBrokerOptions& opti
 
   create_directories(out_dir, 0700);
   ConfigWriter writer(fs::absolute(out_dir), broker_account(options.user));
-  writer.header(identity.common_name());
+  writer.header(identity.common_name(), options.guard.has_value());
   install_server_identity(writer, server);
   const std::string member_ca =
       pki::authority_id(pki::AuthorityKind::kMember, options.rec, options.member);
@@ -287,7 +367,12 @@ RenderedBroker render_local_broker(pki::Pki& pki, const LocalBrokerOptions& opti
   if (options.bridge_to) {
     writer.append(bridge_section(writer, pki, options, issued));
   }
-  return writer.finish(identity.common_name(), issued);
+  RenderedBroker guarded;
+  if (options.guard) {
+    add_guard(writer, pki, *options.guard, policy::BrokerId::local(options.rec, options.member),
+              {{"ca_member", member_ca}, {"ca_bridge", "bridge"}, {"ca_ems", "ems"}}, guarded);
+  }
+  return with_guard(writer.finish(identity.common_name(), issued), guarded);
 }
 
 RenderedBroker render_central_broker(pki::Pki& pki, const CentralBrokerOptions& options,
@@ -302,7 +387,7 @@ RenderedBroker render_central_broker(pki::Pki& pki, const CentralBrokerOptions& 
 
   create_directories(out_dir, 0700);
   ConfigWriter writer(fs::absolute(out_dir), broker_account(options.user));
-  writer.header(identity.common_name());
+  writer.header(identity.common_name(), options.guard.has_value());
   install_server_identity(writer, server);
   auto [ems_bundle, ems_crl] = trust_files(writer, pki, "ems", "ems");
   writer.listener({"ems", options.ems_port, options.bind_address, "ems"},
@@ -310,7 +395,12 @@ RenderedBroker render_central_broker(pki::Pki& pki, const CentralBrokerOptions& 
   auto [bridge_bundle, bridge_crl] = trust_files(writer, pki, "bridge", "bridge");
   writer.listener({"bridge", options.bridge_port, options.bind_address, "bridge"},
                   "Bridge backbone (Bridge CA)", bridge_bundle, bridge_crl);
-  return writer.finish(identity.common_name(), issued);
+  RenderedBroker guarded;
+  if (options.guard) {
+    add_guard(writer, pki, *options.guard, policy::BrokerId::central(),
+              {{"ca_bridge", "bridge"}, {"ca_ems", "ems"}}, guarded);
+  }
+  return with_guard(writer.finish(identity.common_name(), issued), guarded);
 }
 
 }  // namespace recmesh::broker

@@ -70,24 +70,81 @@ bool filters_intersect(std::string_view a, std::string_view b) {
   return rest == "#";
 }
 
+struct TopicSet::Node {
+  std::unordered_map<std::string, std::unique_ptr<Node>, StringHash, std::equal_to<>> children;
+  std::unique_ptr<Node> plus;  // '+' at this level
+  bool hash = false;           // '#' at this level: this level's parent and everything below
+  bool end = false;            // a filter ends here
+};
+
+TopicSet::TopicSet() = default;
+TopicSet::TopicSet(TopicSet&&) noexcept = default;
+TopicSet& TopicSet::operator=(TopicSet&&) noexcept = default;
+TopicSet::~TopicSet() = default;
+
 void TopicSet::add(std::string_view filter) {
-  if (has_wildcard(filter)) {
-    filters_.emplace_back(filter);
-  } else {
+  if (!has_wildcard(filter)) {
     exact_.emplace(filter);
+    return;
   }
+  filters_.emplace_back(filter);
+  if (!tree_) {
+    tree_ = std::make_unique<Node>();
+  }
+  Node* node = tree_.get();
+  std::size_t pos = 0;
+  while (pos != std::string_view::npos) {
+    const std::string_view level = next_level(filter, pos);
+    if (level == "#") {
+      node->hash = true;
+      return;
+    }
+    std::unique_ptr<Node>* next = nullptr;
+    if (level == "+") {
+      next = &node->plus;
+    } else {
+      auto it = node->children.find(level);
+      if (it == node->children.end()) {
+        it = node->children.emplace(std::string(level), nullptr).first;
+      }
+      next = &it->second;
+    }
+    if (!*next) {
+      *next = std::make_unique<Node>();
+    }
+    node = next->get();
+  }
+  node->end = true;
 }
+
+namespace {
+
+// Whether the levels of `topic` from `pos` reach the end of a filter below `node`.
+template <typename Node>
+bool match_below(const Node& node, std::string_view topic, std::size_t pos, bool first) {
+  // '#' matches the parent level too (`a/#` matches `a`), but never a '$' name at the root.
+  if (node.hash && !(first && !topic.empty() && topic.front() == '$')) {
+    return true;
+  }
+  if (pos == std::string_view::npos) {
+    return node.end;
+  }
+  const std::string_view level = next_level(topic, pos);
+  if (auto it = node.children.find(level);
+      it != node.children.end() && match_below(*it->second, topic, pos, false)) {
+    return true;
+  }
+  const bool dollar_root = first && !topic.empty() && topic.front() == '$';
+  return node.plus && !dollar_root && match_below(*node.plus, topic, pos, false);
+}
+
+}  // namespace
 
 bool TopicSet::matches(std::string_view topic) const {
   if (exact_.find(topic) != exact_.end()) {
     return true;
   }
-  for (const auto& filter : filters_) {
-    if (filter_matches(filter, topic)) {
-      return true;
-    }
-  }
-  return false;
+  return tree_ && !topic.empty() && match_below(*tree_, topic, 0, true);
 }
 
 bool TopicSet::intersects(std::string_view filter) const {

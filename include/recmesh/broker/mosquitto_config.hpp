@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -24,6 +25,17 @@ struct BuiltinBridge {
   int port = 0;
 };
 
+// Loading recmesh-guard (docs/recmesh-guard.md): identity by issuing CA, ACLs and revocations
+// pushed by the Security Manager, quotas, security events.
+struct GuardPluginOptions {
+  std::filesystem::path plugin;  // recmesh_guard.so
+  std::uint32_t events_per_second = 20;
+};
+
+// Where `recmesh` expects the plugin: <dir of the executable>/../lib/recmesh/recmesh_guard.so,
+// which is where both the build tree and an installed tree put it.
+std::filesystem::path default_guard_plugin_path();
+
 struct LocalBrokerOptions {
   std::string rec;
   std::string member;
@@ -34,6 +46,7 @@ struct LocalBrokerOptions {
   std::vector<pki::SubjectAltName> sans;  // extra SANs if the server certificate is issued now
   std::optional<BuiltinBridge> bridge_to;
   std::string user;  // account the broker runs as when started by root (default mosquitto)
+  std::optional<GuardPluginOptions> guard;
 };
 
 struct CentralBrokerOptions {
@@ -42,6 +55,7 @@ struct CentralBrokerOptions {
   std::string bind_address = "127.0.0.1";
   std::vector<pki::SubjectAltName> sans;
   std::string user;
+  std::optional<GuardPluginOptions> guard;
 };
 
 struct RenderedBroker {
@@ -49,6 +63,8 @@ struct RenderedBroker {
   std::string server_common_name;
   bool issued_server_certificate = false;
   std::vector<ListenerSummary> listeners;
+  std::optional<std::filesystem::path> guard_plugin;
+  bool issued_secmgr_certificate = false;  // the guard needs the Security Manager's certificate
 };
 
 // Writes DIR/mosquitto.conf and every file it references (server chain and key, per-listener

@@ -30,7 +30,7 @@ enum class MatrixRow {
 std::string_view to_string(MatrixRow row);
 
 struct DerivedGrant {
-  MatrixRow row;
+  MatrixRow row = MatrixRow::kDevice;
   Grant grant;  // no quota: the bundle's default applies
 };
 

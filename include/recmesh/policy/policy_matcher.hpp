@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -24,9 +25,15 @@ struct StringHash {
 };
 
 // The topics of one direction of a grant, compiled for lookups on every PUBLISH: exact names in
-// a hash set (one lookup), wildcard filters in a list matched level by level without copies.
+// a hash set (one lookup), wildcard filters in a tree of levels, so a gateway holding
+// `/device/<d>/metrics/#` for a thousand devices still walks one path per message.
 class TopicSet {
  public:
+  TopicSet();
+  TopicSet(TopicSet&&) noexcept;
+  TopicSet& operator=(TopicSet&&) noexcept;
+  ~TopicSet();
+
   void add(std::string_view filter);
   // MQTT matching of a topic name (no wildcards) against the set.
   bool matches(std::string_view topic) const;
@@ -36,8 +43,10 @@ class TopicSet {
   std::size_t size() const { return exact_.size() + filters_.size(); }
 
  private:
+  struct Node;
   std::unordered_set<std::string, StringHash, std::equal_to<>> exact_;
-  std::vector<std::string> filters_;
+  std::vector<std::string> filters_;  // as given, for intersects()
+  std::unique_ptr<Node> tree_;        // the same filters, level by level
 };
 
 // MQTT filter matching on valid input, as the broker does ('$' names escape leading wildcards).

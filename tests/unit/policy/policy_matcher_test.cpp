@@ -125,3 +125,62 @@ TEST(PolicyMatcherTest, ThousandsOfIdentitiesWithExactTopics) {
 
 }  // namespace
 }  // namespace recmesh::policy
+
+namespace recmesh::policy {
+namespace {
+
+// The level tree decides exactly as the reference matcher, filter by filter and combined.
+TEST(TopicSetTest, TreeAgreesWithFilterMatching) {
+  const std::vector<std::string> filters = {"#",
+                                            "+",
+                                            "/#",
+                                            "/+",
+                                            "/a/#",
+                                            "/a/+",
+                                            "/a/+/c",
+                                            "/+/b/#",
+                                            "/a/b",
+                                            "a/#",
+                                            "+/+",
+                                            "$SYS/#",
+                                            "/a/+/+/#",
+                                            "/device/+/metrics/#",
+                                            "/device/pv1/log/+",
+                                            "+/recmesh-guard/v1"};
+  const std::vector<std::string> topics = {"/",
+                                           "/a",
+                                           "/a/b",
+                                           "/a/b/c",
+                                           "/a/x/c",
+                                           "/x/b",
+                                           "/x/b/y/z",
+                                           "a",
+                                           "a/b",
+                                           "$SYS/x",
+                                           "$CONTROL/recmesh-guard/v1",
+                                           "/a/b/c/d",
+                                           "/device/pv1/metrics",
+                                           "/device/pv1/metrics/p/q",
+                                           "/device/pv1/log/INFO",
+                                           "/a//c",
+                                           "//"};
+  TopicSet all;
+  for (const auto& f : filters) {
+    TopicSet one;
+    one.add(f);
+    all.add(f);
+    for (const auto& t : topics) {
+      EXPECT_EQ(one.matches(t), filter_matches(f, t)) << f << " vs " << t;
+    }
+  }
+  for (const auto& t : topics) {
+    bool any = false;
+    for (const auto& f : filters) {
+      any = any || filter_matches(f, t);
+    }
+    EXPECT_EQ(all.matches(t), any) << t;
+  }
+}
+
+}  // namespace
+}  // namespace recmesh::policy

@@ -1,0 +1,196 @@
+#include "sim/component_launchers.hpp"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cstdlib>
+#include <netinet/in.h>
+#include <random>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "recmesh/broker/mosquitto_config.hpp"
+#include "recmesh/core/error.hpp"
+#include "recmesh/core/file_io.hpp"
+
+namespace recmesh::sim {
+namespace {
+
+namespace fs = std::filesystem;
+
+ProcessSpec named_process(const SimPaths& paths, std::string name, ComponentKind kind,
+                          std::string member, std::vector<std::string> argv) {
+  ProcessSpec spec;
+  spec.name = std::move(name);
+  spec.kind = kind;
+  spec.member = std::move(member);
+  spec.argv = std::move(argv);
+  std::string file = spec.name;
+  std::replace(file.begin(), file.end(), '/', '-');
+  spec.log = paths.logs() / (file + ".log");
+  return spec;
+}
+
+ProcessSpec recmesh_process(const SimPaths& paths, std::string name, ComponentKind kind,
+                            std::string member, const std::string& command,
+                            const fs::path& config) {
+  return named_process(paths, std::move(name), kind, std::move(member),
+                       {paths.recmesh.string(), command, "--config", config.string()});
+}
+
+ProcessSpec mosquitto_process(const SimPaths& paths, std::string name, ComponentKind kind,
+                              std::string member, const fs::path& config, std::vector<int> ports) {
+  ProcessSpec spec = named_process(paths, std::move(name), kind, std::move(member),
+                                   {paths.mosquitto.string(), "-c", config.string()});
+  spec.ports = std::move(ports);
+  return spec;
+}
+
+}  // namespace
+
+void issue_community(pki::Pki& pki, const Scenario& scenario) {
+  std::vector<pki::IssueRequest> requests;
+  const auto request = [&requests](pki::IdentityKind kind, const std::string& rec,
+                                   const std::string& member, const std::string& name) {
+    pki::IssueRequest r;
+    r.identity = pki::Identity::make(kind, rec, member, name);
+    requests.push_back(std::move(r));
+  };
+  for (const auto& rec : scenario.recs) {
+    pki.add_rec(rec.id);
+    for (const auto& member : rec.members) {
+      pki.add_member(rec.id, member.id);
+      request(pki::IdentityKind::kGateway, rec.id, member.id, "");
+      for (const auto& device : member.device_list()) {
+        request(pki::IdentityKind::kDevice, rec.id, member.id, device.id);
+      }
+    }
+  }
+  request(pki::IdentityKind::kService, "", "", "engine");
+  request(pki::IdentityKind::kService, "", "", "sim");
+  pki.issue_many(requests);
+}
+
+ProcessSpec launch_central_broker(pki::Pki& pki, const SimPaths& paths, const CentralPorts& ports) {
+  broker::CentralBrokerOptions options;
+  options.ems_port = ports.ems;
+  options.bridge_port = ports.bridge;
+  const auto rendered = broker::render_central_broker(pki, options, paths.dir / "central");
+  return mosquitto_process(paths, "central-broker", ComponentKind::kCentralBroker, "",
+                           rendered.config, {ports.ems, ports.bridge});
+}
+
+ProcessSpec launch_local_broker(pki::Pki& pki, const SimPaths& paths, const MemberSpec& member,
+                                const MemberPorts& ports) {
+  broker::LocalBrokerOptions options;
+  options.rec = member.rec;
+  options.member = member.id;
+  options.member_port = ports.member;
+  options.bridge_port = ports.bridge;
+  // Mosquitto's built-in bridge dials the member's backbone proxy, not the central broker.
+  options.bridge_to = broker::BuiltinBridge{"127.0.0.1", ports.proxy};
+  const auto rendered =
+      broker::render_local_broker(pki, options, paths.member_dir(member) / "broker");
+  return mosquitto_process(paths, member.label() + "/local-broker", ComponentKind::kLocalBroker,
+                           member.label(), rendered.config, {ports.member, ports.bridge});
+}
+
+ProcessSpec launch_gateway(const SimPaths& paths, const Scenario& scenario,
+                           const MemberSpec& member, const MemberPorts& ports) {
+  const fs::path dir = paths.member_dir(member);
+  fs::create_directories(dir);
+  std::string yaml = fmt::format(
+      "rec: {}\nmember: {}\npki_dir: {}\nbroker: {{host: 127.0.0.1, port: {}}}\n"
+      "database: {}\nmetrics_interval_ms: {}\ndevice_timeout_ms: {}\ndevices:\n",
+      member.rec, member.id, paths.pki().string(), ports.member, (dir / "gateway.db").string(),
+      scenario.aggregate_interval_ms, scenario.device_timeout_ms);
+  for (const auto& device : member.device_list()) {
+    yaml += fmt::format("  - {{id: {}, kind: {}}}\n", device.id, protocol::to_string(device.kind));
+  }
+  write_file_atomic(dir / "gateway.yaml", yaml, 0640);
+  return recmesh_process(paths, member.label() + "/gateway", ComponentKind::kGateway,
+                         member.label(), "gateway", dir / "gateway.yaml");
+}
+
+ProcessSpec launch_devices(const SimPaths& paths, const Scenario& scenario,
+                           const MemberSpec& member, const MemberPorts& ports, std::uint64_t seed) {
+  const fs::path dir = paths.member_dir(member);
+  std::string yaml = fmt::format(
+      "broker: {{host: 127.0.0.1, port: {}}}\npki_dir: {}\nrec: {}\nmember: {}\n"
+      "metrics_interval_ms: {}\nseed: {}\ncrash_fraction: {}\nrun_length_s: {}\n"
+      "start_hour: {}\ntime_scale: {}\ncloudiness: {}\ndevices:\n",
+      ports.member, paths.pki().string(), member.rec, member.id, scenario.metrics_interval_ms, seed,
+      scenario.crash_fraction,
+      std::max<long>(1, static_cast<long>(scenario.duration_s > 0 ? scenario.duration_s : 3600)),
+      scenario.start_hour, scenario.time_scale, scenario.cloudiness);
+  for (const auto& device : member.device_list()) {
+    yaml += fmt::format("  - {{id: {}, kind: {}}}\n", device.id, protocol::to_string(device.kind));
+  }
+  write_file_atomic(dir / "devices.yaml", yaml, 0640);
+  return recmesh_process(paths, member.label() + "/devices", ComponentKind::kDevices,
+                         member.label(), "device", dir / "devices.yaml");
+}
+
+ProcessSpec launch_ems(const SimPaths& paths, const Scenario& scenario, const CentralPorts& ports) {
+  const fs::path dir = paths.dir / "ems";
+  fs::create_directories(dir);
+  const std::string yaml = fmt::format(
+      "broker: {{host: 127.0.0.1, port: {}}}\npki_dir: {}\ndatabase: {}\n"
+      "policy_period_ms: {}\ncontrol_timeout_ms: {}\ncontrol_ttl_ms: {}\n"
+      "metrics_max_age_ms: {}\nsurplus_threshold_w: {}\ndeficit_threshold_w: {}\n"
+      "max_soc_percent: {}\nmin_soc_percent: {}\n",
+      ports.ems, paths.pki().string(), paths.ems_database().string(), scenario.policy_period_ms,
+      scenario.control_timeout_ms, std::max(scenario.control_timeout_ms * 2, 60000),
+      std::max(scenario.aggregate_interval_ms * 3, 10000), scenario.surplus_threshold_w,
+      scenario.deficit_threshold_w, scenario.max_soc_percent, scenario.min_soc_percent);
+  write_file_atomic(dir / "ems.yaml", yaml, 0640);
+  return recmesh_process(paths, "ems", ComponentKind::kEms, "", "ems", dir / "ems.yaml");
+}
+
+std::string random_passphrase() {
+  std::random_device random;
+  std::string out;
+  for (int i = 0; i < 32; ++i) {
+    out += "0123456789abcdef"[random() % 16];
+  }
+  return out;
+}
+
+fs::path find_mosquitto() {
+  if (const char* path = std::getenv("PATH")) {
+    std::string_view rest = path;
+    while (!rest.empty()) {
+      const auto colon = rest.find(':');
+      fs::path candidate = fs::path(rest.substr(0, colon)) / "mosquitto";
+      if (::access(candidate.c_str(), X_OK) == 0) {
+        return candidate;
+      }
+      rest = colon == std::string_view::npos ? std::string_view{} : rest.substr(colon + 1);
+    }
+  }
+  return "/usr/sbin/mosquitto";
+}
+
+int free_port(std::vector<int>& taken) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+                    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    const int port = ntohs(addr.sin_port);
+    if (ok && std::find(taken.begin(), taken.end(), port) == taken.end()) {
+      taken.push_back(port);
+      return port;
+    }
+  }
+  throw Error(ErrorCode::kInternal, "no free TCP port on 127.0.0.1");
+}
+
+}  // namespace recmesh::sim

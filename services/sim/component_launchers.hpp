@@ -1,0 +1,67 @@
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "recmesh/pki/pki.hpp"
+
+#include "sim/process_supervisor.hpp"
+#include "sim/scenario.hpp"
+
+namespace recmesh::sim {
+
+// Where a run keeps its files and which programs it starts.
+struct SimPaths {
+  std::filesystem::path dir;        // the run's directory (PKI, configs, logs, databases)
+  std::filesystem::path recmesh;    // the recmesh executable (devices, gateway, EMS)
+  std::filesystem::path mosquitto;  // the broker
+  std::filesystem::path pki() const { return dir / "pki"; }
+  std::filesystem::path passphrase() const { return dir / "ca.passphrase"; }
+  std::filesystem::path logs() const { return dir / "logs"; }
+  std::filesystem::path member_dir(const MemberSpec& m) const {
+    return dir / "members" / (m.rec + "-" + m.id);
+  }
+  std::filesystem::path ems_database() const { return dir / "ems" / "ems.db"; }
+};
+
+// The central broker's listeners.
+struct CentralPorts {
+  int ems = 0;
+  int bridge = 0;
+};
+
+// A member's ports: the local broker's listeners and the backbone proxy its bridge dials.
+struct MemberPorts {
+  int member = 0;
+  int bridge = 0;
+  int proxy = 0;
+};
+
+// One launcher per component kind: each renders its configuration under the run's directory
+// and returns the command line. Changing how a component is run (a bridging daemon instead of
+// Mosquitto's built-in bridge, a broker plugin, registration through the Security Manager)
+// stays inside its launcher.
+ProcessSpec launch_central_broker(pki::Pki& pki, const SimPaths& paths, const CentralPorts& ports);
+ProcessSpec launch_local_broker(pki::Pki& pki, const SimPaths& paths, const MemberSpec& member,
+                                const MemberPorts& ports);
+ProcessSpec launch_gateway(const SimPaths& paths, const Scenario& scenario,
+                           const MemberSpec& member, const MemberPorts& ports);
+ProcessSpec launch_devices(const SimPaths& paths, const Scenario& scenario,
+                           const MemberSpec& member, const MemberPorts& ports, std::uint64_t seed);
+ProcessSpec launch_ems(const SimPaths& paths, const Scenario& scenario, const CentralPorts& ports);
+
+// The community's certificates: a REC and member CAs, every device and gateway, the EMS engine
+// and the simulator's own observer identity (ems_sim).
+void issue_community(pki::Pki& pki, const Scenario& scenario);
+
+// A fresh CA passphrase for a run's own PKI (32 hex digits from std::random_device).
+std::string random_passphrase();
+
+// The Mosquitto binary: `mosquitto` on PATH, else /usr/sbin/mosquitto.
+std::filesystem::path find_mosquitto();
+
+// A TCP port on 127.0.0.1 that nothing listens on now, not among `taken`.
+int free_port(std::vector<int>& taken);
+
+}  // namespace recmesh::sim

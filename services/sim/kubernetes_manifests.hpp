@@ -1,0 +1,25 @@
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "sim/scenario.hpp"
+
+namespace recmesh::sim {
+
+// The namespace of the platform (central broker, EMS engine) and of a member (thesis §4.3:
+// one namespace per member, "<rec>-<member>").
+inline constexpr const char* kPlatformNamespace = "recmesh-platform";
+std::string member_namespace(const MemberSpec& member);
+
+// `recmesh sim render-k8s`: Kubernetes manifests for the scenario's community, with a fresh
+// PKI under out_dir/pki (CA passphrase in out_dir/ca.passphrase, 0600). Writes
+// out_dir/00-platform.yaml and one <rec>-<member>.yaml per member: Namespaces, ConfigMaps with
+// the broker, gateway, device and EMS configurations, Secrets with certificates, keys and CRLs,
+// Deployments and Services. Returns the manifest files written (docs/kubernetes.md).
+std::vector<std::filesystem::path> render_kubernetes(const Scenario& scenario,
+                                                     const std::filesystem::path& out_dir,
+                                                     const std::string& image);
+
+}  // namespace recmesh::sim
