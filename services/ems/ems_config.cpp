@@ -140,10 +140,7 @@ void EmsConfig::resolve_and_validate() {
   if (client_id.empty()) {
     throw Error(ErrorCode::kInvalidArgument, "client_id: must not be empty");
   }
-  if (e2e.enabled && pki_dir.empty()) {
-    throw Error(ErrorCode::kInvalidArgument,
-                "pki_dir: required with e2e enabled (the member CAs and their CRLs)");
-  }
+  // e2e reads each member's CA chain and CRLs from pki_dir at every handshake.
 }
 
 mqtt::MqttClientOptions EmsConfig::mqtt_options() const {
