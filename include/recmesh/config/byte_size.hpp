@@ -13,7 +13,9 @@ struct ByteSize {
   static constexpr ByteSize mebibytes(std::uint64_t n) { return {n << 20}; }
   static constexpr ByteSize gibibytes(std::uint64_t n) { return {n << 30}; }
 
-  friend constexpr auto operator<=>(const ByteSize&, const ByteSize&) = default;
+  // clang-tidy reads the defaulted comparison's `<=> 0` as a null pointer constant.
+  friend constexpr auto operator<=>(const ByteSize&,
+                                    const ByteSize&) = default;  // NOLINT(modernize-use-nullptr)
 };
 
 }  // namespace recmesh::config

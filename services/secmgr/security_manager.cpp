@@ -1,0 +1,790 @@
+#include "secmgr/security_manager.hpp"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+#include "recmesh/core/error.hpp"
+#include "recmesh/core/file_io.hpp"
+#include "recmesh/core/identifier.hpp"
+#include "recmesh/crypto/pem.hpp"
+#include "recmesh/pki/identity.hpp"
+#include "recmesh/protocol/limits.hpp"
+#include "recmesh/protocol/topics.hpp"
+
+#include "secmgr/api_error.hpp"
+
+namespace recmesh::secmgr {
+namespace {
+
+using nlohmann::json;
+
+constexpr std::string_view kWildcardBroker = "*";
+constexpr std::size_t kMaxHostLength = 253;
+constexpr std::size_t kMaxNoteBytes = 256;
+constexpr int kMaxPort = 65535;
+
+std::string csr_common_name(const std::string& csr_pem) {
+  const crypto::X509ReqPtr csr = crypto::csr_from_pem(csr_pem);
+  X509_NAME* subject = X509_REQ_get_subject_name(csr.get());
+  const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (index < 0) {
+    return {};
+  }
+  const ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+  return {reinterpret_cast<const char*>(ASN1_STRING_get0_data(data)),
+          static_cast<std::size_t>(ASN1_STRING_length(data))};
+}
+
+// The CN is the manager's choice; a CSR may leave it out or repeat it, never ask for another.
+void check_csr(const std::string& csr_pem, const std::string& common_name) {
+  if (csr_pem.empty()) {
+    throw ApiError::bad_request("request body: csr is required (PEM PKCS#10)");
+  }
+  const std::string requested = csr_common_name(csr_pem);
+  if (!requested.empty() && requested != common_name) {
+    throw ApiError::bad_request(
+        fmt::format("the CSR asks for CN {} but this identity is {}; the manager chooses the CN",
+                    quote_untrusted(requested), common_name));
+  }
+}
+
+pki::Identity pki_identity(const IdentityRecord& identity) {
+  return pki::Identity::make(pki::parse_identity_kind(identity.kind), identity.rec, identity.member,
+                             identity.name);
+}
+
+pki::RevocationReason reason_of(const std::string& text) {
+  if (text.empty()) {
+    return pki::RevocationReason::kCessationOfOperation;
+  }
+  return pki::parse_revocation_reason(text);
+}
+
+void require_host(const std::string& host) {
+  const bool valid = !host.empty() && host.size() <= kMaxHostLength &&
+                     host.find_first_not_of(
+                         "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                         "0123456789.-:") == std::string::npos;
+  if (!valid) {
+    throw ApiError::bad_request(
+        fmt::format("host {} is not a host name or IP address", quote_untrusted(host)));
+  }
+}
+
+json certificate_json(const pki::CertificateRecord& record) {
+  return {{"serial", record.serial},
+          {"issuer", record.issuer},
+          {"status", std::string(pki::to_string(record.status))},
+          {"not_before", record.not_before},
+          {"not_after", record.not_after}};
+}
+
+}  // namespace
+
+json to_json(const IdentityRecord& identity) {
+  return {
+      {"common_name", identity.common_name}, {"kind", identity.kind}, {"rec", identity.rec},
+      {"member", identity.member},           {"name", identity.name}, {"status", identity.status},
+      {"created_at", identity.created_at}};
+}
+
+json to_json(const BrokerRecord& broker) {
+  json out = {{"id", broker.id},
+              {"role", broker.role},
+              {"rec", broker.rec},
+              {"member", broker.member},
+              {"host", broker.host},
+              {"port", broker.port},
+              {"connector", broker.connector},
+              {"created_at", broker.created_at},
+              {"last_push_result", broker.last_push_result}};
+  out["last_push_at"] = broker.last_push_at ? json(*broker.last_push_at) : json(nullptr);
+  return out;
+}
+
+json to_json(const RuleRecord& rule) {
+  return {{"id", rule.id},
+          {"identity", rule.identity},
+          {"broker", rule.broker},
+          {"permission", rule.permission},
+          {"topic", rule.topic},
+          {"allow", rule.allow},
+          {"note", rule.note},
+          {"created_by", rule.created_by},
+          {"created_at", rule.created_at}};
+}
+
+json to_json(const AuditEntry& entry) {
+  return {{"id", entry.id},         {"at_ms", entry.at_ms},     {"actor", entry.actor},
+          {"role", entry.role},     {"method", entry.method},   {"path", entry.path},
+          {"action", entry.action}, {"outcome", entry.outcome}, {"status", entry.status},
+          {"detail", entry.detail}};
+}
+
+SecurityManager::SecurityManager(const std::filesystem::path& database, pki::Pki pki,
+                                 log::Logger logger, const Clock& clock)
+    : registry_(database),
+      pki_(std::move(pki)),
+      pki_dir_(pki_.directory()),
+      log_(std::move(logger)),
+      clock_(clock) {}
+
+void SecurityManager::set_pusher(PolicyPusher* pusher) {
+  std::lock_guard lock(mutex_);
+  pusher_ = pusher;
+}
+
+Outcome SecurityManager::whoami(const Actor& actor) const {
+  json permissions = json::array();
+  for (Permission permission : permissions_of(actor.role)) {
+    permissions.push_back(std::string(to_string(permission)));
+  }
+  return {200,
+          {{"common_name", actor.common_name},
+           {"role", std::string(to_string(actor.role))},
+           {"permissions", permissions}},
+          ""};
+}
+
+// ---- RECs and members ----
+
+Outcome SecurityManager::add_rec(const std::string& id) {
+  require_identifier("REC", id);
+  std::lock_guard lock(mutex_);
+  if (registry_.rec(id)) {
+    throw ApiError::conflict(fmt::format("REC {} is already registered", id));
+  }
+  // The PKI may know the REC already (enrolled with `recmesh pki`): adopt it.
+  const bool in_pki = [&] {
+    for (const auto& authority : pki_.authorities()) {
+      if (authority.id == pki::authority_id(pki::AuthorityKind::kRec, id)) {
+        return true;
+      }
+    }
+    return false;
+  }();
+  if (!in_pki) {
+    pki_.add_rec(id);
+  }
+  registry_.add_rec(id, now());
+  return {201, {{"id", id}, {"status", kActive}}, "added REC " + id};
+}
+
+Outcome SecurityManager::list_recs() {
+  std::lock_guard lock(mutex_);
+  json out = json::array();
+  for (const auto& rec : registry_.recs()) {
+    out.push_back({{"id", rec.id}, {"status", rec.status}, {"created_at", rec.created_at}});
+  }
+  return {200, {{"recs", out}}, ""};
+}
+
+Outcome SecurityManager::show_rec(const std::string& id) {
+  require_identifier("REC", id);
+  std::lock_guard lock(mutex_);
+  const auto rec = registry_.rec(id);
+  if (!rec) {
+    throw ApiError::not_found(fmt::format("REC {} is not registered", id));
+  }
+  json members = json::array();
+  for (const auto& member : registry_.members(id)) {
+    members.push_back(member.id);
+  }
+  return {200,
+          {{"id", rec->id},
+           {"status", rec->status},
+           {"created_at", rec->created_at},
+           {"members", members}},
+          ""};
+}
+
+Outcome SecurityManager::add_member(const std::string& rec, const std::string& id) {
+  require_identifier("REC", rec);
+  require_identifier("member", id);
+  std::lock_guard lock(mutex_);
+  const auto rec_record = registry_.rec(rec);
+  if (!rec_record) {
+    throw ApiError::not_found(fmt::format("REC {} is not registered", rec));
+  }
+  if (rec_record->status != kActive) {
+    throw ApiError::conflict(fmt::format("REC {} is revoked", rec));
+  }
+  if (registry_.member(rec, id)) {
+    throw ApiError::conflict(fmt::format("member {}/{} is already registered", rec, id));
+  }
+  const std::string ca_id = pki::authority_id(pki::AuthorityKind::kMember, rec, id);
+  bool in_pki = false;
+  for (const auto& authority : pki_.authorities()) {
+    if (authority.id == ca_id) {
+      if (authority.revoked) {
+        throw ApiError::conflict(fmt::format("member {}/{} was revoked in the PKI", rec, id));
+      }
+      in_pki = true;
+    }
+  }
+  if (!in_pki) {
+    pki_.add_member(rec, id);
+  }
+  // Every member has exactly one bridging module.
+  const pki::Identity bridge = pki::Identity::make(pki::IdentityKind::kBridge, rec, id, "");
+  SqliteTransaction transaction(registry_.database());
+  registry_.add_member(rec, id, now());
+  registry_.add_identity(
+      {bridge.common_name(), "bridge", rec, id, "", std::string(kActive), now()});
+  transaction.commit();
+  return {201,
+          {{"rec", rec}, {"id", id}, {"status", kActive}, {"bridge", bridge.common_name()}},
+          fmt::format("added member {}/{} and {}", rec, id, bridge.common_name())};
+}
+
+Outcome SecurityManager::list_members(const std::string& rec) {
+  require_identifier("REC", rec);
+  std::lock_guard lock(mutex_);
+  if (!registry_.rec(rec)) {
+    throw ApiError::not_found(fmt::format("REC {} is not registered", rec));
+  }
+  json out = json::array();
+  for (const auto& member : registry_.members(rec)) {
+    out.push_back({{"rec", member.rec},
+                   {"id", member.id},
+                   {"status", member.status},
+                   {"created_at", member.created_at}});
+  }
+  return {200, {{"members", out}}, ""};
+}
+
+Outcome SecurityManager::show_member(const std::string& rec, const std::string& id) {
+  require_identifier("REC", rec);
+  require_identifier("member", id);
+  std::lock_guard lock(mutex_);
+  const MemberRecord member = require_member(rec, id);
+  json identities = json::array();
+  for (const auto& identity : registry_.identities(rec, id)) {
+    identities.push_back(to_json(identity));
+  }
+  json brokers = json::array();
+  for (const auto& broker : registry_.brokers()) {
+    if (broker.rec == rec && broker.member == id) {
+      brokers.push_back(broker.id);
+    }
+  }
+  return {200,
+          {{"rec", member.rec},
+           {"id", member.id},
+           {"status", member.status},
+           {"created_at", member.created_at},
+           {"identities", identities},
+           {"brokers", brokers}},
+          ""};
+}
+
+MemberRecord SecurityManager::require_member(const std::string& rec, const std::string& member) {
+  auto found = registry_.member(rec, member);
+  if (!found) {
+    throw ApiError::not_found(fmt::format("member {}/{} is not registered", rec, member));
+  }
+  return *found;
+}
+
+IdentityRecord SecurityManager::require_identity(const std::string& common_name) {
+  auto found = registry_.identity(common_name);
+  if (!found) {
+    throw ApiError::not_found(
+        fmt::format("identity {} is not registered", quote_untrusted(common_name)));
+  }
+  return *found;
+}
+
+// ---- identities ----
+
+Outcome SecurityManager::add_device(const std::string& rec, const std::string& member,
+                                    const std::string& id) {
+  require_identifier("REC", rec);
+  require_identifier("member", member);
+  require_identifier("device", id);
+  std::unique_lock lock(mutex_);
+  const MemberRecord record = require_member(rec, member);
+  if (record.status != kActive) {
+    throw ApiError::conflict(fmt::format("member {}/{} is revoked", rec, member));
+  }
+  const bool gateway = id == "gateway";
+  const pki::Identity identity = pki::Identity::make(
+      gateway ? pki::IdentityKind::kGateway : pki::IdentityKind::kDevice, rec, member, id);
+  if (registry_.identity(identity.common_name())) {
+    throw ApiError::conflict(fmt::format("{} is already registered", identity.common_name()));
+  }
+  const std::string kind = gateway ? "gateway" : "device";
+  registry_.add_identity(
+      {identity.common_name(), kind, rec, member, id, std::string(kActive), now()});
+  lock.unlock();
+  PolicyChange change;
+  change.all_brokers = true;
+  change.reason = "registered " + identity.common_name();
+  return pushed({201,
+                 {{"common_name", identity.common_name()},
+                  {"kind", kind},
+                  {"rec", rec},
+                  {"member", member},
+                  {"name", id},
+                  {"status", kActive}},
+                 "added " + kind + " " + identity.common_name()},
+                change);
+}
+
+Outcome SecurityManager::list_devices(const std::string& rec, const std::string& member) {
+  require_identifier("REC", rec);
+  require_identifier("member", member);
+  std::lock_guard lock(mutex_);
+  require_member(rec, member);
+  json out = json::array();
+  for (const auto& identity : registry_.identities(rec, member)) {
+    if (identity.kind == "device" || identity.kind == "gateway") {
+      out.push_back(to_json(identity));
+    }
+  }
+  return {200, {{"devices", out}}, ""};
+}
+
+Outcome SecurityManager::add_service(const std::string& id) {
+  require_identifier("service", id);
+  const pki::Identity identity = pki::Identity::make(pki::IdentityKind::kService, "", "", id);
+  std::unique_lock lock(mutex_);
+  if (registry_.identity(identity.common_name())) {
+    throw ApiError::conflict(fmt::format("{} is already registered", identity.common_name()));
+  }
+  registry_.add_identity(
+      {identity.common_name(), "service", "", "", id, std::string(kActive), now()});
+  lock.unlock();
+  PolicyChange change;
+  change.all_brokers = true;
+  change.reason = "registered " + identity.common_name();
+  return pushed({201,
+                 {{"common_name", identity.common_name()},
+                  {"kind", "service"},
+                  {"name", id},
+                  {"status", kActive}},
+                 "added service " + identity.common_name()},
+                change);
+}
+
+Outcome SecurityManager::list_services() {
+  std::lock_guard lock(mutex_);
+  json out = json::array();
+  for (const auto& identity : registry_.identities({}, {}, "service")) {
+    out.push_back(to_json(identity));
+  }
+  return {200, {{"services", out}}, ""};
+}
+
+Outcome SecurityManager::list_identities(const std::string& rec, const std::string& member,
+                                         const std::string& kind) {
+  if (!rec.empty()) {
+    require_identifier("REC", rec);
+  }
+  if (!member.empty()) {
+    require_identifier("member", member);
+  }
+  if (!kind.empty() && kind != "device" && kind != "gateway" && kind != "bridge" &&
+      kind != "service") {
+    throw ApiError::bad_request(fmt::format(
+        "kind {} is not one of device, gateway, bridge, service", quote_untrusted(kind)));
+  }
+  std::lock_guard lock(mutex_);
+  json out = json::array();
+  for (const auto& identity : registry_.identities(rec, member, kind)) {
+    out.push_back(to_json(identity));
+  }
+  return {200, {{"identities", out}}, ""};
+}
+
+Outcome SecurityManager::show_identity(const std::string& common_name) {
+  std::lock_guard lock(mutex_);
+  const IdentityRecord identity = require_identity(common_name);
+  json out = to_json(identity);
+  json certificates = json::array();
+  for (const auto& record : pki_.certificates()) {
+    if (record.common_name == common_name) {
+      certificates.push_back(certificate_json(record));
+    }
+  }
+  out["certificates"] = certificates;
+  json rules = json::array();
+  for (const auto& rule : registry_.rules(common_name)) {
+    rules.push_back(to_json(rule));
+  }
+  out["rules"] = rules;
+  return {200, out, ""};
+}
+
+// ---- certificates ----
+
+Outcome SecurityManager::issue(const std::string& common_name, const std::string& csr_pem,
+                               std::optional<int> days) {
+  return sign(common_name, csr_pem, days, false);
+}
+
+Outcome SecurityManager::renew(const std::string& common_name, const std::string& csr_pem,
+                               std::optional<int> days) {
+  return sign(common_name, csr_pem, days, true);
+}
+
+Outcome SecurityManager::sign(const std::string& common_name, const std::string& csr_pem,
+                              std::optional<int> days, bool renewal) {
+  std::lock_guard lock(mutex_);
+  const IdentityRecord identity = require_identity(common_name);
+  if (identity.status != kActive) {
+    throw ApiError::conflict(fmt::format("{} is revoked; register a new identity", common_name));
+  }
+  check_csr(csr_pem, common_name);
+  pki::IssuedCertificate issued;
+  if (renewal) {
+    issued = pki_.renew(common_name, days, csr_pem);
+  } else {
+    pki::IssueRequest request;
+    request.identity = pki_identity(identity);
+    request.csr_pem = csr_pem;
+    request.days = days;
+    issued = pki_.issue(request);
+  }
+  return {201,
+          {{"common_name", common_name},
+           {"serial", issued.record.serial},
+           {"not_after", issued.record.not_after},
+           {"chain_pem", issued.chain_pem},
+           {"cafile_pem", read_file(issued.files.cafile)}},
+          fmt::format("{} {} serial {}", renewal ? "renewed" : "issued", common_name,
+                      issued.record.serial)};
+}
+
+Outcome SecurityManager::revoke_identity(const std::string& common_name,
+                                         const std::string& reason) {
+  const pki::RevocationReason why = reason_of(reason);
+  std::unique_lock lock(mutex_);
+  const IdentityRecord identity = require_identity(common_name);
+  if (identity.status != kActive) {
+    throw ApiError::conflict(fmt::format("{} is already revoked", common_name));
+  }
+  std::vector<std::string> serials;
+  try {
+    serials = pki_.revoke(pki::RevocationTarget::certificate(common_name), why).revoked_serials;
+  } catch (const Error& e) {
+    // An identity without a valid certificate is still revoked in the registry.
+    if (e.code() != ErrorCode::kNotFound && e.code() != ErrorCode::kFailedPrecondition) {
+      throw;
+    }
+  }
+  registry_.set_identity_status(common_name, kRevoked);
+  lock.unlock();
+  PolicyChange change;
+  change.all_brokers = true;
+  change.revoked = {common_name};
+  change.reason = "revoked " + common_name;
+  return pushed({200,
+                 {{"common_name", common_name}, {"status", kRevoked}, {"revoked_serials", serials}},
+                 fmt::format("revoked {} ({} certificates)", common_name, serials.size())},
+                change);
+}
+
+Outcome SecurityManager::revoke_member(const std::string& rec, const std::string& id,
+                                       const std::string& reason) {
+  require_identifier("REC", rec);
+  require_identifier("member", id);
+  const pki::RevocationReason why = reason_of(reason);
+  std::unique_lock lock(mutex_);
+  const MemberRecord member = require_member(rec, id);
+  if (member.status != kActive) {
+    throw ApiError::conflict(fmt::format("member {}/{} is already revoked", rec, id));
+  }
+  const pki::RevocationResult result =
+      pki_.revoke(pki::RevocationTarget::whole_member(rec, id), why);
+  PolicyChange change;
+  change.all_brokers = true;
+  for (const auto& identity : registry_.identities(rec, id)) {
+    change.revoked.push_back(identity.common_name);
+  }
+  SqliteTransaction transaction(registry_.database());
+  registry_.set_member_status(rec, id, kRevoked);
+  registry_.revoke_identities_of(rec, id);
+  transaction.commit();
+  lock.unlock();
+  change.reason = fmt::format("revoked member {}/{}", rec, id);
+  return pushed({200,
+                 {{"rec", rec},
+                  {"id", id},
+                  {"status", kRevoked},
+                  {"revoked_identities", change.revoked},
+                  {"revoked_serials", result.revoked_serials}},
+                 fmt::format("revoked member {}/{} ({} identities, {} certificates)", rec, id,
+                             change.revoked.size(), result.revoked_serials.size())},
+                change);
+}
+
+Outcome SecurityManager::revoke_rec(const std::string& id, const std::string& reason) {
+  require_identifier("REC", id);
+  const pki::RevocationReason why = reason_of(reason);
+  std::unique_lock lock(mutex_);
+  const auto rec = registry_.rec(id);
+  if (!rec) {
+    throw ApiError::not_found(fmt::format("REC {} is not registered", id));
+  }
+  if (rec->status != kActive) {
+    throw ApiError::conflict(fmt::format("REC {} is already revoked", id));
+  }
+  const pki::RevocationResult result = pki_.revoke(pki::RevocationTarget::whole_rec(id), why);
+  PolicyChange change;
+  change.all_brokers = true;
+  for (const auto& identity : registry_.identities(id)) {
+    change.revoked.push_back(identity.common_name);
+  }
+  SqliteTransaction transaction(registry_.database());
+  registry_.set_rec_status(id, kRevoked);
+  for (const auto& member : registry_.members(id)) {
+    registry_.set_member_status(id, member.id, kRevoked);
+  }
+  registry_.revoke_identities_of(id, "");
+  transaction.commit();
+  lock.unlock();
+  change.reason = "revoked REC " + id;
+  return pushed({200,
+                 {{"id", id},
+                  {"status", kRevoked},
+                  {"revoked_identities", change.revoked},
+                  {"revoked_serials", result.revoked_serials}},
+                 fmt::format("revoked REC {} ({} identities, {} certificates)", id,
+                             change.revoked.size(), result.revoked_serials.size())},
+                change);
+}
+
+bool SecurityManager::is_valid_certificate(const std::string& serial,
+                                           const std::string& common_name) {
+  std::lock_guard lock(mutex_);
+  try {
+    const pki::CertificateRecord record = pki_.find_by_serial(serial);
+    return record.common_name == common_name && record.status == pki::CertificateStatus::kValid;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+// ---- brokers ----
+
+Outcome SecurityManager::add_broker(const std::string& id, const std::string& host,
+                                    std::int64_t port, const std::string& connector) {
+  const std::optional<pki::Identity> server = pki::parse_common_name(id);
+  if (!server || (server->kind != pki::IdentityKind::kLocalBroker &&
+                  server->kind != pki::IdentityKind::kCentralBroker)) {
+    throw ApiError::bad_request(
+        fmt::format("broker id {} must be a broker's server common name: broker_<rec>_<member> "
+                    "(local) or ems_<name> (central)",
+                    quote_untrusted(id)));
+  }
+  require_host(host);
+  if (port < 1 || port > kMaxPort) {
+    throw ApiError::bad_request("port must be between 1 and 65535");
+  }
+  if (connector != "guard" && connector != "dynsec" && connector != "rabbitmq" &&
+      connector != "none") {
+    throw ApiError::bad_request(fmt::format(
+        "connector {} is not one of guard, dynsec, rabbitmq, none", quote_untrusted(connector)));
+  }
+  const bool local = server->kind == pki::IdentityKind::kLocalBroker;
+  if (local && connector == "rabbitmq") {
+    throw ApiError::bad_request("the rabbitmq connector serves central brokers only");
+  }
+  std::unique_lock lock(mutex_);
+  if (local) {
+    require_member(server->rec, server->member);
+  }
+  if (registry_.broker(id)) {
+    throw ApiError::conflict(fmt::format("broker {} is already registered", id));
+  }
+  BrokerRecord broker;
+  broker.id = id;
+  broker.role = local ? "local" : "central";
+  broker.rec = server->rec;
+  broker.member = server->member;
+  broker.host = host;
+  broker.port = static_cast<std::int32_t>(port);
+  broker.connector = connector;
+  broker.created_at = now();
+  registry_.add_broker(broker);
+  lock.unlock();
+  PolicyChange change;
+  change.brokers = {id};
+  change.reason = "registered broker " + id;
+  return pushed(
+      {201, to_json(broker),
+       fmt::format("added {} broker {} ({}:{}, {})", broker.role, id, host, port, connector)},
+      change);
+}
+
+Outcome SecurityManager::list_brokers() {
+  std::lock_guard lock(mutex_);
+  json out = json::array();
+  for (const auto& broker : registry_.brokers()) {
+    out.push_back(to_json(broker));
+  }
+  return {200, {{"brokers", out}}, ""};
+}
+
+Outcome SecurityManager::show_broker(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  const auto broker = registry_.broker(id);
+  if (!broker) {
+    throw ApiError::not_found(fmt::format("broker {} is not registered", quote_untrusted(id)));
+  }
+  return {200, to_json(*broker), ""};
+}
+
+// ---- rules ----
+
+Outcome SecurityManager::add_rule(const Actor& actor, RuleRecord rule) {
+  if (rule.permission != "read" && rule.permission != "write") {
+    throw ApiError::bad_request(
+        fmt::format("permission {} is not one of read, write", quote_untrusted(rule.permission)));
+  }
+  if (rule.topic.size() > protocol::kMaxTopicBytes ||
+      !protocol::is_valid_topic_filter(rule.topic)) {
+    throw ApiError::bad_request(
+        fmt::format("topic {} is not a valid MQTT topic filter", quote_untrusted(rule.topic)));
+  }
+  if (rule.note.size() > kMaxNoteBytes) {
+    throw ApiError::bad_request(fmt::format("note is longer than {} bytes", kMaxNoteBytes));
+  }
+  if (rule.broker.empty()) {
+    rule.broker = kWildcardBroker;
+  }
+  std::unique_lock lock(mutex_);
+  const IdentityRecord identity = require_identity(rule.identity);
+  if (identity.status != kActive) {
+    throw ApiError::conflict(fmt::format("{} is revoked", rule.identity));
+  }
+  if (rule.broker != kWildcardBroker && !registry_.broker(rule.broker)) {
+    throw ApiError::not_found(
+        fmt::format("broker {} is not registered", quote_untrusted(rule.broker)));
+  }
+  rule.created_by = actor.common_name;
+  rule.created_at = now();
+  rule.id = registry_.add_rule(rule);
+  lock.unlock();
+  PolicyChange change;
+  if (rule.broker == kWildcardBroker) {
+    change.all_brokers = true;
+  } else {
+    change.brokers = {rule.broker};
+  }
+  change.reason = fmt::format("rule {} added", rule.id);
+  return pushed(
+      {201, to_json(rule),
+       fmt::format("added rule {}: {} {} {} {} on {}", rule.id, rule.allow ? "allow" : "deny",
+                   rule.identity, rule.permission, rule.topic, rule.broker)},
+      change);
+}
+
+Outcome SecurityManager::list_rules(const std::string& identity) {
+  std::lock_guard lock(mutex_);
+  json out = json::array();
+  for (const auto& rule : registry_.rules(identity)) {
+    out.push_back(to_json(rule));
+  }
+  return {200, {{"rules", out}}, ""};
+}
+
+Outcome SecurityManager::remove_rule(std::int64_t id) {
+  std::unique_lock lock(mutex_);
+  const auto rule = registry_.rule(id);
+  if (!rule) {
+    throw ApiError::not_found(fmt::format("rule {} does not exist", id));
+  }
+  registry_.remove_rule(id);
+  lock.unlock();
+  PolicyChange change;
+  if (rule->broker == kWildcardBroker) {
+    change.all_brokers = true;
+  } else {
+    change.brokers = {rule->broker};
+  }
+  change.reason = fmt::format("rule {} removed", id);
+  return pushed({200, to_json(*rule), fmt::format("removed rule {}", id)}, change);
+}
+
+Outcome SecurityManager::push(const std::string& broker) {
+  PolicyChange change;
+  if (broker.empty()) {
+    change.all_brokers = true;
+  } else {
+    std::lock_guard lock(mutex_);
+    if (!registry_.broker(broker)) {
+      throw ApiError::not_found(
+          fmt::format("broker {} is not registered", quote_untrusted(broker)));
+    }
+    change.brokers = {broker};
+  }
+  change.reason = "push requested";
+  return pushed(
+      {200, json::object(), broker.empty() ? "pushed to every broker" : "pushed to " + broker},
+      change);
+}
+
+Outcome SecurityManager::pushed(Outcome outcome, const PolicyChange& change) {
+  PolicyPusher* pusher = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    pusher = pusher_;
+  }
+  json results = json::object();
+  if (pusher != nullptr) {
+    std::lock_guard push_lock(push_mutex_);
+    for (const auto& [broker, result] : pusher->push(change)) {
+      results[broker] = result;
+    }
+  }
+  outcome.body["pushed"] = results;
+  return outcome;
+}
+
+// ---- audit and snapshots ----
+
+Outcome SecurityManager::audit(const AuditQuery& query) {
+  std::lock_guard lock(mutex_);
+  json out = json::array();
+  for (const auto& entry : registry_.audit(query)) {
+    out.push_back(to_json(entry));
+  }
+  return {200, {{"entries", out}}, ""};
+}
+
+void SecurityManager::append_audit(const AuditEntry& entry) {
+  std::lock_guard lock(mutex_);
+  registry_.append_audit(entry);
+}
+
+PolicySnapshot SecurityManager::policy_snapshot() {
+  std::lock_guard lock(mutex_);
+  PolicySnapshot out{
+      registry_.members({}), registry_.identities(), registry_.brokers(), registry_.rules(), {}};
+  for (const auto& record : pki_.certificates()) {
+    if (record.kind != "ca" && record.status != pki::CertificateStatus::kValid) {
+      out.revoked_certificates.push_back({record.issuer, record.serial});
+    }
+  }
+  return out;
+}
+
+std::uint64_t SecurityManager::next_bundle_sequence(const std::string& broker) {
+  std::lock_guard lock(mutex_);
+  // Milliseconds since the epoch as a floor: a manager whose database was rebuilt still pushes
+  // sequences above what the brokers hold.
+  const auto floor =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch())
+          .count();
+  return registry_.next_sequence(broker, static_cast<std::uint64_t>(floor));
+}
+
+void SecurityManager::record_push(const std::string& broker, const std::string& result) {
+  std::lock_guard lock(mutex_);
+  registry_.record_push(broker, now(), result);
+}
+
+}  // namespace recmesh::secmgr

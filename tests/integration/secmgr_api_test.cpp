@@ -1,0 +1,304 @@
+// `recmesh secmgr` as a process with its real HTTPS API and the real PKI: registration,
+// issuance, renewal and revocation, and every kind of bad input refused, audited and without
+// effect.
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <openssl/x509v3.h>
+
+#include "recmesh/crypto/pem.hpp"
+
+#include "secmgr_harness.hpp"
+
+namespace recmesh::testing {
+namespace {
+
+using nlohmann::json;
+
+std::string csr_for(const std::string& common_name) {
+  const crypto::PkeyPtr key = crypto::generate_p256_key();
+  return secmgr::make_csr_pem(key.get(), common_name);
+}
+
+class SecmgrApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    sm_.start();
+    sm_.register_community("r1", "m1", {"pv-1", "gateway"});
+  }
+
+  // What a refused request must leave unchanged.
+  std::string state() {
+    return sm_.get("/v1/identities").dump() + sm_.get("/v1/recs").dump() +
+           sm_.get("/v1/rules").dump() + sm_.get("/v1/brokers").dump();
+  }
+
+  json audit_entries(const std::string& outcome = {}) {
+    return sm_.get("/v1/audit?limit=1000" +
+                   (outcome.empty() ? "" : "&outcome=" + outcome))["entries"];
+  }
+
+  // Sends a request that must be refused with `status` and a message containing `message`,
+  // change nothing and leave one more refused audit entry.
+  void expect_refused(secmgr::ApiClient& client, const std::string& method, const std::string& path,
+                      const std::string& body, const std::string& content_type, int status,
+                      const std::string& message) {
+    SCOPED_TRACE(method + " " + path);
+    const std::string before = state();
+    const std::size_t refused = audit_entries("refused").size();
+    const secmgr::ApiResponse response = client.send(method, path, body, content_type);
+    EXPECT_EQ(response.status, status) << response.body << response.error;
+    const json answer = json::parse(response.body, nullptr, false);
+    ASSERT_TRUE(answer.is_object() && answer.contains("error")) << response.body;
+    EXPECT_NE(answer["error"].get<std::string>().find(message), std::string::npos)
+        << answer["error"];
+    EXPECT_EQ(state(), before) << "a refused request changed the registry";
+    const json entries = audit_entries("refused");
+    ASSERT_EQ(entries.size(), refused + 1);
+    EXPECT_EQ(entries.back()["status"], status);
+    EXPECT_EQ(entries.back()["detail"], answer["error"]);
+  }
+
+  SecmgrHarness sm_;
+};
+
+TEST_F(SecmgrApiTest, RegistersIssuesRenewsAndRevokes) {
+  const json member = sm_.get("/v1/recs/r1/members/m1");
+  std::vector<std::string> names;
+  for (const auto& identity : member["identities"]) {
+    names.push_back(identity["common_name"]);
+  }
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"bridge_r1_m1", "rec_r1_m1_gateway", "rec_r1_m1_pv-1"}));
+
+  // The CSR may leave the CN out: the manager chooses it, and the EKU.
+  const json issued =
+      sm_.post("/v1/identities/rec_r1_m1_pv-1/certificate", {{"csr", csr_for("")}, {"days", 7}});
+  const crypto::X509Ptr cert =
+      crypto::certificate_from_pem(issued["chain_pem"].get<std::string>(), "chain");
+  EXPECT_EQ(crypto::subject_common_name(cert.get()), "rec_r1_m1_pv-1");
+  EXPECT_NE(X509_get_extended_key_usage(cert.get()) & XKU_SSL_CLIENT, 0U);
+  EXPECT_EQ(X509_get_extended_key_usage(cert.get()) & XKU_SSL_SERVER, 0U);
+  EXPECT_EQ(crypto::certificates_from_pem(issued["chain_pem"].get<std::string>(), "chain").size(),
+            3U);  // leaf, member CA, REC CA
+
+  // A second issue is a conflict; renewal supersedes.
+  sm_.post("/v1/identities/rec_r1_m1_pv-1/certificate", {{"csr", csr_for("rec_r1_m1_pv-1")}}, 409);
+  const json renewed =
+      sm_.post("/v1/identities/rec_r1_m1_pv-1/renew", {{"csr", csr_for("rec_r1_m1_pv-1")}});
+  EXPECT_NE(renewed["serial"], issued["serial"]);
+  json shown = sm_.get("/v1/identities/rec_r1_m1_pv-1");
+  ASSERT_EQ(shown["certificates"].size(), 2U);
+
+  const json revoked =
+      sm_.post("/v1/identities/rec_r1_m1_pv-1/revoke", {{"reason", "key-compromise"}}, 200);
+  EXPECT_EQ(revoked["revoked_serials"], json::array({renewed["serial"]}));
+  shown = sm_.get("/v1/identities/rec_r1_m1_pv-1");
+  EXPECT_EQ(shown["status"], "revoked");
+  for (const auto& certificate : shown["certificates"]) {
+    EXPECT_NE(certificate["status"], "valid");
+  }
+  // The PKI itself agrees.
+  const CommandResult pki_view =
+      run_recmesh({"pki", "show", "--dir", sm_.pki(), "--serial", renewed["serial"], "--json"});
+  ASSERT_EQ(pki_view.exit_code, 0) << pki_view.err;
+  EXPECT_EQ(json::parse(pki_view.out)["status"], "revoked");
+  sm_.post("/v1/identities/rec_r1_m1_pv-1/certificate", {{"csr", csr_for("")}}, 409);
+
+  // Revoking the member revokes every identity it holds, the bridge included.
+  sm_.post("/v1/identities/rec_r1_m1_gateway/certificate", {{"csr", csr_for("")}});
+  const json member_revoked = sm_.post("/v1/recs/r1/members/m1/revoke", json::object(), 200);
+  EXPECT_EQ(member_revoked["revoked_identities"].size(), 3U);
+  const json identities = sm_.get("/v1/identities?rec=r1&member=m1")["identities"];
+  for (const auto& identity : identities) {
+    EXPECT_EQ(identity["status"], "revoked") << identity;
+  }
+  sm_.post("/v1/recs/r1/members/m1/devices", {{"id", "late"}}, 409);
+
+  // Every change is in the audit log with who did it.
+  std::vector<std::string> actions;
+  for (const auto& entry : audit_entries("ok")) {
+    EXPECT_EQ(entry["actor"], "ems_operator-alice");
+    EXPECT_EQ(entry["role"], "operator");
+    actions.push_back(entry["action"]);
+  }
+  EXPECT_EQ(actions, (std::vector<std::string>{"rec.add", "member.add", "device.add", "device.add",
+                                               "cert.issue", "cert.renew", "identity.revoke",
+                                               "cert.issue", "member.revoke"}));
+}
+
+TEST_F(SecmgrApiTest, ACsrAskingForAnotherCommonNameIsRefused) {
+  auto client = sm_.client();
+  for (const char* cn : {"ems_engine", "bridge_r1_m1", "rec_r1_m1_gateway"}) {
+    expect_refused(client, "POST", "/v1/identities/rec_r1_m1_pv-1/certificate",
+                   json{{"csr", csr_for(cn)}}.dump(), "application/json", 400,
+                   "the manager chooses the CN");
+  }
+  EXPECT_TRUE(sm_.get("/v1/identities/rec_r1_m1_pv-1")["certificates"].empty());
+  expect_refused(client, "POST", "/v1/identities/rec_r1_m1_pv-1/certificate",
+                 json{{"csr", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n"}}.dump(),
+                 "application/json", 400, "");
+  expect_refused(client, "POST", "/v1/identities/ems_nobody/certificate",
+                 json{{"csr", csr_for("")}}.dump(), "application/json", 404, "not registered");
+}
+
+TEST_F(SecmgrApiTest, BadInputIsRefusedAuditedAndChangesNothing) {
+  auto client = sm_.client();
+  const std::string j = "application/json";
+  expect_refused(client, "POST", "/v1/recs", "{\"id\":", j, 400, "not valid JSON");
+  expect_refused(client, "POST", "/v1/recs", "[\"r2\"]", j, 400, "must be a JSON object");
+  expect_refused(client, "POST", "/v1/recs", R"({"id":"r2","colour":"red"})", j, 400,
+                 "unknown field \"colour\"");
+  expect_refused(client, "POST", "/v1/recs", R"({"id":7})", j, 400, "id must be a string");
+  expect_refused(client, "POST", "/v1/recs", R"({"id":"r2"})", "text/plain", 415,
+                 "application/json");
+  expect_refused(client, "POST", "/v1/recs",
+                 "{\"id\":\"" + std::string(10 * 1024 * 1024, 'a') + "\"}", j, 413, "larger than");
+  for (const std::string& id : std::vector<std::string>{
+           "R2", "r_2", "-r2", "", std::string(33, 'a'), "r2/x", "r\xc3\xa9"}) {
+    expect_refused(client, "POST", "/v1/recs", json{{"id", id}}.dump(), j, 400, "REC");
+  }
+  expect_refused(client, "POST", "/v1/recs/r1/members/m1/devices", R"({"id":"Pv_1"})", j, 400,
+                 "device");
+  expect_refused(client, "POST", "/v1/recs/R1/members", R"({"id":"m2"})", j, 400, "REC");
+  expect_refused(client, "POST", "/v1/recs/r1/members", R"({"id":"m1"})", j, 409,
+                 "already registered");
+  expect_refused(client, "POST", "/v1/recs/nope/members", R"({"id":"m2"})", j, 404,
+                 "not registered");
+  expect_refused(client, "POST", "/v1/rules",
+                 R"({"identity":"rec_r1_m1_pv-1","permission":"write","topic":"/a/#/b"})", j, 400,
+                 "topic filter");
+  expect_refused(client, "POST", "/v1/rules",
+                 R"({"identity":"rec_r1_m1_pv-1","permission":"own","topic":"/a"})", j, 400,
+                 "permission");
+  expect_refused(client, "DELETE", "/v1/rules/abc", "", "", 400, "positive integer");
+  expect_refused(client, "POST", "/v1/brokers",
+                 R"({"id":"rec_r1_m1_pv-1","host":"127.0.0.1","port":1883})", j, 400,
+                 "server common name");
+  expect_refused(client, "GET", "/v1/identities?colour=red", "", "", 400,
+                 "unknown query parameter");
+  expect_refused(client, "GET", "/v1/audit?limit=0", "", "", 400, "limit");
+  expect_refused(client, "GET", "/v2/recs", "", "", 404, "no such route");
+  expect_refused(client, "POST", "/v1/identities/rec_r1_m1_pv-1/revoke", R"({"reason":"because"})",
+                 j, 400, "reason");
+}
+
+TEST_F(SecmgrApiTest, OnlyValidEmsCaClientsWithARoleAreServed) {
+  const std::string j = "application/json";
+  const std::string add = R"({"id":"r2"})";
+  {
+    auto anonymous = sm_.client("");
+    expect_refused(anonymous, "POST", "/v1/recs", add, j, 401, "client certificate");
+  }
+  {
+    // A member-CA certificate chains to the same root but is not of the EMS CA.
+    SecmgrHarness::expect_ok({"pki", "issue", "--dir", sm_.pki(), "--kind", "device", "--rec", "r1",
+                              "--member", "m1", "--name", "meter"});
+    auto member_client = sm_.client("rec_r1_m1_meter");
+    expect_refused(member_client, "POST", "/v1/recs", add, j, 401, "EMS CA");
+  }
+  {
+    // A certificate from a foreign root with an operator's name.
+    const auto dir = sm_.dir().path();
+    const auto openssl = [&](std::vector<std::string> args) {
+      args.insert(args.begin(), "openssl");
+      const CommandResult result = run_command(args);
+      ASSERT_EQ(result.exit_code, 0) << result.err;
+    };
+    openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", (dir / "foreign.key").string(), "-out", (dir / "foreign.pem").string(),
+             "-subj", "/CN=foreign root", "-days", "2"});
+    openssl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+             (dir / "mallory.key").string(), "-out", (dir / "mallory.csr").string(), "-subj",
+             "/CN=ems_operator-alice"});
+    openssl({"x509", "-req", "-in", (dir / "mallory.csr").string(), "-CA",
+             (dir / "foreign.pem").string(), "-CAkey", (dir / "foreign.key").string(),
+             "-CAcreateserial", "-out", (dir / "mallory.pem").string(), "-days", "1"});
+    secmgr::ApiClientOptions options;
+    options.port = sm_.port();
+    options.cafile = dir / "pki" / "ca" / "ems" / "chain.pem";
+    options.certfile = dir / "mallory.pem";
+    options.keyfile = dir / "mallory.key";
+    secmgr::ApiClient mallory(options);
+    expect_refused(mallory, "POST", "/v1/recs", add, j, 401, "client certificate rejected");
+  }
+  {
+    // The manager's own MQTT identity has no role on the API.
+    auto secmgr_client = sm_.client("ems_secmgr");
+    expect_refused(secmgr_client, "GET", "/v1/recs", "", "", 403, "no role");
+  }
+  {
+    // ems_web reads but may not register.
+    sm_.issue_service("web");
+    auto web = sm_.client("ems_web");
+    EXPECT_EQ(web.get("/v1/recs").status, 200);
+    expect_refused(web, "POST", "/v1/recs", add, j, 403, "role viewer may not rec.add");
+    expect_refused(web, "GET", "/v1/audit", "", "", 403, "audit");
+  }
+  {
+    // A revoked operator certificate stops working at once, without a restart.
+    sm_.issue_service("operator-bob");
+    auto bob = sm_.client("ems_operator-bob");
+    EXPECT_EQ(bob.get("/v1/whoami").status, 200);
+    SecmgrHarness::expect_ok({"pki", "revoke", "--dir", sm_.pki(), "--cn", "ems_operator-bob"});
+    expect_refused(bob, "POST", "/v1/recs", add, j, 401, "revoked");
+  }
+  const json who = sm_.get("/v1/whoami");
+  EXPECT_EQ(who["role"], "operator");
+}
+
+TEST_F(SecmgrApiTest, KeepsItsStateAcrossRestartsAndStopsCleanlyOnSigterm) {
+  sm_.post("/v1/rules", {{"identity", "rec_r1_m1_pv-1"},
+                         {"permission", "write"},
+                         {"topic", "/device/pv-1/extra"},
+                         {"note", "firmware update channel"}});
+  const std::string before = state();
+  EXPECT_EQ(sm_.process().signal_and_wait(SIGTERM, std::chrono::seconds(10)), 0) << sm_.log();
+  sm_.start();
+  EXPECT_EQ(state(), before);
+  EXPECT_NE(sm_.log().find("\"msg\":\"serving the API\""), std::string::npos) << sm_.log();
+}
+
+TEST_F(SecmgrApiTest, OperatorCliDrivesTheApi) {
+  const std::vector<std::string> base = {
+      "sec",     "--port",     std::to_string(sm_.port()), "--pki-dir",
+      sm_.pki(), "--identity", "ems_operator-alice"};
+  const auto sec = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), base.begin(), base.end());
+    return run_recmesh(args);
+  };
+  CommandResult result = sec({"device", "add", "r1", "m1", "battery"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  result = sec({"--json", "device", "list", "r1", "m1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(json::parse(result.out)["devices"].size(), 3U);
+  const auto key = sm_.dir() / "battery.key";
+  const auto chain = sm_.dir() / "battery.pem";
+  result = sec(
+      {"cert", "issue", "rec_r1_m1_battery", "--key-out", key.string(), "--out", chain.string()});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(
+      crypto::subject_common_name(crypto::certificate_from_pem(read_file(chain), "chain").get()),
+      "rec_r1_m1_battery");
+  result = sec({"rule", "add", "--identity", "rec_r1_m1_battery", "--permission", "read", "--topic",
+                "/device/battery/setpoint"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  result = sec({"--json", "rule", "list"});
+  EXPECT_EQ(json::parse(result.out)["rules"].size(), 1U);
+  result = sec({"rule", "remove", "1"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  result = sec({"device", "add", "r1", "m1", "Bad_Id"});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("HTTP 400"), std::string::npos) << result.err;
+  result = sec({"--json", "audit", "--outcome", "refused"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(json::parse(result.out)["entries"].back()["action"], "device.add");
+  result = sec({"cert", "revoke", "rec_r1_m1_battery"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+}
+
+}  // namespace
+}  // namespace recmesh::testing
