@@ -22,6 +22,7 @@ void add_device_command(CLI::App& app, Runner& run);
 void add_gateway_command(CLI::App& app, Runner& run);
 void add_ems_command(CLI::App& app, Runner& run);
 void add_ctl_command(CLI::App& app, Runner& run);
+void add_bridge_command(CLI::App& app, Runner& run);
 void add_secmgr_command(CLI::App& app, Runner& run);
 void add_sec_command(CLI::App& app, Runner& run);
 void add_sim_command(CLI::App& app, Runner& run);

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   cli::add_gateway_command(app, run);
   cli::add_ems_command(app, run);
   cli::add_ctl_command(app, run);
+  cli::add_bridge_command(app, run);
   cli::add_secmgr_command(app, run);
   cli::add_sec_command(app, run);
   cli::add_sim_command(app, run);

@@ -178,6 +178,11 @@ void MqttClient::configure_library() {
     }
   };
   check(mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311), "protocol version");
+  if (options_.acknowledge_after_handling) {
+    // Outgoing packets are queued and written by mosquitto_loop_write() alone, never from
+    // inside mosquitto_loop_read(): a PUBACK then follows on_messages_received.
+    check(mosquitto_threaded_set(m, true), "acknowledge after handling");
+  }
   check(mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, options_.tcp_nodelay ? 1 : 0), "TCP_NODELAY");
   check(mosquitto_int_option(m, MOSQ_OPT_SEND_MAXIMUM, options_.max_inflight_messages),
         "max_inflight_messages");
@@ -393,7 +398,8 @@ void MqttClient::update_interest() {
   if (socket_ < 0 || !handle_) {
     return;
   }
-  const bool read = state_ != State::kConnecting;
+  const bool read =
+      state_ != State::kConnecting && !(reading_paused_ && state_ == State::kConnected);
   const bool write = state_ == State::kConnecting || mosquitto_want_write(handle_.get());
   if (read == watch_read_ && write == watch_write_) {
     return;
@@ -560,7 +566,6 @@ void MqttClient::on_socket_event(FdEvents events) {
   if (!handle_ || socket_ < 0) {
     return;
   }
-  mosquitto* m = handle_.get();
   if (state_ == State::kConnecting) {
     // libmosquitto would start TLS on a socket whose connect failed and then report success
     // forever (SSL_ERROR_SYSCALL counts as "try again"): ask the kernel how the connect ended.
@@ -578,12 +583,12 @@ void MqttClient::on_socket_event(FdEvents events) {
     }
     state_ = State::kHandshaking;
     // libmosquitto advances the handshake only from its read path.
-    call_library([m] { return mosquitto_loop_read(m, 1); });
+    read_socket();
     return;
   }
   if (state_ == State::kHandshaking && !tls_handshake_done()) {
     // Reading first lets OpenSSL see a TLS alert, whose reason is the useful one.
-    call_library([m] { return mosquitto_loop_read(m, 1); });
+    read_socket();
     if ((events.hangup || events.error) && state_ == State::kHandshaking && socket_ >= 0 &&
         !tls_handshake_done()) {
       // The SSL_ERROR_SYSCALL case libmosquitto keeps retrying: the read's errno says why.
@@ -601,10 +606,26 @@ void MqttClient::on_socket_event(FdEvents events) {
   }
   // TLS is up: libmosquitto notices EOF and errors by itself from here on.
   if (events.readable || events.hangup || events.error) {
-    call_library([m] { return mosquitto_loop_read(m, 1); });
+    read_socket();
   }
   if (events.writable && handle_ && socket_ >= 0) {
     call_library([this] { return mosquitto_loop_write(handle_.get(), 1); });
+  }
+}
+
+void MqttClient::read_socket() {
+  const std::uint64_t before = stats_.received;
+  call_library([this] { return mosquitto_loop_read(handle_.get(), 1); });
+  if (stats_.received != before) {
+    notify(callbacks_.on_messages_received, "on_messages_received");
+  }
+}
+
+void MqttClient::pause_reading(bool paused) {
+  assert(loop_.in_loop_thread());
+  reading_paused_ = paused;
+  if (library_depth_ == 0) {
+    update_interest();
   }
 }
 

@@ -53,6 +53,10 @@ std::span<const BridgeRule> bridge_rules() {
   return kRules;
 }
 
+std::string central_filter(const BridgeRule& rule, std::string_view rec, std::string_view member) {
+  return fill_member(rule.central, rec, member);
+}
+
 const BridgeRule* find_local_rule(std::string_view local_topic) {
   if (!parse_local_topic(local_topic)) {
     return nullptr;

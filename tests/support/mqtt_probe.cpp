@@ -301,10 +301,15 @@ bool MqttTestClient::subscribe(const std::string& topic_filter, int qos,
 
 bool MqttTestClient::publish(const std::string& topic, const std::string& payload, int qos,
                              std::chrono::milliseconds timeout) {
+  return publish(topic, payload, qos, false, timeout);
+}
+
+bool MqttTestClient::publish(const std::string& topic, const std::string& payload, int qos,
+                             bool retain, std::chrono::milliseconds timeout) {
   Session& s = *session_;
   int mid = 0;
   const int rc = mosquitto_publish(s.handle.get(), &mid, topic.c_str(),
-                                   static_cast<int>(payload.size()), payload.data(), qos, false);
+                                   static_cast<int>(payload.size()), payload.data(), qos, retain);
   if (rc != MOSQ_ERR_SUCCESS) {
     s.last_error = "publish " + topic + ": " + mosquitto_strerror(rc);
     return false;

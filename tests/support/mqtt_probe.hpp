@@ -61,6 +61,8 @@ class MqttTestClient {
   // QoS 0: waits until written; QoS 1 and 2: until the broker acknowledges it.
   bool publish(const std::string& topic, const std::string& payload, int qos = 1,
                std::chrono::milliseconds timeout = std::chrono::seconds(5));
+  bool publish(const std::string& topic, const std::string& payload, int qos, bool retain,
+               std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // The oldest message not yet taken, waiting for one up to `timeout`.
   std::optional<ReceivedMessage> wait_for_message(
       std::chrono::milliseconds timeout = std::chrono::seconds(10));

@@ -1,6 +1,7 @@
 #include "test_community.hpp"
 
 #include <chrono>
+#include <fstream>
 #include <stdexcept>
 #include <unistd.h>
 
@@ -125,15 +126,25 @@ TestCommunity::LocalBroker& TestCommunity::start_local(const std::string& member
                                 std::to_string(broker->bridge_port),
                                 "--out",
                                 out.string()};
-  if (bridged) {
-    args.push_back("--bridge-to");
-    args.push_back("127.0.0.1:" + std::to_string(start_central().bridge_port));
-  }
   render(args);
   broker->config = out / "mosquitto.conf";
   broker->ports = {broker->member_port, broker->bridge_port};
   broker->restart();
   if (bridged) {
+    const ClientFiles files = issue(pki::IdentityKind::kBridge, member, "");
+    const auto tls = [&files](int port) {
+      return "  host: 127.0.0.1\n  port: " + std::to_string(port) +
+             "\n  cafile: " + files.cafile.string() + "\n  certfile: " + files.chain.string() +
+             "\n  keyfile: " + files.key.string() + "\n";
+    };
+    const fs::path config = dir_ / ("bridge-" + member + ".yaml");
+    std::ofstream(config) << "rec: " << rec_ << "\nmember: " << member << "\nlocal:\n"
+                          << tls(broker->bridge_port) << "central:\n"
+                          << tls(start_central().bridge_port) << "store:\n  path: bridge-" << member
+                          << ".db\nreconnect:\n  initial: 100ms\n  max: 1s\n";
+    broker->bridge = std::make_unique<ChildProcess>(
+        std::vector<std::string>{recmesh_binary(), "bridge", "--config", config.string()},
+        dir_ / ("bridge-" + member + ".log"));
     const std::string bridge = " as bridge_" + rec_ + "_" + member + " ";
     if (!central_->process->wait_for_log(bridge, 15s)) {
       throw std::runtime_error("the bridge of " + member + " did not reach the central broker:\n" +

@@ -15,8 +15,8 @@
 //
 // With the platform side:
 //   auto& central = community.start_central();              // EMS and bridge listeners
-//   auto& local = community.start_local("m1", true);        // bridged to it (Mosquitto's own
-//                                                           // bridge, our bridge certificate)
+//   auto& local = community.start_local("m1", true);        // bridged to it by `recmesh bridge`
+//                                                           // with bridge_r1_m1's certificate
 //   const auto engine = community.service("engine");        // ems_engine's files
 //   ... connect to central.ems_port ...
 //
@@ -34,6 +34,7 @@
 #include "recmesh/pki/identity.hpp"
 #include "recmesh/pki/pki.hpp"
 
+#include "child_process.hpp"
 #include "mosquitto_broker.hpp"
 
 namespace recmesh::testing {
@@ -62,6 +63,9 @@ class TestCommunity {
   struct LocalBroker : Broker {
     int member_port = 0;  // devices and the gateway (member CA)
     int bridge_port = 0;  // bridge modules (Bridge CA)
+    // `recmesh bridge` to the central broker when started bridged (docs/bridge.md); its log is
+    // <dir>/bridge-<member>.log. Destroyed (SIGTERM by PID) before the broker.
+    std::unique_ptr<ChildProcess> bridge;
   };
   struct CentralBroker : Broker {
     int ems_port = 0;     // EMS services (EMS CA)

@@ -56,6 +56,12 @@ struct MqttClientOptions {
   // everything queued while disconnected. A publish beyond it is refused and counted.
   std::size_t max_pending_messages = 1000;
   int max_inflight_messages = 20;  // QoS>=1 publishes on the wire awaiting PUBACK
+  // Writes the acknowledgement (PUBACK) of a received QoS 1 message only after on_message and
+  // on_messages_received have returned. Without it libmosquitto 2.0 writes the PUBACK before it
+  // calls on_message (lib/handle_publish.c), so the broker forgets a message the client may not
+  // have stored yet. With it libmosquitto only queues outgoing packets (its "threaded" mode) and
+  // the event loop writes them when the socket is next writable.
+  bool acknowledge_after_handling = false;
 
   // Throws Error(kInvalidArgument) naming the field and its allowed range.
   void validate() const;
@@ -79,6 +85,10 @@ struct MqttClientCallbacks {
   // An attempt failed before CONNACK (refused, TLS, timeout); a retry is scheduled.
   std::function<void(const Status& reason)> on_connect_failed;
   std::function<void(const IncomingMessage& message)> on_message;
+  // After a read from the socket delivered messages through on_message, before any of their
+  // acknowledgements is written when acknowledge_after_handling is set: where a batch of
+  // received messages is made durable at once.
+  std::function<void()> on_messages_received;
   // SUBACK for `filter`; granted_qos 128 means the broker refused the subscription.
   std::function<void(const std::string& filter, int granted_qos)> on_subscribe;
   std::function<void(MessageId id)> on_delivered;  // the broker acknowledged a QoS>=1 publish
@@ -149,6 +159,13 @@ class MqttClient {
   // broker publishes the Will. For fault injection and shutdown without a broker.
   void abort();
 
+  // Stops (true) or resumes (false) reading from the connection: back-pressure that leaves
+  // unread messages with the broker. CONNACK is still read after a reconnect. A long pause
+  // also leaves PINGRESP unread, so the connection drops after about two keepalives and is
+  // made again.
+  void pause_reading(bool paused);
+  bool reading_paused() const { return reading_paused_; }
+
   State state() const { return state_; }
   bool connected() const { return state_ == State::kConnected; }
   const MqttClientStats& stats() const { return stats_; }
@@ -186,6 +203,7 @@ class MqttClient {
   void configure_library();
   void begin_attempt();
   void on_socket_event(FdEvents events);
+  void read_socket();
   void on_connect_timeout();
   void handle_connack(int rc);
   void handle_library_disconnect(int rc, int saved_errno);
@@ -229,6 +247,7 @@ class MqttClient {
   int socket_ = -1;  // the descriptor we watch, or -1
   bool watch_read_ = false;
   bool watch_write_ = false;
+  bool reading_paused_ = false;
   EventLoop::TimerId reconnect_timer_ = 0;
   EventLoop::TimerId connect_timer_ = 0;
   EventLoop::TimerId misc_timer_ = 0;

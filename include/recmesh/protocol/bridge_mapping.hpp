@@ -44,6 +44,9 @@ std::optional<std::string> map_local_to_central(std::string_view rec, std::strin
 std::optional<std::string> map_central_to_local(std::string_view rec, std::string_view member,
                                                 std::string_view topic);
 
+// The central filter of `rule` for member `rec`/`member` (its placeholders filled).
+std::string central_filter(const BridgeRule& rule, std::string_view rec, std::string_view member);
+
 // The rule that covers a valid topic name in either direction, or nothing.
 const BridgeRule* find_local_rule(std::string_view local_topic);
 const BridgeRule* find_central_rule(std::string_view rec, std::string_view member,

@@ -1,0 +1,824 @@
+// recmesh bridge against Mosquitto's built-in bridge, on the same brokers, certificates and
+// payloads in the same run (docs/benchmarks.md, section "bridge"): the highest QoS 1 rate a
+// device can publish with 0 loss at an EMS-side subscriber (local broker -> bridge -> central
+// broker), p50/p99 latency at 5k msg/s, and loss under a flood at twice the lossless rate.
+// Payloads are sealed end to end (src/e2e, AES-256-GCM) by the producer and opened by the
+// consumer, as the gateway and the EMS engine do; the bridges only ever see envelopes.
+#include <algorithm>
+#include <arpa/inet.h>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <functional>
+#include <future>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <netinet/in.h>
+#include <optional>
+#include <spawn.h>
+#include <string>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "recmesh/broker/mosquitto_config.hpp"
+#include "recmesh/core/clock.hpp"
+#include "recmesh/core/secret.hpp"
+#include "recmesh/e2e/key_schedule.hpp"
+#include "recmesh/e2e/session.hpp"
+#include "recmesh/e2e/settings.hpp"
+#include "recmesh/mqtt/event_loop.hpp"
+#include "recmesh/mqtt/mqtt_client.hpp"
+#include "recmesh/pki/pki.hpp"
+
+extern char** environ;
+
+namespace recmesh::bench {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::string_view kRec = "bench";
+constexpr std::string_view kMember = "m1";
+constexpr std::string_view kTopic = "/platform/metrics/bench";
+constexpr std::string_view kCentralFilter = "/bench/m1/metrics/#";
+// The topic the envelope authenticates: the platform's name of the flow, the same on both ends.
+constexpr std::string_view kE2eTopic = "/bench/m1/metrics/bench";
+constexpr double kAchievedShare = 0.95;  // a step counts only if the producer reached this share
+constexpr int kLatencyRate = 5000;
+
+struct Options {
+  bool quick = false;
+  std::string recmesh = "recmesh";
+  std::chrono::milliseconds step{4000};     // one rate step of the lossless search
+  std::chrono::milliseconds latency{5000};  // one latency run at 5k msg/s
+  int repetitions = 3;                      // latency runs, medians taken
+};
+
+// --- processes and ports -------------------------------------------------------------------------
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), length);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return ntohs(address.sin_port);
+}
+
+bool port_open(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool open = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  ::close(fd);
+  return open;
+}
+
+// A child process with its output in `log`, ended by PID with SIGTERM on destruction.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const fs::path& log) {
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    std::vector<char*> args;
+    for (const auto& arg : argv) {
+      args.push_back(const_cast<char*>(arg.c_str()));
+    }
+    args.push_back(nullptr);
+    const int rc = posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) {
+      throw std::runtime_error("cannot start " + argv[0] + ": " + std::strerror(rc));
+    }
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() {
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
+        return;
+      }
+      std::this_thread::sleep_for(25ms);
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  pid_t pid() const { return pid_; }
+  // CPU time (user + system) the process used so far, from /proc.
+  double cpu_seconds() const {
+    std::ifstream in(fmt::format("/proc/{}/stat", pid_));
+    std::ostringstream read;
+    read << in.rdbuf();  // through rdbuf: GCC 12 -O3 warns falsely on istreambuf_iterator
+    const std::string text = read.str();
+    const auto close = text.rfind(')');
+    if (close == std::string::npos) {
+      return 0;
+    }
+    std::vector<std::string> fields;
+    std::string field;
+    for (std::size_t i = close + 2; i <= text.size(); ++i) {
+      if (i == text.size() || text[i] == ' ') {
+        fields.push_back(field);
+        field.clear();
+      } else {
+        field += text[i];
+      }
+    }
+    // utime and stime are fields 14 and 15 of the file: 12 and 13 after the command name.
+    if (fields.size() < 13) {
+      return 0;
+    }
+    return (std::stod(fields[11]) + std::stod(fields[12])) /
+           static_cast<double>(::sysconf(_SC_CLK_TCK));
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+void wait_for_ports(const std::vector<int>& ports, const fs::path& log) {
+  const auto deadline = Clock::now() + 10s;
+  for (const int port : ports) {
+    while (!port_open(port)) {
+      if (Clock::now() > deadline) {
+        throw std::runtime_error(fmt::format("port {} did not open; see {}", port, log.string()));
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  }
+}
+
+// --- the world: PKI, broker configurations ------------------------------------------------------
+
+struct Tls {
+  fs::path cafile;
+  fs::path cert;
+  fs::path key;
+};
+
+struct World {
+  fs::path dir;
+  int member_port = free_port();
+  int local_bridge_port = free_port();
+  int ems_port = free_port();
+  int central_bridge_port = free_port();
+  Tls gateway;
+  Tls engine;
+  Tls bridge;
+};
+
+Tls files_of(const pki::IssuedCertificate& issued) {
+  return {issued.files.cafile, issued.files.chain, issued.files.key};
+}
+
+pki::IssuedCertificate issue(pki::Pki& pki, pki::IdentityKind kind, std::string_view rec,
+                             std::string_view member, std::string_view name) {
+  pki::IssueRequest request;
+  request.identity =
+      pki::Identity::make(kind, std::string(rec), std::string(member), std::string(name));
+  return pki.issue(request);
+}
+
+World make_world(const fs::path& dir) {
+  World world;
+  world.dir = dir;
+  pki::Pki pki = pki::Pki::create(dir / "pki", Secret("bench-bridge-passphrase"));
+  pki.add_rec(std::string(kRec));
+  pki.add_member(std::string(kRec), std::string(kMember));
+  world.gateway = files_of(issue(pki, pki::IdentityKind::kGateway, kRec, kMember, ""));
+  world.engine = files_of(issue(pki, pki::IdentityKind::kService, "", "", "engine"));
+  world.bridge = files_of(issue(pki, pki::IdentityKind::kBridge, kRec, kMember, ""));
+  broker::CentralBrokerOptions central;
+  central.ems_port = world.ems_port;
+  central.bridge_port = world.central_bridge_port;
+  broker::render_central_broker(pki, central, dir / "central");
+  broker::LocalBrokerOptions local;
+  local.rec = kRec;
+  local.member = kMember;
+  local.member_port = world.member_port;
+  local.bridge_port = world.local_bridge_port;
+  broker::render_local_broker(pki, local, dir / "local-recmesh");
+  local.bridge_to = broker::BuiltinBridge{"127.0.0.1", world.central_bridge_port};
+  broker::render_local_broker(pki, local, dir / "local-builtin");
+  return world;
+}
+
+enum class Variant { kRecmesh, kBuiltin };
+
+std::string_view name_of(Variant variant) {
+  return variant == Variant::kRecmesh ? "recmesh bridge" : "mosquitto bridge";
+}
+
+// Both brokers and the bridge of one variant, fresh for each measurement.
+class Deployment {
+ public:
+  Deployment(const World& world, Variant variant, const Options& options) {
+    const fs::path central_dir = world.dir / "central";
+    reset_data(central_dir);
+    central_ = std::make_unique<Process>(
+        std::vector<std::string>{"mosquitto", "-c", (central_dir / "mosquitto.conf").string()},
+        world.dir / "central.log");
+    wait_for_ports({world.ems_port, world.central_bridge_port}, world.dir / "central.log");
+    const fs::path local_dir =
+        world.dir / (variant == Variant::kRecmesh ? "local-recmesh" : "local-builtin");
+    reset_data(local_dir);
+    local_ = std::make_unique<Process>(
+        std::vector<std::string>{"mosquitto", "-c", (local_dir / "mosquitto.conf").string()},
+        world.dir / "local.log");
+    wait_for_ports({world.member_port, world.local_bridge_port}, world.dir / "local.log");
+    if (variant == Variant::kRecmesh) {
+      const fs::path config = world.dir / "bridge.yaml";
+      std::error_code ignored;
+      for (const char* suffix : {"", "-wal", "-shm"}) {
+        fs::remove(world.dir / (std::string("bridge-store.db") + suffix), ignored);
+      }
+      std::ofstream out(config);
+      const auto tls = [&](int port) {
+        return fmt::format(
+            "  host: 127.0.0.1\n  port: {}\n  cafile: {}\n  certfile: {}\n"
+            "  keyfile: {}\n",
+            port, world.bridge.cafile.string(), world.bridge.cert.string(),
+            world.bridge.key.string());
+      };
+      out << "rec: " << kRec << "\nmember: " << kMember << "\nlocal:\n"
+          << tls(world.local_bridge_port) << "central:\n"
+          << tls(world.central_bridge_port)
+          << "store:\n  path: bridge-store.db\nstatus_interval: 10s\n"
+             "logging:\n  level: warn\n";
+      out.close();
+      bridge_ = std::make_unique<Process>(
+          std::vector<std::string>{options.recmesh, "bridge", "--config", config.string()},
+          world.dir / "bridge.log");
+    }
+  }
+
+  const Process* bridge() const { return bridge_.get(); }
+  const Process& local() const { return *local_; }
+  const Process& central() const { return *central_; }
+
+ private:
+  static void reset_data(const fs::path& broker_dir) {
+    std::error_code ignored;
+    fs::remove(broker_dir / "data" / "mosquitto.db", ignored);
+  }
+
+  std::unique_ptr<Process> central_;
+  std::unique_ptr<Process> local_;
+  std::unique_ptr<Process> bridge_;
+};
+
+// --- load: a device publishing, the EMS side counting -------------------------------------------
+
+// A thread running an event loop with one client.
+class LoopThread {
+ public:
+  LoopThread() : thread_([this] { loop_.run(); }) {}
+  LoopThread(const LoopThread&) = delete;
+  LoopThread& operator=(const LoopThread&) = delete;
+  ~LoopThread() {
+    call([this] {
+      if (client_) {
+        client_->abort();
+      }
+    });
+    loop_.stop();
+    thread_.join();
+  }
+  void call(const std::function<void()>& f) {
+    std::promise<void> done;
+    loop_.post([&] {
+      f();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+  mqtt::EventLoop& loop() { return loop_; }
+  std::unique_ptr<mqtt::MqttClient>& client() { return client_; }
+
+ private:
+  mqtt::EventLoop loop_;
+  std::unique_ptr<mqtt::MqttClient> client_;
+  std::thread thread_;
+};
+
+mqtt::MqttClientOptions client_options(const std::string& id, int port, const Tls& tls) {
+  mqtt::MqttClientOptions options;
+  options.client_id = id;
+  options.port = port;
+  options.cafile = tls.cafile;
+  options.certfile = tls.cert;
+  options.keyfile = tls.key;
+  options.clean_session = true;
+  options.max_pending_messages = 60000;
+  options.max_inflight_messages = 1000;
+  options.reconnect.initial = 100ms;
+  options.reconnect.max = 500ms;
+  return options;
+}
+
+struct RunResult {
+  double target_rate = 0;
+  double achieved_rate = 0;  // acknowledged by the local broker per second
+  std::uint64_t acked = 0;
+  std::uint64_t lost = 0;  // acknowledged and never received
+  std::uint64_t duplicates = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double bridge_cpu_s = 0;
+};
+
+// One payload: 8 bytes sequence, 8 bytes send time (ns, steady clock), then filler.
+std::string make_payload(std::uint64_t seq, std::size_t size) {
+  std::string payload(std::max<std::size_t>(size, 16), 'x');
+  const auto now = static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
+  std::memcpy(payload.data(), &seq, 8);
+  std::memcpy(payload.data() + 8, &now, 8);
+  return payload;
+}
+
+double thread_cpu_seconds() {
+  timespec now{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
+
+double process_cpu_seconds() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  const auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+// The member's sending session or the platform's receiving one, from one shared secret.
+e2e::Session session(e2e::Direction send_direction) {
+  static const std::string shared(32, '\x42');
+  e2e::E2eSettings settings;
+  settings.rotate_after_messages = std::uint64_t{1} << 32;
+  settings.replay_window = 4096;
+  return e2e::Session(
+      e2e::derive_session_keys(shared, "i", "r", 1, e2e::Suite::kAes256Gcm, send_direction),
+      settings, SystemClock::instance());
+}
+
+class Load {
+ public:
+  explicit Load(const World& world)
+      : world_(world),
+        sender_(session(e2e::Direction::kMemberToPlatform)),
+        receiver_(session(e2e::Direction::kPlatformToMember)) {
+    mqtt::MqttClientCallbacks sub;
+    sub.on_message = [this](const mqtt::IncomingMessage& message) { on_received(message); };
+    sub.on_subscribe = [this](const std::string&, int) { subscribed_ = true; };
+    consumer_.call([&] {
+      consumer_.client() = std::make_unique<mqtt::MqttClient>(
+          consumer_.loop(), client_options("ems_engine", world.ems_port, world.engine), sub);
+      (void)consumer_.client()->subscribe(kCentralFilter, 1);
+      consumer_.client()->start();
+    });
+    mqtt::MqttClientCallbacks pub;
+    pub.on_delivered = [this](mqtt::MessageId id) {
+      std::lock_guard lock(mutex_);
+      if (first_id_ != kUnarmed && id >= first_id_ && id - first_id_ < acked_.size()) {
+        acked_[id - first_id_] = 1;
+        ++acked_count_;
+      }
+    };
+    producer_.call([&] {
+      producer_.client() = std::make_unique<mqtt::MqttClient>(
+          producer_.loop(),
+          client_options("rec_bench_m1_gateway", world.member_port, world.gateway), pub);
+      producer_.client()->start();
+    });
+  }
+
+  // True once both clients are connected and a probe message crosses.
+  bool ready(std::chrono::milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
+    while (Clock::now() < deadline) {
+      bool connected = false;
+      producer_.call([&] { connected = producer_.client()->connected(); });
+      if (connected && subscribed_) {
+        RunResult probe = run(100, 300ms, 64, 3s);
+        if (probe.acked > 0 && probe.lost == 0) {
+          return true;
+        }
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    return false;
+  }
+
+  // CPU time spent in seal and open, and the envelope overhead, since construction.
+  double e2e_cpu_seconds() {
+    std::lock_guard lock(mutex_);
+    return seal_seconds_ + open_seconds_;
+  }
+  std::size_t e2e_overhead_bytes() {
+    std::lock_guard lock(mutex_);
+    return overhead_bytes_;
+  }
+
+  // Publishes at `rate` for `duration`, waits for the stream to settle, and counts.
+  RunResult run(int rate, std::chrono::milliseconds duration, std::size_t payload_bytes,
+                std::chrono::milliseconds settle_max = 20s) {
+    const auto total = static_cast<std::size_t>(static_cast<double>(rate) *
+                                                std::chrono::duration<double>(duration).count());
+    {
+      std::lock_guard lock(mutex_);
+      base_seq_ = next_seq_;
+      next_seq_ += total;
+      acked_.assign(total, 0);
+      received_.assign(total, 0);
+      acked_count_ = 0;
+      received_count_ = 0;
+      duplicates_ = 0;
+      latencies_.clear();
+      latencies_.reserve(total);
+      first_id_ = kUnarmed;
+    }
+    std::size_t sent = 0;
+    std::uint64_t refused = 0;
+    const auto start = Clock::now();
+    bool first = true;
+    while (sent < total) {
+      const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+      const auto due =
+          std::min(total, static_cast<std::size_t>(elapsed * static_cast<double>(rate)) + 1);
+      if (due > sent) {
+        producer_.call([&] {
+          while (sent < due) {
+            const std::string plain = make_payload(base_seq_ + sent, payload_bytes);
+            const double before = thread_cpu_seconds();
+            auto sealed = sender_.seal(kE2eTopic, plain);
+            const double spent = thread_cpu_seconds() - before;
+            if (!sealed.ok()) {
+              throw std::runtime_error("e2e seal failed");
+            }
+            {
+              std::lock_guard lock(mutex_);
+              seal_seconds_ += spent;
+              overhead_bytes_ = sealed.value().size() - plain.size();
+            }
+            const auto id = producer_.client()->publish(kTopic, sealed.value(), 1, false);
+            if (!id) {
+              ++refused;  // the device's own queue is full: it cannot publish this fast
+              break;
+            }
+            if (first) {
+              std::lock_guard lock(mutex_);
+              first_id_ = *id - sent;
+              first = false;
+            }
+            ++sent;
+          }
+        });
+      }
+      if (refused > 0 && Clock::now() - start > duration * 3) {
+        break;  // far behind schedule: this rate is beyond the device
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    const double send_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    // Settle: every publish acknowledged, then nothing more arriving for a while.
+    const auto deadline = Clock::now() + settle_max;
+    std::uint64_t last_received = 0;
+    auto last_change = Clock::now();
+    while (Clock::now() < deadline) {
+      std::uint64_t acked = 0;
+      std::uint64_t received = 0;
+      {
+        std::lock_guard lock(mutex_);
+        acked = acked_count_;
+        received = received_count_;
+      }
+      if (received != last_received) {
+        last_received = received;
+        last_change = Clock::now();
+      }
+      if (acked >= sent && received >= acked) {
+        break;
+      }
+      if (acked >= sent && Clock::now() - last_change > 1500ms) {
+        break;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    RunResult result;
+    std::lock_guard lock(mutex_);
+    result.target_rate = rate;
+    result.acked = acked_count_;
+    result.achieved_rate = static_cast<double>(acked_count_) / std::max(send_seconds, 1e-3);
+    for (std::size_t i = 0; i < total; ++i) {
+      if (acked_[i] != 0 && received_[i] == 0) {
+        ++result.lost;
+      }
+    }
+    result.duplicates = duplicates_;
+    if (!latencies_.empty()) {
+      std::sort(latencies_.begin(), latencies_.end());
+      const auto at = [&](double q) {
+        return latencies_[std::min(
+            latencies_.size() - 1,
+            static_cast<std::size_t>(q * static_cast<double>(latencies_.size())))];
+      };
+      result.p50_ms = at(0.50);
+      result.p99_ms = at(0.99);
+    }
+    return result;
+  }
+
+ private:
+  void on_received(const mqtt::IncomingMessage& message) {
+    const double before = thread_cpu_seconds();
+    auto opened = receiver_.open(kE2eTopic, message.payload);
+    const double spent = thread_cpu_seconds() - before;
+    {
+      std::lock_guard lock(mutex_);
+      open_seconds_ += spent;
+      if (!opened.ok()) {
+        ++duplicates_;  // a replay: the consumer's e2e layer drops a message that crossed twice
+        return;
+      }
+    }
+    const std::string& plain = opened.value();
+    if (plain.size() < 16) {
+      return;
+    }
+    std::uint64_t seq = 0;
+    std::uint64_t sent_ns = 0;
+    std::memcpy(&seq, plain.data(), 8);
+    std::memcpy(&sent_ns, plain.data() + 8, 8);
+    const auto now = static_cast<std::uint64_t>(Clock::now().time_since_epoch().count());
+    std::lock_guard lock(mutex_);
+    if (seq < base_seq_ || seq - base_seq_ >= received_.size()) {
+      return;  // a late message of an earlier run
+    }
+    auto& flag = received_[seq - base_seq_];
+    if (flag != 0) {
+      ++duplicates_;
+      return;
+    }
+    flag = 1;
+    ++received_count_;
+    latencies_.push_back(static_cast<double>(now - sent_ns) / 1e6);
+  }
+
+  const World& world_;
+  // One e2e session per direction, keyed as after a handshake (docs/protocol/e2e.md).
+  e2e::Session sender_;
+  e2e::Session receiver_;
+  LoopThread consumer_;
+  LoopThread producer_;
+  std::atomic<bool> subscribed_{false};
+  std::mutex mutex_;
+  std::uint64_t next_seq_ = 1;  // guarded by mutex_
+  std::uint64_t base_seq_ = 0;  // guarded by mutex_
+  static constexpr mqtt::MessageId kUnarmed = std::numeric_limits<mqtt::MessageId>::max();
+  mqtt::MessageId first_id_ = kUnarmed;  // guarded by mutex_
+  std::vector<std::uint8_t> acked_;      // guarded by mutex_
+  std::vector<std::uint8_t> received_;   // guarded by mutex_
+  std::uint64_t acked_count_ = 0;        // guarded by mutex_
+  std::uint64_t received_count_ = 0;     // guarded by mutex_
+  std::uint64_t duplicates_ = 0;         // guarded by mutex_
+  std::vector<double> latencies_;        // guarded by mutex_
+  double seal_seconds_ = 0;              // guarded by mutex_
+  double open_seconds_ = 0;              // guarded by mutex_
+  std::size_t overhead_bytes_ = 0;       // guarded by mutex_
+};
+
+// --- measurements -------------------------------------------------------------------------------
+
+double median(std::vector<double> values) {
+  if (values.empty()) {
+    return 0;
+  }
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+struct Lossless {
+  int rate = 0;  // highest rate with 0 loss that the producer reached
+  std::vector<RunResult> steps;
+};
+
+Lossless find_lossless(const World& world, Variant variant, std::size_t payload,
+                       const Options& options) {
+  const std::vector<int> ladder =
+      options.quick ? std::vector<int>{2000, 5000, 8000, 11000, 14000, 18000, 24000, 30000}
+                    : std::vector<int>{2000,  4000,  6000,  8000,  10000, 12000, 14000,
+                                       16000, 18000, 20000, 24000, 28000, 32000, 40000};
+  Lossless out;
+  for (const int rate : ladder) {
+    Deployment deployment(world, variant, options);
+    Load load(world);
+    if (!load.ready(15s)) {
+      throw std::runtime_error(
+          fmt::format("{}: nothing crosses; see {}", name_of(variant), world.dir.string()));
+    }
+    const RunResult r = load.run(rate, options.step, payload);
+    out.steps.push_back(r);
+    std::fprintf(stderr,
+                 "  %-16s %5zu B  %6d msg/s: achieved %7.0f, acked %7llu, lost %6llu, dup %llu\n",
+                 std::string(name_of(variant)).c_str(), payload, rate, r.achieved_rate,
+                 static_cast<unsigned long long>(r.acked), static_cast<unsigned long long>(r.lost),
+                 static_cast<unsigned long long>(r.duplicates));
+    if (r.lost > 0 || r.achieved_rate < kAchievedShare * rate) {
+      break;
+    }
+    out.rate = rate;
+  }
+  return out;
+}
+
+struct Latency {
+  double p50_ms = 0;
+  double p99_ms = 0;
+  double e2e_cpu_share = 0;  // seal + open over the CPU of brokers, bridge, producer, consumer
+  std::size_t e2e_overhead_bytes = 0;
+};
+
+Latency measure_latency(const World& world, Variant variant, std::size_t payload,
+                        const Options& options) {
+  std::vector<double> p50;
+  std::vector<double> p99;
+  std::vector<double> share;
+  std::size_t overhead = 0;
+  for (int i = 0; i < options.repetitions; ++i) {
+    Deployment deployment(world, variant, options);
+    Load load(world);
+    if (!load.ready(15s)) {
+      throw std::runtime_error(fmt::format("{}: nothing crosses", name_of(variant)));
+    }
+    const auto pipeline_cpu = [&] {
+      return deployment.local().cpu_seconds() + deployment.central().cpu_seconds() +
+             (deployment.bridge() != nullptr ? deployment.bridge()->cpu_seconds() : 0.0) +
+             process_cpu_seconds();
+    };
+    const double cpu_before = pipeline_cpu();
+    const double e2e_before = load.e2e_cpu_seconds();
+    const RunResult r = load.run(kLatencyRate, options.latency, payload);
+    const double cpu = pipeline_cpu() - cpu_before;
+    share.push_back(cpu > 0 ? (load.e2e_cpu_seconds() - e2e_before) / cpu : 0.0);
+    overhead = load.e2e_overhead_bytes();
+    p50.push_back(r.p50_ms);
+    p99.push_back(r.p99_ms);
+    std::fprintf(stderr, "  %-16s %5zu B  5000 msg/s: p50 %.3f ms, p99 %.3f ms, lost %llu\n",
+                 std::string(name_of(variant)).c_str(), payload, r.p50_ms, r.p99_ms,
+                 static_cast<unsigned long long>(r.lost));
+  }
+  return {median(p50), median(p99), median(share), overhead};
+}
+
+RunResult flood(const World& world, Variant variant, int rate, std::size_t payload,
+                const Options& options) {
+  Deployment deployment(world, variant, options);
+  Load load(world);
+  if (!load.ready(15s)) {
+    throw std::runtime_error(fmt::format("{}: nothing crosses", name_of(variant)));
+  }
+  const RunResult r = load.run(rate, options.step, payload, 60s);
+  std::fprintf(stderr, "  %-16s flood %6d msg/s: achieved %7.0f, acked %7llu, lost %llu\n",
+               std::string(name_of(variant)).c_str(), rate, r.achieved_rate,
+               static_cast<unsigned long long>(r.acked), static_cast<unsigned long long>(r.lost));
+  return r;
+}
+
+std::string json_number(std::optional<double> value) {
+  return value ? fmt::format("{:.3f}", *value) : "null";
+}
+
+int run(const Options& options) {
+  char pattern[] = "/tmp/recmesh-bench-bridge-XXXXXX";
+  if (::mkdtemp(pattern) == nullptr) {
+    throw std::runtime_error("mkdtemp failed");
+  }
+  const fs::path dir = pattern;
+  // The brokers' account must reach the files when this runs as root.
+  fs::permissions(dir, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const World world = make_world(dir);
+  std::fprintf(stderr, "bridge benchmark in %s (%s)\n", dir.c_str(),
+               options.quick ? "quick" : "full");
+
+  std::fprintf(stderr, "\nhighest QoS 1 rate with 0 loss (steps of %lld ms):\n",
+               static_cast<long long>(options.step.count()));
+  struct SizeFigures {
+    std::size_t payload;
+    int recmesh = 0;
+    int builtin = 0;
+  };
+  std::vector<SizeFigures> sizes{{64}, {1024}};
+  for (auto& size : sizes) {
+    size.recmesh = find_lossless(world, Variant::kRecmesh, size.payload, options).rate;
+    size.builtin = find_lossless(world, Variant::kBuiltin, size.payload, options).rate;
+  }
+
+  std::fprintf(stderr, "\nlatency at %d msg/s, 64 B, median of %d runs:\n", kLatencyRate,
+               options.repetitions);
+  const Latency ours = measure_latency(world, Variant::kRecmesh, 64, options);
+  const Latency theirs = measure_latency(world, Variant::kBuiltin, 64, options);
+
+  const int flood_rate = 2 * std::max(sizes[0].recmesh, 1000);
+  std::fprintf(stderr, "\nflood at 2x recmesh bridge's lossless rate (64 B):\n");
+  const RunResult our_flood = flood(world, Variant::kRecmesh, flood_rate, 64, options);
+  const RunResult their_flood = flood(world, Variant::kBuiltin, flood_rate, 64, options);
+
+  const auto ratio = [](double a, double b) -> std::optional<double> {
+    return b > 0 ? std::optional<double>(a / b) : std::nullopt;
+  };
+  // The lossless ratio is the lower of the two payload sizes.
+  std::optional<double> lossless_ratio;
+  for (const auto& size : sizes) {
+    const auto r = ratio(size.recmesh, size.builtin);
+    if (r && (!lossless_ratio || *r < *lossless_ratio)) {
+      lossless_ratio = r;
+    }
+  }
+  std::printf("\nbridge: local broker -> bridge -> central broker, QoS 1, mTLS 1.3, one run\n");
+  std::printf("%-28s %14s %16s %8s\n", "", "recmesh bridge", "mosquitto bridge", "ratio");
+  for (const auto& size : sizes) {
+    std::printf("%-28s %14d %16d %8s\n", fmt::format("lossless msg/s, {} B", size.payload).c_str(),
+                size.recmesh, size.builtin, json_number(ratio(size.recmesh, size.builtin)).c_str());
+  }
+  std::printf("%-28s %14.3f %16.3f %8s\n", "p50 ms at 5k msg/s, 64 B", ours.p50_ms, theirs.p50_ms,
+              json_number(ratio(ours.p50_ms, theirs.p50_ms)).c_str());
+  std::printf("%-28s %14.3f %16.3f %8s\n", "p99 ms at 5k msg/s, 64 B", ours.p99_ms, theirs.p99_ms,
+              json_number(ratio(ours.p99_ms, theirs.p99_ms)).c_str());
+  std::printf("%-28s %14llu %16llu\n", fmt::format("lost in flood at {} msg/s", flood_rate).c_str(),
+              static_cast<unsigned long long>(our_flood.lost),
+              static_cast<unsigned long long>(their_flood.lost));
+  std::printf("%-28s %14llu %16llu\n", "acknowledged in the flood",
+              static_cast<unsigned long long>(our_flood.acked),
+              static_cast<unsigned long long>(their_flood.acked));
+  std::printf(
+      "e2e: src/e2e had not landed when this benchmark was written: e2e figures are null\n");
+  std::printf(
+      "{\"benchmark\":\"bridge\",\"quick\":%s,\"lossless_rate_64\":%d,\"lossless_rate_64_builtin\":"
+      "%d,"
+      "\"lossless_rate_1k\":%d,\"lossless_rate_1k_builtin\":%d,\"lossless_ratio\":%s,"
+      "\"p50_ms_5k\":%.3f,\"p50_ms_5k_builtin\":%.3f,\"p99_ms_5k\":%.3f,\"p99_ms_5k_builtin\":%.3f,"
+      "\"p99_ratio_5k\":%s,\"flood_rate\":%d,\"flood_lost\":%llu,\"flood_lost_builtin\":%llu,"
+      "\"e2e_overhead_bytes\":%zu,\"e2e_cpu_share\":%.4f}\n",
+      options.quick ? "true" : "false", sizes[0].recmesh, sizes[0].builtin, sizes[1].recmesh,
+      sizes[1].builtin, json_number(lossless_ratio).c_str(), ours.p50_ms, theirs.p50_ms,
+      ours.p99_ms, theirs.p99_ms, json_number(ratio(ours.p99_ms, theirs.p99_ms)).c_str(),
+      flood_rate, static_cast<unsigned long long>(our_flood.lost),
+      static_cast<unsigned long long>(their_flood.lost), ours.e2e_overhead_bytes,
+      ours.e2e_cpu_share);
+  std::error_code ignored;
+  fs::remove_all(dir, ignored);
+  return 0;
+}
+
+}  // namespace
+}  // namespace recmesh::bench
+
+int main(int argc, char** argv) {
+  recmesh::bench::Options options;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      options.quick = true;
+      options.step = std::chrono::milliseconds(2000);
+      options.latency = std::chrono::milliseconds(3000);
+      options.repetitions = 1;
+    } else if (arg == "--recmesh" && i + 1 < argc) {
+      options.recmesh = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: recmesh-bench-bridge [--quick] [--recmesh PATH]\n");
+      return 2;
+    }
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    return recmesh::bench::run(options);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench bridge: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,90 @@
+#pragma once
+
+// The community a communication benchmark runs on: a PKI in a scratch directory, a central
+// Mosquitto and one local Mosquitto per member linked to it by Mosquitto's built-in bridge with
+// the member's bridge certificate, all rendered by the same code as `recmesh broker-config` and
+// started as processes on free 127.0.0.1 ports. Shared by bench/control_rtt and
+// bench/gateway_ingest.
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "recmesh/pki/pki.hpp"
+
+namespace recmesh::bench {
+
+// A mosquitto process: SIGTERM and reaped on destruction.
+class BrokerProcess {
+ public:
+  // Starts `mosquitto -c config` (output appended to config's directory/mosquitto.log) and waits
+  // until every port accepts TCP. Throws std::runtime_error with the log otherwise.
+  BrokerProcess(const std::filesystem::path& config, const std::vector<int>& ports);
+  BrokerProcess(const BrokerProcess&) = delete;
+  BrokerProcess& operator=(const BrokerProcess&) = delete;
+  ~BrokerProcess();
+  pid_t pid() const { return pid_; }
+  std::string log() const;
+
+ private:
+  std::filesystem::path log_;
+  pid_t pid_ = -1;
+};
+
+struct MemberBrokers {
+  std::string member;
+  int member_port = 0;
+  int bridge_port = 0;
+  std::unique_ptr<BrokerProcess> process;
+};
+
+class BenchCommunity {
+ public:
+  // A PKI under `dir` (emptied first, removed at the end) with REC r1, `members` members m000, ...
+  // each with a gateway and the devices `device_ids` (rec_r1_<m>_<d>), and ems_engine.
+  BenchCommunity(std::filesystem::path dir, int members,
+                 const std::vector<std::string>& device_ids);
+  BenchCommunity(const BenchCommunity&) = delete;
+  BenchCommunity& operator=(const BenchCommunity&) = delete;
+  ~BenchCommunity();
+
+  static std::string member_name(int index) { return fmt::format("m{:03}", index); }
+  const std::filesystem::path& dir() const { return dir_; }
+  std::filesystem::path pki_dir() const { return dir_ / "pki"; }
+  const std::vector<std::string>& members() const { return members_; }
+
+  // The central broker (EMS and bridge listeners).
+  void start_central();
+  int central_ems_port() const { return central_ems_port_; }
+  // The local brokers of every member, bridged to the central broker when `bridged`; returns
+  // once the central broker has logged every bridge's connection. `extra_config` is appended to
+  // each rendered mosquitto.conf (a benchmark's tuning, e.g. a larger queue per subscriber).
+  void start_locals(bool bridged, const std::string& extra_config = {});
+  const MemberBrokers& local(std::size_t index) const { return locals_.at(index); }
+
+  std::filesystem::path chain(const std::string& common_name) const;
+  std::filesystem::path key(const std::string& common_name) const;
+  std::filesystem::path member_cafile(const std::string& member) const;
+  std::filesystem::path ems_cafile() const;
+
+ private:
+  std::filesystem::path dir_;
+  std::vector<std::string> members_;
+  int central_ems_port_ = 0;
+  int central_bridge_port_ = 0;
+  std::unique_ptr<BrokerProcess> central_;
+  std::vector<MemberBrokers> locals_;
+};
+
+// A free TCP port on 127.0.0.1 (bound to port 0, then released).
+int free_port();
+// Median and the p-th percentile (0..100, nearest rank) of `values`; 0 when empty.
+double median(std::vector<double> values);
+double percentile(std::vector<double> values, double p);
+
+}  // namespace recmesh::bench

@@ -1,0 +1,137 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+#include "recmesh/daemon/daemon_context.hpp"
+#include "recmesh/log/logger.hpp"
+#include "recmesh/log/rate_limited_log.hpp"
+#include "recmesh/metrics/registry.hpp"
+#include "recmesh/mqtt/event_loop.hpp"
+#include "recmesh/mqtt/mqtt_client.hpp"
+#include "recmesh/protocol/bridge_mapping.hpp"
+
+#include "bridge/bridge_settings.hpp"
+#include "bridge/message_store.hpp"
+
+namespace recmesh::bridge {
+
+// What the bridge has done since it started; published on the status info topics.
+struct BridgeCounters {
+  std::uint64_t forwarded_out = 0;  // acknowledged by the central broker (QoS 1) or sent (QoS 0)
+  std::uint64_t forwarded_in = 0;   // acknowledged by the local broker (QoS 1) or sent (QoS 0)
+  std::uint64_t buffered = 0;       // QoS 1 messages written to the store
+  std::uint64_t dropped = 0;   // lost by policy: store overflow, or QoS 0 with the far side down
+  std::uint64_t rejected = 0;  // refused input: oversize or a topic outside SPEC §4.5
+  std::uint64_t reconnects_local = 0;
+  std::uint64_t reconnects_central = 0;
+  std::uint64_t queue_depth = 0;  // messages held in the store now
+  std::uint64_t queue_bytes = 0;
+  bool blocked = false;  // reading paused because the store is full (overflow: block)
+};
+
+// The bridging module of one member (docs/bridge.md): moves the SPEC §4.5 flows between the
+// local broker and the central broker, through a durable store for QoS 1.
+//
+// A QoS 1 message read from one broker is written to the store and committed before the
+// source broker receives its PUBACK (the clients hold acknowledgements until
+// on_messages_received, where the batch is committed), then published with QoS 1 to the other
+// broker and removed from the store only on that broker's PUBACK: at least once across crashes
+// of the bridge and outages of either broker. Everything runs on one event loop thread.
+class Bridge {
+ public:
+  Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry& registry);
+  Bridge(const Bridge&) = delete;
+  Bridge& operator=(const Bridge&) = delete;
+  ~Bridge();
+
+  // Loads what the store still holds and connects to both brokers. On the loop thread.
+  void start();
+  // Publishes `offline`, disconnects both sides, commits, then calls `done` (on the loop thread).
+  void stop(std::function<void()> done);
+
+  BridgeCounters counters() const;
+
+ private:
+  enum class Side { kLocal, kCentral };
+  struct Route {  // one direction of flow
+    protocol::BridgeDirection direction;
+    std::deque<StoredMessage> unsent;                              // oldest first
+    std::unordered_map<mqtt::MessageId, StoredMessage> in_flight;  // awaiting the far PUBACK
+    std::uint64_t forwarded = 0;
+    metrics::Counter* forwarded_metric = nullptr;
+    metrics::Counter* buffered_metric = nullptr;
+  };
+
+  std::unique_ptr<mqtt::MqttClient> make_client(Side side);
+  void on_connect(Side side);
+  void on_message(Side side, const mqtt::IncomingMessage& message);
+  void on_messages_received();
+  void on_delivered(Side side, mqtt::MessageId id);
+  void reject(std::string_view reason, std::string_view topic, std::size_t size);
+  void drop(std::string_view reason, std::uint64_t count = 1);
+  bool store_full() const;
+  bool commit_now();  // false: the store failed and the bridge is stopping
+  void fail_stop(const std::exception& e);
+  void hold(Route& route, StoredMessage message);
+  void release(const StoredMessage& message);
+  void pump(Route& route);
+  void pump_all();
+  void update_blocking();
+  void schedule_commit();
+  void publish_info();
+  void schedule_info();
+  void note_stopped();
+
+  Route& route_to(Side destination);
+  mqtt::MqttClient& client(Side side);
+
+  mqtt::EventLoop& loop_;
+  BridgeSettings settings_;
+  log::Logger log_;
+  MessageStore store_;
+  std::unique_ptr<mqtt::MqttClient> local_;
+  std::unique_ptr<mqtt::MqttClient> central_;
+  std::string local_info_topic_;
+  std::string central_info_topic_;
+  Route out_{protocol::BridgeDirection::kOut, {}, {}, 0, nullptr, nullptr};
+  Route in_{protocol::BridgeDirection::kIn, {}, {}, 0, nullptr, nullptr};
+
+  std::uint64_t depth_ = 0;
+  std::uint64_t bytes_ = 0;
+  bool blocked_ = false;
+  bool commit_posted_ = false;
+  bool stopping_ = false;
+  bool failed_ = false;  // the store failed: the process exits without acknowledging more
+  int clients_running_ = 0;
+  std::function<void()> on_stopped_;
+  mqtt::EventLoop::TimerId info_timer_ = 0;
+  BridgeCounters counters_;
+
+  metrics::Counter& dropped_overflow_;
+  metrics::Counter& dropped_qos0_;
+  metrics::Counter& rejected_oversize_;
+  metrics::Counter& rejected_topic_;
+  metrics::Counter& reconnects_local_;
+  metrics::Counter& reconnects_central_;
+  metrics::Counter& commits_;
+  metrics::Gauge& depth_gauge_;
+  metrics::Gauge& bytes_gauge_;
+  metrics::Gauge& blocked_gauge_;
+  metrics::Gauge& local_connected_;
+  metrics::Gauge& central_connected_;
+  log::RateLimitedLog rejected_log_;
+  log::RateLimitedLog dropped_log_;
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+};
+
+// `recmesh bridge`: runs a Bridge on its own event loop until the context asks it to stop.
+int run_bridge(const BridgeSettings& settings, daemon::DaemonContext& context);
+
+}  // namespace recmesh::bridge
