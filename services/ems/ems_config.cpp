@@ -11,6 +11,7 @@
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 
+#include "common/e2e_settings_reader.hpp"
 #include "common/yaml_mapping_reader.hpp"
 
 namespace recmesh::ems {
@@ -108,6 +109,7 @@ EmsConfig parse_ems_config(std::string_view yaml, std::string_view source,
                               c.retry_policy.backoff_exponential = r.boolean(v, k);
                             }}});
            }},
+          {"e2e", [&](N v, K k) { c.e2e = services::read_e2e_settings(source, v, k); }},
       });
   return c;
 }
@@ -138,6 +140,7 @@ void EmsConfig::resolve_and_validate() {
   if (client_id.empty()) {
     throw Error(ErrorCode::kInvalidArgument, "client_id: must not be empty");
   }
+  // e2e reads each member's CA chain and CRLs from pki_dir at every handshake.
 }
 
 mqtt::MqttClientOptions EmsConfig::mqtt_options() const {

@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "recmesh/e2e/settings.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/protocol/control_messages.hpp"
 
@@ -32,6 +33,8 @@ struct EmsConfig {
   double max_soc_percent = 95;                        // no store-surplus at or above
   double min_soc_percent = 20;                        // no cover-deficit at or below
   protocol::RetryPolicy retry_policy{2, 1000, true};
+  // End-to-end protection with each member's gateway (docs/protocol/e2e.md, "Settings").
+  e2e::E2eSettings e2e;
 
   // Fills file defaults from pki_dir and checks that the engine's files are given.
   void resolve_and_validate();

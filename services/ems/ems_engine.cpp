@@ -94,6 +94,15 @@ EmsEngine::EmsEngine(mqtt::EventLoop& loop, EmsConfig config)
   for (const auto& filter : protocol::ems_engine_subscriptions()) {
     (void)client_->subscribe(filter, 1);
   }
+  if (config_.e2e.enabled) {
+    e2e_ = std::make_unique<EngineE2e>(loop_, config_, [this](const std::string& t, std::string p) {
+      if (auto sent = client_->publish(t, p, 1); !sent) {
+        spdlog::warn("ems: cannot publish on {}: {}", t, sent.status().message);
+      }
+    });
+    // Member logs are sealed for the engine, which opens them for log management.
+    (void)client_->subscribe("/+/+/logs/+", 1);
+  }
 }
 
 EmsEngine::~EmsEngine() {
@@ -109,6 +118,9 @@ EmsEngine::~EmsEngine() {
 
 void EmsEngine::start() {
   resume_open_controls();
+  if (e2e_) {
+    e2e_->start();
+  }
   client_->start();
   schedule_policy();
 }
@@ -156,6 +168,9 @@ void EmsEngine::stop(std::function<void()> done) {
       tracked.timer = 0;
     }
   }
+  if (e2e_) {
+    e2e_->stop();
+  }
   on_stopped_ = std::move(done);
   client_->stop();
 }
@@ -183,12 +198,23 @@ void EmsEngine::refuse(std::string_view topic, std::string_view why) {
   }
 }
 
-void EmsEngine::on_message(const mqtt::IncomingMessage& message) {
+void EmsEngine::on_message(const mqtt::IncomingMessage& received) {
   ++counters_.received;
-  const auto topic = protocol::parse_central_topic(message.topic);
+  const auto topic = protocol::parse_central_topic(received.topic);
   if (!topic) {
-    refuse(message.topic, topic.status().message);
+    refuse(received.topic, topic.status().message);
     return;
+  }
+  // From here on `message` carries what the member sent: opened, or dropped by the e2e layer.
+  std::string opened;
+  mqtt::IncomingMessage message = received;
+  if (e2e_) {
+    auto plaintext = e2e_->receive(*topic, received);
+    if (!plaintext) {
+      return;
+    }
+    opened = std::move(*plaintext);
+    message.payload = opened;
   }
   const std::string now = protocol::format_timestamp(now_timestamp());
   const std::string& rec = topic->rec;
@@ -266,6 +292,17 @@ void EmsEngine::on_message(const mqtt::IncomingMessage& message) {
       case Channel::kMemberKeysResponse:
         ++counters_.ignored;
         return;
+      case Channel::kMemberLogs: {
+        auto record = protocol::LogRecord::decode(message.payload);
+        if (!record) {
+          refuse(message.topic, record.status().message);
+          return;
+        }
+        ++counters_.logs_received;
+        spdlog::info("ems: log of {}/{} [{}] {}: {}", rec, member,
+                     protocol::to_string(record->level), record->source, record->message);
+        return;
+      }
       default:
         refuse(message.topic, "not a channel the EMS engine reads");
         return;
@@ -372,8 +409,11 @@ Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const s
   if (!payload) {
     return payload.status();
   }
-  auto published = client_->publish(*topic, *payload, 1);
-  if (!published) {
+  if (e2e_) {
+    if (auto sealed = e2e_->publish(rec, member, *topic, *payload); !sealed) {
+      return sealed.status();
+    }
+  } else if (auto published = client_->publish(*topic, *payload, 1); !published) {
     return published.status();
   }
   const std::string id = control.control_id.str();

@@ -18,6 +18,7 @@
 
 #include "ems/ems_config.hpp"
 #include "ems/ems_store.hpp"
+#include "ems/engine_e2e.hpp"
 
 namespace recmesh::ems {
 
@@ -34,6 +35,7 @@ struct EmsCounters {
   std::uint64_t controls_final = 0;
   std::uint64_t controls_timed_out = 0;
   std::uint64_t controls_resumed = 0;  // open controls of an earlier run tracked again at start
+  std::uint64_t logs_received = 0;     // member log records (opened end to end)
 };
 
 // The EMS engine (docs/ems.md): on the central broker as ems_engine, it stores what members
@@ -67,6 +69,8 @@ class EmsEngine {
   std::optional<std::string> control_state(const std::string& control_id) const;
   const EmsCounters& counters() const { return counters_; }
   bool connected() const { return client_ && client_->connected(); }
+  // The end-to-end layer, or null when e2e is disabled.
+  const EngineE2e* e2e() const { return e2e_.get(); }
   EmsStore& store() { return store_; }
   const EmsConfig& config() const { return config_; }
 
@@ -96,6 +100,7 @@ class EmsEngine {
   EmsConfig config_;
   EmsStore store_;
   std::unique_ptr<mqtt::MqttClient> client_;
+  std::unique_ptr<EngineE2e> e2e_;
   std::map<std::string, Tracked> tracked_;  // by control ID
   std::map<std::pair<std::string, std::string>, Latest> latest_;
   mqtt::EventLoop::TimerId policy_timer_ = 0;

@@ -85,6 +85,19 @@ Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
     });
   };
   client_ = std::make_unique<mqtt::MqttClient>(loop_, std::move(options), std::move(callbacks));
+  if (config_.e2e.enabled) {
+    e2e_ = std::make_unique<GatewayE2e>(
+        loop_, config_,
+        [this](const std::string& topic, std::string payload, bool retain) {
+          if (auto sent = client_->publish(topic, payload, 1, retain); !sent) {
+            spdlog::warn("gateway: cannot publish on {}: {}", topic, sent.status().message);
+          }
+        },
+        [this](std::string_view kind, std::string_view detail) {
+          forward_security_event(kind, detail);
+        });
+    e2e_->on_established = [this] { pump_outbox(); };
+  }
   // SPEC §6: the exact topics of each configured device, never a wildcard over devices.
   std::vector<std::string> ids;
   for (const auto& device : config_.devices) {
@@ -142,6 +155,9 @@ void Gateway::stop(std::function<void()> done) {
   }
   flush_log_batch();
   publish_status_info(protocol::StatusFlag::kOffline, "stopped");
+  if (e2e_) {
+    e2e_->stop();
+  }
   on_stopped_ = std::move(done);
   client_->stop();
 }
@@ -152,6 +168,9 @@ void Gateway::abort() {
 }
 
 void Gateway::on_connect() {
+  if (e2e_) {
+    e2e_->start();
+  }
   publish_status_info(protocol::StatusFlag::kOnline, "connected");
   if (outbox_drop_logged_) {
     spdlog::warn("gateway: {} platform message(s) dropped so far while the outbox was full",
@@ -174,6 +193,10 @@ void Gateway::publish_status_info(protocol::StatusFlag flag, std::string reason)
 }
 
 void Gateway::publish(std::string_view topic, std::string_view payload, bool retain) {
+  if (e2e_ && !e2e::bound_topic(config_.rec, config_.member, topic).empty()) {
+    e2e_->publish(topic, payload, retain);  // for the platform: sealed, or held for the session
+    return;
+  }
   if (auto sent = client_->publish(topic, payload, 1, retain); !sent) {
     spdlog::warn("gateway: cannot publish on {}: {}", topic, sent.status().message);
   }
@@ -195,14 +218,20 @@ void Gateway::publish_platform(std::string_view topic, std::string_view payload)
 // Hands the outbox to the client in order, a window at a time. What is handed over and not yet
 // acknowledged when the link breaks, libmosquitto sends again after the reconnect (clean
 // session false); what is still in the outbox after a crash goes out after the next start.
+// With e2e each message is sealed as it is handed over, so the outbox waits for a session.
 void Gateway::pump_outbox() {
-  while (client_->connected() && outbox_in_flight_.size() < kOutboxWindow) {
+  while (client_->connected() && (!e2e_ || e2e_->established()) &&
+         outbox_in_flight_.size() < kOutboxWindow) {
     const auto batch = outbox_.after(outbox_handed_, kOutboxWindow - outbox_in_flight_.size());
     if (batch.empty()) {
       return;
     }
     for (const auto& entry : batch) {
-      auto sent = client_->publish(entry.topic, entry.payload, 1, false);
+      std::optional<std::string> sealed;
+      if (e2e_ && !(sealed = e2e_->seal(entry.topic, entry.payload))) {
+        return;  // the session ended meanwhile: the next one resumes
+      }
+      auto sent = client_->publish(entry.topic, sealed ? *sealed : entry.payload, 1, false);
       if (!sent) {
         if (sent.status().code == ErrorCode::kInvalidArgument) {
           spdlog::error("gateway: outbox message on {} cannot be published: {}", entry.topic,
@@ -248,6 +277,19 @@ void Gateway::refuse(std::uint64_t& counter, std::string_view why, std::string_v
                std::exchange(refusals_unlogged_, 0));
 }
 
+void Gateway::forward_security_event(std::string_view kind, std::string_view detail) {
+  protocol::LogRecord record;
+  record.level = LogLevel::kError;
+  record.timestamp = wall_now();
+  record.source = "smart-gateway";
+  record.message = fmt::format("security event: {}", kind);
+  record.fields = nlohmann::json{{"event", "security"}, {"kind", kind}, {"detail", detail}};
+  if (auto encoded = record.encode()) {
+    publish_platform(fmt::format("/platform/logs/{}", protocol::to_string(LogLevel::kError)),
+                     *encoded);
+  }
+}
+
 void Gateway::handle_message(std::string_view topic, std::string_view payload) {
   try {
     if (payload.size() > config_.max_payload_bytes) {
@@ -263,6 +305,15 @@ void Gateway::handle_message(std::string_view topic, std::string_view payload) {
     if (protocol::is_device_channel(parsed->channel) && !devices_.contains(parsed->device)) {
       refuse(counters_.refused_unknown_device, "device not configured", parsed->device);
       return;
+    }
+    std::string opened;  // what the platform sent, once the e2e layer has opened it
+    if (e2e_) {
+      auto plaintext = e2e_->receive(*parsed, topic, payload);
+      if (!plaintext) {
+        return;  // a handshake message, or a refusal the e2e layer counted and reported
+      }
+      opened = std::move(*plaintext);
+      payload = opened;
     }
     switch (parsed->channel) {
       case Channel::kDeviceMetrics:
@@ -296,7 +347,7 @@ void Gateway::handle_message(std::string_view topic, std::string_view payload) {
         }
         return;
       case Channel::kMemberKeys:
-        refuse(counters_.refused_unsupported, "end-to-end key exchange", "not yet implemented");
+        refuse(counters_.refused_unsupported, "end-to-end key exchange", "e2e is disabled");
         return;
       default:
         refuse(counters_.refused_malformed, "unexpected topic", topic);

@@ -18,6 +18,7 @@
 
 #include "gateway/command_log.hpp"
 #include "gateway/gateway_config.hpp"
+#include "gateway/gateway_e2e.hpp"
 #include "gateway/outbox.hpp"
 
 namespace recmesh::gateway {
@@ -80,6 +81,8 @@ class Gateway {
   CommandLog& command_log() { return log_; }
   const Outbox& outbox() const { return outbox_; }
   bool in_island_mode() const { return island_; }
+  // The end-to-end layer, or null when e2e is disabled.
+  const GatewayE2e* e2e() const { return e2e_.get(); }
   // Publishes the aggregate of the window so far now, and starts the next window.
   void publish_aggregate();
 
@@ -144,7 +147,10 @@ class Gateway {
   void apply_island_policy(const protocol::MemberMetrics& m);
 
   void refuse(std::uint64_t& counter, std::string_view why, std::string_view detail);
-  // Local traffic (device commands, the gateway's status): straight to the client.
+  // An end-to-end refusal, as an ERROR log record for the platform's log management.
+  void forward_security_event(std::string_view kind, std::string_view detail);
+  // Local traffic (device commands) straight to the client; the gateway's status info for the
+  // platform sealed (held until the session is up).
   void publish(std::string_view topic, std::string_view payload, bool retain = false);
   // Traffic for the platform: through the durable outbox, in order.
   void publish_platform(std::string_view topic, std::string_view payload);
@@ -161,6 +167,7 @@ class Gateway {
   bool outbox_drop_logged_ = false;
   std::string gateway_id_;
   std::unique_ptr<mqtt::MqttClient> client_;
+  std::unique_ptr<GatewayE2e> e2e_;
   std::map<std::string, DeviceView, std::less<>> devices_;
   protocol::Timestamp window_start_;
   std::optional<protocol::MemberMetrics> last_aggregate_;

@@ -13,6 +13,7 @@
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/identifier.hpp"
 
+#include "common/e2e_settings_reader.hpp"
 #include "common/yaml_mapping_reader.hpp"
 
 namespace recmesh::gateway {
@@ -120,6 +121,9 @@ GatewayConfig parse_gateway_config(std::string_view yaml, std::string_view sourc
   r.on("max_payload_bytes", [&](const YAML::Node& v, const std::string& k) {
     config.max_payload_bytes = static_cast<std::size_t>(r.integer(v, k, 1024, 1048576));
   });
+  r.on("e2e", [&](const YAML::Node& v, const std::string& k) {
+    config.e2e = services::read_e2e_settings(source, v, k);
+  });
   r.on("outbox_max_messages", [&](const YAML::Node& v, const std::string& k) {
     config.outbox_max_messages = static_cast<std::size_t>(r.integer(v, k, 1, 10000000));
   });
@@ -192,6 +196,8 @@ void GatewayConfig::resolve_and_validate() {
   if (certfile.empty() || keyfile.empty() || cafile.empty()) {
     invalid("cert, key and cafile are required without pki_dir");
   }
+  // With e2e and no pki_dir the gateway starts, and each handshake is refused (bad-certificate,
+  // naming the missing ca/ems files) until the EMS CA chain and its CRLs are provided.
   std::set<std::string> ids;
   for (const auto& device : devices) {
     if (!is_valid_identifier(device.id)) {

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "recmesh/e2e/settings.hpp"
 #include "recmesh/protocol/device_commands.hpp"
 
 namespace recmesh::gateway {
@@ -42,6 +43,9 @@ struct GatewayConfig {
   std::chrono::milliseconds island_after{0};
   double island_threshold_w = 100;     // surplus or deficit that moves the batteries: 0 .. 1e9
   std::vector<GatewayDevice> devices;  // at least one
+  // End-to-end protection with the EMS engine (docs/protocol/e2e.md, "Settings"); it verifies
+  // the engine against <pki_dir>/ca/ems and its CRLs.
+  e2e::E2eSettings e2e;
 
   // The gateway's common name, rec_<rec>_<member>_gateway.
   std::string common_name() const;

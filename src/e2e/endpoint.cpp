@@ -163,6 +163,25 @@ Checked<std::monostate> MemberEndpoint::publish(std::string_view topic, std::str
   return std::monostate{};
 }
 
+Checked<std::string> MemberEndpoint::seal(std::string_view topic, std::string_view payload) {
+  const std::string bound = bound_topic(rec_, member_, topic);
+  if (bound.empty()) {
+    ++stats_.refused[static_cast<std::size_t>(Failure::kMalformed)];
+    return reject(Failure::kMalformed, "not a topic the e2e layer protects");
+  }
+  if (!link_.established()) {
+    send_hello();
+    return reject(Failure::kNoSession, "no session established");
+  }
+  auto sealed = link_.current()->seal(bound, payload);
+  if (!sealed) {
+    ++stats_.refused[static_cast<std::size_t>(sealed.failure())];
+    return sealed;
+  }
+  ++stats_.sealed;
+  return sealed;
+}
+
 Checked<std::string> MemberEndpoint::open(std::string_view topic, std::string_view payload) {
   auto opened = link_.open(bound_topic(rec_, member_, topic), payload, clock_->now());
   if (!opened) {

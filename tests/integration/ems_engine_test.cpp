@@ -82,6 +82,8 @@ class EmsEngineTest : public ::testing::Test {
     config.database = tmp_ / "ems.db";
     config.policy_period = 0ms;
     config.control_timeout = 10s;
+    // The test client plays the gateway in clear; the protected path is e2e_test's.
+    config.e2e.enabled = false;
     config.resolve_and_validate();
     return config;
   }
@@ -141,7 +143,7 @@ class EmsEngineTest : public ::testing::Test {
     const fs::path path = tmp_ / "ems.yaml";
     std::ofstream out(path);
     out << "broker:\n  port: " << central_ems_port_ << "\npki_dir: " << pki_dir().string()
-        << "\ndatabase: " << (tmp_ / "ems.db").string() << "\n";
+        << "\ndatabase: " << (tmp_ / "ems.db").string() << "\ne2e:\n  enabled: false\n";
     return path;
   }
 

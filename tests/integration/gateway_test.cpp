@@ -96,6 +96,9 @@ class GatewayTest : public ::testing::Test {
                       {"bat1", DeviceKind::kAccumulator, 10000},
                       {"ev1", DeviceKind::kLoad, 10000},
                       {"ev2", DeviceKind::kLoad, 10000}};
+    // The test client plays the platform in clear on the local broker; the protected path is
+    // e2e_test's.
+    config.e2e.enabled = false;
     config.resolve_and_validate();
     return config;
   }
@@ -699,7 +702,8 @@ TEST_F(GatewayTest, CliChecksItsConfiguration) {
   {
     std::ofstream out(file);
     out << "rec: r1\nmember: m1\npki_dir: pki\ndatabase: gw.db\nbroker:\n  port: " << port_
-        << "\ndevices:\n  - id: pv1\n    kind: generator\n";
+        << "\ne2e:\n  suite: chacha20-poly1305\n  rotate_after_s: 600\n"
+        << "devices:\n  - id: pv1\n    kind: generator\n";
   }
   const auto ok = testing::run_recmesh({"gateway", "--config", file.string(), "--check-config"});
   EXPECT_EQ(ok.exit_code, 0) << ok.err;

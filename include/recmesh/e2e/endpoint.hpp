@@ -95,6 +95,9 @@ class MemberEndpoint {
   // Seals and publishes on local `topic`, or queues it until a session exists.
   Checked<std::monostate> publish(std::string_view topic, std::string_view payload,
                                   bool retain = false);
+  // Seals for local `topic` now, for a caller that keeps unsent messages itself (a durable
+  // outbox): kNoSession when no session exists (a hello goes out), never queued.
+  Checked<std::string> seal(std::string_view topic, std::string_view payload);
   // What arrived on /platform/keys: an init (answered) or a close.
   Checked<std::monostate> on_keys(std::string_view payload);
   // Opens a protected message that arrived on local `topic`.

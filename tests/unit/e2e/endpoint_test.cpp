@@ -97,6 +97,20 @@ TEST_F(EndpointTest, MessagesBeforeTheSessionAreQueuedAndSentOnceItIsUp) {
   EXPECT_EQ(*m2->open("/platform/control", control->payload), "for m2");
 }
 
+TEST_F(EndpointTest, SealWithoutASessionAsksForOneAndQueuesNothing) {
+  auto none = gateway_->seal("/platform/metrics/aggregate", "x");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.failure(), Failure::kNoSession);
+  EXPECT_EQ(gateway_->queued(), 0U);
+  ASSERT_TRUE(to_platform_.take());  // the hello
+  handshake(*platform_, *gateway_);
+  auto sealed = gateway_->seal("/platform/metrics/aggregate", "x");
+  ASSERT_TRUE(sealed);
+  auto opened = platform_->open("r1", "m1", "/r1/m1/metrics/aggregate", *sealed);
+  ASSERT_TRUE(opened);
+  EXPECT_EQ(*opened, "x");
+}
+
 TEST_F(EndpointTest, TheQueueIsBoundedAndItsOverflowCounted) {
   settings_.max_queued = 2;
   gateway_ = make_member();
