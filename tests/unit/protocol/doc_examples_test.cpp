@@ -28,8 +28,7 @@ struct Example {
 };
 
 std::filesystem::path doc_path() {
-  return std::filesystem::path(__FILE__).parent_path() / ".." / ".." / ".." / "docs" / "protocol" /
-         "messages.md";
+  return std::filesystem::path(RECMESH_SOURCE_DIR) / "docs" / "protocol" / "messages.md";
 }
 
 std::string trim(std::string_view s) {
