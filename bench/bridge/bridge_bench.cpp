@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <functional>
 #include <future>
 #include <limits>
@@ -24,6 +23,7 @@
 #include <netinet/in.h>
 #include <optional>
 #include <spawn.h>
+#include <sstream>
 #include <string>
 #include <sys/resource.h>
 #include <sys/socket.h>

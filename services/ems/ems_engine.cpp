@@ -95,11 +95,12 @@ EmsEngine::EmsEngine(mqtt::EventLoop& loop, EmsConfig config)
     (void)client_->subscribe(filter, 1);
   }
   if (config_.e2e.enabled) {
-    e2e_ = std::make_unique<EngineE2e>(loop_, config_, [this](const std::string& t, std::string p) {
-      if (auto sent = client_->publish(t, p, 1); !sent) {
-        spdlog::warn("ems: cannot publish on {}: {}", t, sent.status().message);
-      }
-    });
+    e2e_ = std::make_unique<EngineE2e>(
+        loop_, config_, [this](const std::string& t, const std::string& p) {
+          if (auto sent = client_->publish(t, p, 1); !sent) {
+            spdlog::warn("ems: cannot publish on {}: {}", t, sent.status().message);
+          }
+        });
     // Member logs are sealed for the engine, which opens them for log management.
     (void)client_->subscribe("/+/+/logs/+", 1);
   }

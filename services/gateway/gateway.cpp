@@ -88,7 +88,7 @@ Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
   if (config_.e2e.enabled) {
     e2e_ = std::make_unique<GatewayE2e>(
         loop_, config_,
-        [this](const std::string& topic, std::string payload, bool retain) {
+        [this](const std::string& topic, const std::string& payload, bool retain) {
           if (auto sent = client_->publish(topic, payload, 1, retain); !sent) {
             spdlog::warn("gateway: cannot publish on {}: {}", topic, sent.status().message);
           }
