@@ -96,7 +96,9 @@ TEST_F(SimFaultsTest, ABackboneCutIsBufferedAndNothingIsLostWhenTheLinkReturns) 
     worst = std::max(worst, delay);
   }
   EXPECT_GT(worst_delay_s["alice"], 10.0) << "nothing was held back during the cut";
-  EXPECT_LT(worst_delay_s["bob"], 5.0);
+  // Bob's link was never cut: whatever the machine's load adds to every delay, his aggregates are
+  // not held for the length of the cut.
+  EXPECT_LT(worst_delay_s["bob"], worst_delay_s["alice"] / 2);
 }
 
 TEST_F(SimFaultsTest, AttacksAreRunAndTheirOutcomesReported) {
