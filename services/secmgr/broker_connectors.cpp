@@ -75,8 +75,9 @@ std::optional<std::string> BrokerConnectors::signed_bundle(const std::string& br
   const PolicySnapshot snapshot = manager_.policy_snapshot();
   for (const BrokerRecord& record : snapshot.brokers) {
     if (record.id == broker) {
-      const policy::PolicyBundle bundle = compile_policy(
-          record, snapshot, manager_.next_bundle_sequence(broker), manager_.now_unix());
+      const policy::PolicyBundle bundle =
+          compile_policy(record, snapshot, manager_.next_bundle_sequence(broker),
+                         manager_.now_unix(), settings_.device_quota);
       return policy::BundleSigner(
                  crypto::JwsSigner::from_files(settings_.certfile, settings_.keyfile))
           .sign(bundle);
@@ -91,7 +92,7 @@ std::string BrokerConnectors::push_one(const BrokerRecord& broker, const PolicyS
   }
   const std::uint64_t sequence = manager_.next_bundle_sequence(broker.id);
   const policy::PolicyBundle bundle =
-      compile_policy(broker, snapshot, sequence, manager_.now_unix());
+      compile_policy(broker, snapshot, sequence, manager_.now_unix(), settings_.device_quota);
   mqtt::MqttClientOptions options;
   options.host = broker.host;
   options.port = broker.port;

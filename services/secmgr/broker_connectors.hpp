@@ -11,6 +11,7 @@
 
 #include "recmesh/log/logger.hpp"
 #include "recmesh/metrics/registry.hpp"
+#include "recmesh/policy/policy_bundle.hpp"
 
 #include "secmgr/security_manager.hpp"
 
@@ -28,6 +29,7 @@ struct ConnectorSettings {
   std::filesystem::path certfile;  // ems_secmgr's chain
   std::filesystem::path keyfile;
   std::chrono::milliseconds timeout{5000};  // one push to one broker
+  policy::Quota device_quota;               // every device's quota in guard bundles
 };
 
 // Pushes each broker's policy through its connector (docs/secmgr.md, "Connectors"):

@@ -65,7 +65,8 @@ bool serves(const BrokerRecord& broker, const IdentityRecord& identity) {
 }
 
 policy::PolicyBundle compile_policy(const BrokerRecord& broker, const PolicySnapshot& snapshot,
-                                    std::uint64_t sequence, std::int64_t issued_at) {
+                                    std::uint64_t sequence, std::int64_t issued_at,
+                                    const policy::Quota& device_quota) {
   const policy::BrokerId id = broker_id_of(broker);
   std::vector<policy::MemberRegistration> members;
   for (const MemberRecord& member : snapshot.members) {
@@ -149,7 +150,18 @@ policy::PolicyBundle compile_policy(const BrokerRecord& broker, const PolicySnap
       revoked_domains.insert(policy::CaDomain::of_member(member.rec, member.id).to_string());
     }
   }
+  std::set<std::string> device_keys;
+  if (device_quota != policy::Quota{}) {
+    for (const IdentityRecord& identity : snapshot.identities) {
+      if (identity.kind == "device") {
+        device_keys.insert(identity_key(identity));
+      }
+    }
+  }
   for (auto& [key, grant] : grants) {
+    if (device_keys.contains(key)) {
+      grant.quota = device_quota;
+    }
     if (!revoked_keys.contains(key) && (!grant.publish.empty() || !grant.subscribe.empty())) {
       bundle.grants.push_back(std::move(grant));
     }

@@ -15,9 +15,11 @@ namespace recmesh::secmgr {
 // rules that apply to this broker (allow adds the filter, deny removes the same filter from the
 // derived ones), minus revoked identities, plus every revocation: identities, member domains
 // and the serials of revoked or superseded certificates. Throws Error(kInvalidArgument) when the
-// registry holds something the policy cannot express.
+// registry holds something the policy cannot express. Every registered device (not the gateway,
+// bridges or services) gets `device_quota` (all zero: unlimited).
 policy::PolicyBundle compile_policy(const BrokerRecord& broker, const PolicySnapshot& snapshot,
-                                    std::uint64_t sequence, std::int64_t issued_at);
+                                    std::uint64_t sequence, std::int64_t issued_at,
+                                    const policy::Quota& device_quota = {});
 
 // The broker a record names: `local/<rec>/<member>` or `central`.
 policy::BrokerId broker_id_of(const BrokerRecord& broker);

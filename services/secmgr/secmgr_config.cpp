@@ -65,6 +65,18 @@ config::Schema<SecmgrSettings> secmgr_schema() {
   s.field("connectors.resync_interval", &S::connector_resync_interval,
           "Push every broker's policy again this often (and at start-up); 0: at start-up only")
       .range(0ms, 24h);
+  s.field("device_quota.publish_per_second", &S::device_publish_per_second,
+          "Publishes per second each device may make (bursts of one second's worth); 0: no limit")
+      .range(0, 1000000);
+  s.field("device_quota.max_retained", &S::device_max_retained,
+          "Topics holding a retained message of one device; 0: no limit")
+      .range(0, 1000000);
+  s.field("device_quota.max_payload", &S::device_max_payload,
+          "Largest payload a device may publish; 0: no limit")
+      .range(config::ByteSize{0}, config::ByteSize::mebibytes(256));
+  s.field("device_quota.disconnect_after_violations", &S::device_disconnect_after_violations,
+          "Violations within 10 s after which a device is disconnected; 0: drop and report only")
+      .range(0, 1000000);
   s.field("rabbitmq_auth.enabled", &S::rabbitmq_auth_enabled,
           "Serve RabbitMQ's rabbitmq_auth_backend_http endpoints (/auth/...)");
   s.field("rabbitmq_auth.address", &S::rabbitmq_auth_address,
@@ -92,6 +104,16 @@ config::Schema<SecmgrSettings> secmgr_schema() {
     }
   });
   return s;
+}
+
+policy::Quota device_quota(const SecmgrSettings& settings) {
+  policy::Quota quota;
+  quota.publish_per_second = static_cast<std::uint32_t>(settings.device_publish_per_second);
+  quota.max_retained = static_cast<std::uint32_t>(settings.device_max_retained);
+  quota.max_payload_bytes = static_cast<std::uint32_t>(settings.device_max_payload.bytes);
+  quota.disconnect_after_violations =
+      static_cast<std::uint32_t>(settings.device_disconnect_after_violations);
+  return quota;
 }
 
 fs::path api_certfile(const SecmgrSettings& settings) {

@@ -9,6 +9,7 @@
 #include "recmesh/config/schema.hpp"
 #include "recmesh/log/log_settings.hpp"
 #include "recmesh/metrics/http_endpoint.hpp"
+#include "recmesh/policy/policy_bundle.hpp"
 
 namespace recmesh::secmgr {
 
@@ -39,6 +40,13 @@ struct SecmgrSettings {
   // Every broker's policy is pushed again this often (and at start-up); 0: at start-up only.
   std::chrono::milliseconds connector_resync_interval{60000};
 
+  // Quota of every registered device in guard bundles (0: no limit); the gateway, bridges and
+  // services are not limited.
+  std::int32_t device_publish_per_second = 0;
+  std::int32_t device_max_retained = 0;
+  config::ByteSize device_max_payload{0};
+  std::int32_t device_disconnect_after_violations = 0;
+
   bool rabbitmq_auth_enabled = false;               // serve rabbitmq_auth_backend_http
   std::string rabbitmq_auth_address = "127.0.0.1";  // loopback only: the endpoint has no TLS
   std::uint16_t rabbitmq_auth_port = 8089;          // 0 picks a free port
@@ -49,6 +57,9 @@ struct SecmgrSettings {
 };
 
 config::Schema<SecmgrSettings> secmgr_schema();
+
+// The device quota of the settings, as bundles carry it.
+policy::Quota device_quota(const SecmgrSettings& settings);
 
 // Files derived from pki.dir where the settings leave them empty.
 std::filesystem::path api_certfile(const SecmgrSettings& settings);

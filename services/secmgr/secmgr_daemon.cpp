@@ -83,11 +83,11 @@ int run_secmgr(const SecmgrSettings& settings, daemon::DaemonContext& context) {
     log.info("serving RabbitMQ authorisation",
              {{"address", settings.rabbitmq_auth_address}, {"port", rabbitmq->port()}});
   }
-  BrokerConnectors connectors(manager,
-                              {settings.pki_dir, connector_certfile(settings),
-                               connector_keyfile(settings), settings.connector_timeout},
-                              rabbitmq ? &*rabbitmq : nullptr, context.logger("connectors"),
-                              context.metrics());
+  BrokerConnectors connectors(
+      manager,
+      {settings.pki_dir, connector_certfile(settings), connector_keyfile(settings),
+       settings.connector_timeout, device_quota(settings)},
+      rabbitmq ? &*rabbitmq : nullptr, context.logger("connectors"), context.metrics());
   manager.set_pusher(&connectors);
   // Brokers converge on the registry after a restart of either side, and after a push that
   // failed while a broker was down.

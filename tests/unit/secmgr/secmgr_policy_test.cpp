@@ -89,6 +89,29 @@ TEST_F(PolicyCompilerTest, CustomRulesAllowAndDenyOnTheBrokersTheyName) {
   EXPECT_EQ(grant(central, "bridge:bridge_r1_m2"), nullptr);
 }
 
+TEST_F(PolicyCompilerTest, TheDeviceQuotaLimitsDevicesOnly) {
+  EXPECT_FALSE(grant(compile_policy(local_, snapshot_, 1, 0), "member/r1/m1:rec_r1_m1_pv")
+                   ->quota.has_value());
+  policy::Quota quota;
+  quota.publish_per_second = 20;
+  quota.max_retained = 8;
+  const auto local = compile_policy(local_, snapshot_, 1, 0, quota);
+  const auto* device = grant(local, "member/r1/m1:rec_r1_m1_pv");
+  ASSERT_NE(device, nullptr);
+  ASSERT_TRUE(device->quota.has_value());
+  EXPECT_EQ(*device->quota, quota);
+  const auto* gateway = grant(local, "member/r1/m1:rec_r1_m1_gateway");
+  ASSERT_NE(gateway, nullptr);
+  EXPECT_FALSE(gateway->quota.has_value());
+  const auto* bridge = grant(local, "bridge:bridge_r1_m1");
+  ASSERT_NE(bridge, nullptr);
+  EXPECT_FALSE(bridge->quota.has_value());
+  EXPECT_EQ(local.default_quota, policy::Quota{});
+  for (const auto& g : compile_policy(central_, snapshot_, 1, 0, quota).grants) {
+    EXPECT_FALSE(g.quota.has_value()) << g.identity;
+  }
+}
+
 TEST_F(PolicyCompilerTest, RevokedCertificatesBecomeSerialRevocationsOfTheirDomain) {
   snapshot_.revoked_certificates = {{"member_r1_m1", "00ABCDEF"}, {"bridge", "1234"}};
   const auto bundle = compile_policy(local_, snapshot_, 1, 0);
