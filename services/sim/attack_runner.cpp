@@ -11,6 +11,12 @@ namespace recmesh::sim {
 
 namespace fs = std::filesystem;
 
+namespace {
+// What the insiders publish to (device topics of devices the gateway does not know).
+constexpr std::string_view kFloodTopic = "/device/flood/metrics/snapshot";
+constexpr std::string_view kSpamTopic = "/device/spam/status/info";
+}  // namespace
+
 // One connection the attacker holds, with what it has seen so far.
 struct AttackRunner::Attempt {
   std::unique_ptr<mqtt::MqttClient> client;
@@ -117,6 +123,29 @@ void AttackRunner::try_connect(const std::string& label, mqtt::MqttClientOptions
   a->client->start();
 }
 
+std::vector<InsiderIdentity> insider_identities(const Scenario& scenario) {
+  std::vector<InsiderIdentity> out;
+  for (const TimelineEvent& event : scenario.timeline) {
+    if (event.action != FaultAction::kAttack || !event.attack) {
+      continue;
+    }
+    InsiderIdentity insider{event.rec, event.member, "", ""};
+    if (*event.attack == AttackKind::kPublishFlood) {
+      insider.device = "flood";
+      insider.topic = kFloodTopic;
+    } else if (*event.attack == AttackKind::kRetainedSpam) {
+      insider.device = "spam";
+      insider.topic = fmt::format("{}/+", kSpamTopic);
+    } else {
+      continue;
+    }
+    if (std::find(out.begin(), out.end(), insider) == out.end()) {
+      out.push_back(std::move(insider));
+    }
+  }
+  return out;
+}
+
 mqtt::MqttClientOptions AttackRunner::insider(const AttackTarget& target,
                                               const std::string& device) {
   // A certificate the member's CA really issued, for a device the gateway does not know.
@@ -210,10 +239,10 @@ void AttackRunner::run(const TimelineEvent& event, double at_s, const AttackTarg
       return;
     }
     case AttackKind::kPublishFlood:
-      flood(event, at_s, target, done);
+      flood(event, at_s, target, observer, done);
       return;
     case AttackKind::kRetainedSpam:
-      retained_spam(event, at_s, target, done);
+      retained_spam(event, at_s, target, observer, done);
       return;
     case AttackKind::kReplayControl:
       replay(event, at_s, observer, done);
@@ -222,11 +251,11 @@ void AttackRunner::run(const TimelineEvent& event, double at_s, const AttackTarg
 }
 
 void AttackRunner::flood(const TimelineEvent& event, double at_s, const AttackTarget& target,
-                         const Done& done) {
+                         CommunityObserver& observer, const Done& done) {
   auto attempt = std::make_unique<Attempt>();
   Attempt* a = attempt.get();
   const std::string what = event.describe();
-  const std::string topic = "/device/flood/metrics/snapshot";
+  const std::string topic(kFloodTopic);
   const int rate = event.rate_per_s;
   const auto period = std::chrono::milliseconds(100);
   const int per_tick = std::max(1, rate / 10);
@@ -251,15 +280,21 @@ void AttackRunner::flood(const TimelineEvent& event, double at_s, const AttackTa
   callbacks.on_connect_failed = [a](const Status& reason) { a->failure = reason.message; };
   callbacks.on_disconnect = [a](const Status& reason) { a->failure = reason.message; };
   callbacks.on_delivered = [a](mqtt::MessageId) { ++a->acknowledged; };
-  a->on_finish = [a, done, what, at_s] {
-    const bool refused = !a->connected || a->acknowledged * 2 < a->sent;
+  auto options = insider(target, "flood");
+  const std::string cn = options.client_id;
+  const std::uint64_t events_before = observer.security_events_about(cn);
+  a->on_finish = [a, done, what, at_s, &observer, cn, events_before] {
+    const std::uint64_t events = observer.security_events_about(cn) - events_before;
+    // A broker acknowledges a QoS 1 publish that its access control dropped (MQTT 3.1.1 has no
+    // way to refuse one): the security events say whether the quota stopped the flood.
+    const bool refused = !a->connected || a->acknowledged * 2 < a->sent || events > 0;
     done({at_s, what,
-          fmt::format("{} publishes sent, {} acknowledged{}", a->sent, a->acknowledged,
+          fmt::format("{} publishes sent, {} acknowledged, {} security events about {}{}", a->sent,
+                      a->acknowledged, events, cn,
                       a->failure.empty() ? "" : "; connection: " + a->failure),
           refused});
   };
-  a->client =
-      std::make_unique<mqtt::MqttClient>(loop_, insider(target, "flood"), std::move(callbacks));
+  a->client = std::make_unique<mqtt::MqttClient>(loop_, std::move(options), std::move(callbacks));
   a->timers.push_back(
       loop_.add_timer(std::chrono::milliseconds(static_cast<int>(event.duration_s * 1000) + 2000),
                       [this, a] { finish(a); }));
@@ -268,7 +303,8 @@ void AttackRunner::flood(const TimelineEvent& event, double at_s, const AttackTa
 }
 
 void AttackRunner::retained_spam(const TimelineEvent& event, double at_s,
-                                 const AttackTarget& target, const Done& done) {
+                                 const AttackTarget& target, CommunityObserver& observer,
+                                 const Done& done) {
   auto attempt = std::make_unique<Attempt>();
   Attempt* a = attempt.get();
   const std::string what = event.describe();
@@ -280,7 +316,7 @@ void AttackRunner::retained_spam(const TimelineEvent& event, double at_s,
     }
     a->connected = true;
     for (int i = 0; i < count; ++i) {
-      if (a->client->publish(fmt::format("/device/spam/status/info/{}", i), "spam", 1, true)) {
+      if (a->client->publish(fmt::format("{}/{}", kSpamTopic, i), "spam", 1, true)) {
         ++a->sent;
       }
     }
@@ -289,17 +325,22 @@ void AttackRunner::retained_spam(const TimelineEvent& event, double at_s,
   callbacks.on_disconnect = [a](const Status& reason) { a->failure = reason.message; };
   callbacks.on_delivered = [this, a](mqtt::MessageId) {
     if (++a->acknowledged == a->sent) {
-      finish(a);
+      // The broker's security events cross the backbone to the observer in the meantime.
+      a->timers.push_back(loop_.add_timer(std::chrono::seconds(3), [this, a] { finish(a); }));
     }
   };
-  a->on_finish = [a, done, what, at_s] {
+  auto options = insider(target, "spam");
+  const std::string cn = options.client_id;
+  const std::uint64_t events_before = observer.security_events_about(cn);
+  a->on_finish = [a, done, what, at_s, &observer, cn, events_before] {
+    const std::uint64_t events = observer.security_events_about(cn) - events_before;
     done({at_s, what,
-          fmt::format("{} retained messages sent, {} acknowledged{}", a->sent, a->acknowledged,
+          fmt::format("{} retained messages sent, {} acknowledged, {} security events about {}{}",
+                      a->sent, a->acknowledged, events, cn,
                       a->failure.empty() ? "" : "; connection: " + a->failure),
-          !a->connected || a->acknowledged * 2 < a->sent});
+          !a->connected || a->acknowledged * 2 < a->sent || events > 0});
   };
-  a->client =
-      std::make_unique<mqtt::MqttClient>(loop_, insider(target, "spam"), std::move(callbacks));
+  a->client = std::make_unique<mqtt::MqttClient>(loop_, std::move(options), std::move(callbacks));
   a->timers.push_back(loop_.add_timer(std::chrono::seconds(15), [this, a] { finish(a); }));
   attempts_.push_back(std::move(attempt));
   a->client->start();

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
@@ -26,6 +27,21 @@ struct AttackTarget {
   std::filesystem::path member_cafile;  // what a client of the member listener trusts
   std::filesystem::path ems_cafile;     // what a client of the EMS listener trusts
 };
+
+// An insider of the timeline's floods and spam: a device certificate the member's CA really
+// issued, registered with the Security Manager (so the device quota applies to it) and granted
+// publishing on `topic` by a custom rule, so that what stops it is the quota, not the ACL.
+struct InsiderIdentity {
+  std::string rec;
+  std::string member;
+  std::string device;  // `flood` or `spam`
+  std::string topic;   // the filter it publishes to
+
+  bool operator==(const InsiderIdentity&) const = default;
+};
+
+// The insiders the timeline's publish-flood and retained-spam attacks use, without duplicates.
+std::vector<InsiderIdentity> insider_identities(const Scenario& scenario);
 
 // The attacker client of the timeline. Each attack runs on the simulator's loop and ends with
 // one InjectedFault saying whether the platform refused it.
@@ -49,9 +65,10 @@ class AttackRunner {
   // Connects once with the given files; reports whether the broker accepted the session.
   void try_connect(const std::string& label, mqtt::MqttClientOptions options,
                    const std::function<void(bool accepted, std::string why)>& done);
-  void flood(const TimelineEvent& event, double at_s, const AttackTarget& target, const Done& done);
+  void flood(const TimelineEvent& event, double at_s, const AttackTarget& target,
+             CommunityObserver& observer, const Done& done);
   void retained_spam(const TimelineEvent& event, double at_s, const AttackTarget& target,
-                     const Done& done);
+                     CommunityObserver& observer, const Done& done);
   void replay(const TimelineEvent& event, double at_s, CommunityObserver& observer,
               const Done& done);
   mqtt::MqttClientOptions insider(const AttackTarget& target, const std::string& device);

@@ -88,7 +88,33 @@ CommunityObserver::CommunityObserver(mqtt::EventLoop& loop, mqtt::MqttClientOpti
   callbacks.on_message = [this](const mqtt::IncomingMessage& m) { on_message(m); };
   options.clean_session = true;
   client_ = std::make_unique<mqtt::MqttClient>(loop, std::move(options), std::move(callbacks));
-  (void)client_->subscribe("/#", 0);
+  for (const std::string& filter : read_filters()) {
+    (void)client_->subscribe(filter, 0);
+  }
+}
+
+const std::vector<std::string>& CommunityObserver::read_filters() {
+  // Every member's flows on the platform side (both directions) and the central broker's own
+  // security events.
+  static const std::vector<std::string> filters{"/+/+/#", "/ems/security/events"};
+  return filters;
+}
+
+std::uint64_t CommunityObserver::security_events_about(const std::string& common_name) const {
+  const auto found = events_about_.find(common_name);
+  return found == events_about_.end() ? 0 : found->second;
+}
+
+void CommunityObserver::count_security_event(std::string_view payload) {
+  ++security_events_;
+  const auto json = nlohmann::json::parse(payload, nullptr, false);
+  if (json.is_object() && json.contains("identity") && json["identity"].is_string()) {
+    // recmesh-guard names a client by its identity key `<CA domain>:<cn>`, or by the CN alone
+    // when it refused the connection before knowing the domain.
+    const std::string identity = json["identity"].get<std::string>();
+    const auto colon = identity.rfind(':');
+    ++events_about_[colon == std::string::npos ? identity : identity.substr(colon + 1)];
+  }
 }
 
 CommunityObserver::~CommunityObserver() = default;
@@ -108,7 +134,7 @@ bool CommunityObserver::connected() const {
 
 void CommunityObserver::on_message(const mqtt::IncomingMessage& message) {
   if (message.topic == "/ems/security/events") {
-    ++security_events_;
+    count_security_event(message.payload);
     return;
   }
   const auto [member, rest] = split_member(message.topic);
@@ -125,7 +151,7 @@ void CommunityObserver::on_message(const mqtt::IncomingMessage& message) {
   }
   ++up_;
   if (rest == "security/events") {
-    ++security_events_;
+    count_security_event(message.payload);
   } else if (rest == "control/response") {
     const auto json = nlohmann::json::parse(message.payload, nullptr, false);
     if (json.is_object() && json.value("status", "") == "EXECUTING") {

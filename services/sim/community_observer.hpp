@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "recmesh/mqtt/event_loop.hpp"
@@ -42,9 +43,12 @@ struct CommunityPower {
 // The simulator's eyes on the central broker: an MQTT client with its own EMS-CA identity
 // (ems_sim) that counts traffic up (members to platform) and down (controls and keys), keeps
 // every member's last aggregate, captures the last control per member (for a replay attack) and
-// counts security events.
+// counts security events. It only reads (read_filters()): the Security Manager grants ems_sim
+// exactly these subscriptions on the central broker and nothing to publish.
 class CommunityObserver {
  public:
+  static const std::vector<std::string>& read_filters();
+
   CommunityObserver(mqtt::EventLoop& loop, mqtt::MqttClientOptions options);
   ~CommunityObserver();
 
@@ -56,6 +60,9 @@ class CommunityObserver {
   std::uint64_t messages_down() const { return down_; }
   std::uint64_t aggregates() const { return aggregates_; }
   std::uint64_t security_events() const { return security_events_; }
+  // Security events about the client with `common_name` (a refused or throttled client), from
+  // any CA.
+  std::uint64_t security_events_about(const std::string& common_name) const;
   CommunityPower power() const;
   // The last control seen for `member` ("rec/member"), or for anyone when empty.
   std::optional<std::pair<std::string, std::string>> last_control(const std::string& member) const;
@@ -67,6 +74,7 @@ class CommunityObserver {
 
  private:
   void on_message(const mqtt::IncomingMessage& message);
+  void count_security_event(std::string_view payload);
 
   std::unique_ptr<mqtt::MqttClient> client_;
   std::uint64_t up_ = 0;
@@ -76,7 +84,8 @@ class CommunityObserver {
   std::map<std::string, protocol::MemberMetrics> latest_;
   std::map<std::string, std::pair<std::string, std::string>> controls_;  // member -> topic, payload
   std::string last_control_member_;
-  std::map<std::string, std::uint64_t> executions_;  // control_id -> EXECUTING answers
+  std::map<std::string, std::uint64_t> executions_;    // control_id -> EXECUTING answers
+  std::map<std::string, std::uint64_t> events_about_;  // CN -> security events
 };
 
 }  // namespace recmesh::sim

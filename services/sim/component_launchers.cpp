@@ -14,6 +14,8 @@
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 
+#include "sim/attack_runner.hpp"
+
 namespace recmesh::sim {
 namespace {
 
@@ -47,6 +49,15 @@ ProcessSpec mosquitto_process(const SimPaths& paths, std::string name, Component
   return spec;
 }
 
+// recmesh-guard from beside the recmesh executable the run uses (as broker-config finds it).
+broker::GuardPluginOptions seeded_guard(const SimPaths& paths, const std::string& policy) {
+  broker::GuardPluginOptions guard;
+  guard.plugin = (paths.recmesh.parent_path() / ".." / "lib" / "recmesh" / "recmesh_guard.so")
+                     .lexically_normal();
+  guard.seed_bundle = policy;
+  return guard;
+}
+
 }  // namespace
 
 void issue_community(pki::Pki& pki, const Scenario& scenario) {
@@ -67,33 +78,62 @@ void issue_community(pki::Pki& pki, const Scenario& scenario) {
       }
     }
   }
+  for (const InsiderIdentity& insider : insider_identities(scenario)) {
+    request(pki::IdentityKind::kDevice, insider.rec, insider.member, insider.device);
+  }
   request(pki::IdentityKind::kService, "", "", "engine");
   request(pki::IdentityKind::kService, "", "", "sim");
+  request(pki::IdentityKind::kService, "", "", "operator-sim");
   pki.issue_many(requests);
 }
 
-ProcessSpec launch_central_broker(pki::Pki& pki, const SimPaths& paths, const CentralPorts& ports) {
+ProcessSpec launch_secmgr(const SimPaths& paths, const CentralPorts& ports) {
+  const fs::path dir = paths.secmgr_dir();
+  fs::create_directories(dir);
+  // A push to a broker that is not up yet (every broker, while the community is registered)
+  // gives up after connectors.timeout: short, so that registering a broker costs little. The
+  // brokers start seeded with their bundle, so nothing waits for those pushes.
+  const std::string yaml = fmt::format(
+      "pki: {{dir: {}, passphrase_file: {}}}\ndatabase: {}\n"
+      "api: {{port: {}, threads: 2}}\n"
+      "connectors: {{timeout: 300ms, resync_interval: 0s}}\n"
+      "device_quota: {{publish_per_second: {}, max_retained: {}}}\n",
+      paths.pki().string(), paths.passphrase().string(), (dir / "secmgr.db").string(),
+      ports.secmgr, kDevicePublishPerSecond, kDeviceMaxRetained);
+  write_file_atomic(dir / "secmgr.yaml", yaml, 0640);
+  ProcessSpec spec =
+      recmesh_process(paths, "secmgr", ComponentKind::kSecmgr, "", "secmgr", dir / "secmgr.yaml");
+  spec.ports = {ports.secmgr};
+  return spec;
+}
+
+ProcessSpec launch_central_broker(pki::Pki& pki, const SimPaths& paths, const CentralPorts& ports,
+                                  const std::string& policy) {
   broker::CentralBrokerOptions options;
   options.ems_port = ports.ems;
   options.bridge_port = ports.bridge;
+  options.guard = seeded_guard(paths, policy);
   const auto rendered = broker::render_central_broker(pki, options, paths.dir / "central");
   return mosquitto_process(paths, "central-broker", ComponentKind::kCentralBroker, "",
                            rendered.config, {ports.ems, ports.bridge});
 }
 
 ProcessSpec launch_local_broker(pki::Pki& pki, const SimPaths& paths, const MemberSpec& member,
-                                const MemberPorts& ports) {
+                                const MemberPorts& ports, const std::string& policy) {
   broker::LocalBrokerOptions options;
   options.rec = member.rec;
   options.member = member.id;
   options.member_port = ports.member;
   options.bridge_port = ports.bridge;
+  options.management_port = ports.management;
+  options.guard = seeded_guard(paths, policy);
   // Mosquitto's built-in bridge dials the member's backbone proxy, not the central broker.
   options.bridge_to = broker::BuiltinBridge{"127.0.0.1", ports.proxy};
   const auto rendered =
       broker::render_local_broker(pki, options, paths.member_dir(member) / "broker");
   return mosquitto_process(paths, member.label() + "/local-broker", ComponentKind::kLocalBroker,
-                           member.label(), rendered.config, {ports.member, ports.bridge});
+                           member.label(), rendered.config,
+                           {ports.member, ports.bridge, ports.management});
 }
 
 ProcessSpec launch_gateway(const SimPaths& paths, const Scenario& scenario,

@@ -23,12 +23,14 @@ struct SimPaths {
     return dir / "members" / (m.rec + "-" + m.id);
   }
   std::filesystem::path ems_database() const { return dir / "ems" / "ems.db"; }
+  std::filesystem::path secmgr_dir() const { return dir / "secmgr"; }
 };
 
 // The central broker's listeners.
 struct CentralPorts {
   int ems = 0;
   int bridge = 0;
+  int secmgr = 0;  // the Security Manager's HTTPS API
 };
 
 // A member's ports: the local broker's listeners and the backbone proxy its bridge dials.
@@ -36,23 +38,34 @@ struct MemberPorts {
   int member = 0;
   int bridge = 0;
   int proxy = 0;
+  int management = 0;  // the local broker's listener for the Security Manager (EMS CA)
 };
+
+// The device quota the simulator's Security Manager puts in every bundle (docs/scenarios.md):
+// far above what a simulated device publishes, far below a flood.
+inline constexpr int kDevicePublishPerSecond = 20;
+inline constexpr int kDeviceMaxRetained = 8;
 
 // One launcher per component kind: each renders its configuration under the run's directory
 // and returns the command line. Changing how a component is run (a bridging daemon instead of
 // Mosquitto's built-in bridge, a broker plugin, registration through the Security Manager)
 // stays inside its launcher.
-ProcessSpec launch_central_broker(pki::Pki& pki, const SimPaths& paths, const CentralPorts& ports);
+// The brokers load recmesh-guard seeded with `policy`, their bundle signed by the Security
+// Manager (community_registration.hpp).
+ProcessSpec launch_secmgr(const SimPaths& paths, const CentralPorts& ports);
+ProcessSpec launch_central_broker(pki::Pki& pki, const SimPaths& paths, const CentralPorts& ports,
+                                  const std::string& policy);
 ProcessSpec launch_local_broker(pki::Pki& pki, const SimPaths& paths, const MemberSpec& member,
-                                const MemberPorts& ports);
+                                const MemberPorts& ports, const std::string& policy);
 ProcessSpec launch_gateway(const SimPaths& paths, const Scenario& scenario,
                            const MemberSpec& member, const MemberPorts& ports);
 ProcessSpec launch_devices(const SimPaths& paths, const Scenario& scenario,
                            const MemberSpec& member, const MemberPorts& ports, std::uint64_t seed);
 ProcessSpec launch_ems(const SimPaths& paths, const Scenario& scenario, const CentralPorts& ports);
 
-// The community's certificates: a REC and member CAs, every device and gateway, the EMS engine
-// and the simulator's own observer identity (ems_sim).
+// The community's certificates: a REC and member CAs, every device and gateway, the EMS engine,
+// the simulator's own observer identity (ems_sim), its operator identity for the Security
+// Manager's API (ems_operator-sim) and the insiders of the timeline's attacks.
 void issue_community(pki::Pki& pki, const Scenario& scenario);
 
 // A fresh CA passphrase for a run's own PKI (32 hex digits from std::random_device).

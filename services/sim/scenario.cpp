@@ -60,6 +60,7 @@ struct Names {
 const Names<ComponentKind>& component_names() {
   static const Names<ComponentKind> names{{{"central-broker", ComponentKind::kCentralBroker},
                                            {"ems", ComponentKind::kEms},
+                                           {"secmgr", ComponentKind::kSecmgr},
                                            {"local-broker", ComponentKind::kLocalBroker},
                                            {"bridge", ComponentKind::kBridge},
                                            {"gateway", ComponentKind::kGateway},
@@ -361,7 +362,8 @@ std::string_view to_string(AttackKind kind) {
 }
 
 bool is_member_component(ComponentKind kind) {
-  return kind != ComponentKind::kCentralBroker && kind != ComponentKind::kEms;
+  return kind != ComponentKind::kCentralBroker && kind != ComponentKind::kEms &&
+         kind != ComponentKind::kSecmgr;
 }
 
 std::string TimelineEvent::describe() const {

@@ -45,7 +45,15 @@ struct RecSpec {
 
 // Every kind of process the simulator starts. `bridge` is the member's link to the central
 // broker: today the local broker's built-in bridge, so killing it kills the local broker.
-enum class ComponentKind { kCentralBroker, kEms, kLocalBroker, kBridge, kGateway, kDevices };
+enum class ComponentKind {
+  kCentralBroker,
+  kEms,
+  kSecmgr,
+  kLocalBroker,
+  kBridge,
+  kGateway,
+  kDevices
+};
 std::string_view to_string(ComponentKind kind);
 bool is_member_component(ComponentKind kind);
 

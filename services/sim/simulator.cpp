@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <netinet/in.h>
 #include <regex>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -23,6 +25,7 @@
 #include "sim/attack_runner.hpp"
 #include "sim/backbone_proxy.hpp"
 #include "sim/community_observer.hpp"
+#include "sim/community_registration.hpp"
 #include "sim/component_launchers.hpp"
 #include "sim/process_supervisor.hpp"
 #include "sim/sim_report.hpp"
@@ -109,6 +112,8 @@ class Simulation {
   };
 
   void prepare();
+  // Starts the Security Manager, registers the community and returns the brokers' bundles.
+  std::map<std::string, std::string> start_secmgr(const std::vector<BrokerRegistration>& brokers);
   void start_central();
   void wait_for_ports(const std::vector<std::size_t>& processes, const std::function<void()>& then);
   void on_up();
@@ -138,6 +143,7 @@ class Simulation {
   std::unique_ptr<ProcessSupervisor> supervisor_;
   std::size_t central_ = 0;
   std::size_t ems_ = 0;
+  std::size_t secmgr_ = 0;
   std::vector<Member> members_;
   std::unique_ptr<CommunityObserver> observer_;
   std::unique_ptr<AttackRunner> attacker_;
@@ -174,7 +180,7 @@ void Simulation::prepare() {
   write_file_atomic(paths_.passphrase(), passphrase, 0600);
   pki_ = pki::Pki::create(paths_.pki(), Secret(passphrase));
   issue_community(*pki_, scenario_);
-  central_ports_ = {free_port(ports_), free_port(ports_)};
+  central_ports_ = {free_port(ports_), free_port(ports_), free_port(ports_)};
   SupervisionPolicy policy;
   policy.restart = scenario_.restart;
   policy.max_restarts = scenario_.max_restarts;
@@ -183,21 +189,35 @@ void Simulation::prepare() {
   supervisor_ = std::make_unique<ProcessSupervisor>(
       loop_, policy,
       [this](const ProcessExit& exit, bool gave_up) { on_process_exit(exit, gave_up); });
-  central_ = supervisor_->add(launch_central_broker(*pki_, paths_, central_ports_));
-  ems_ = supervisor_->add(launch_ems(paths_, scenario_, central_ports_));
-  std::uint64_t seed = scenario_.seed;
+  std::vector<BrokerRegistration> brokers;
+  const std::string central_id =
+      pki::Identity::make(pki::IdentityKind::kCentralBroker, "", "", "").common_name();
+  brokers.push_back({central_id, central_ports_.ems});
   for (const MemberSpec* spec : scenario_.members()) {
     Member member;
     member.spec = spec;
-    member.ports = {free_port(ports_), free_port(ports_), free_port(ports_)};
+    member.ports = {free_port(ports_), free_port(ports_), free_port(ports_), free_port(ports_)};
+    brokers.push_back({pki::Identity::make(pki::IdentityKind::kLocalBroker, spec->rec, spec->id, "")
+                           .common_name(),
+                       member.ports.management});
+    members_.push_back(std::move(member));
+  }
+  const auto bundles = start_secmgr(brokers);
+  central_ = supervisor_->add(
+      launch_central_broker(*pki_, paths_, central_ports_, bundles.at(central_id)));
+  ems_ = supervisor_->add(launch_ems(paths_, scenario_, central_ports_));
+  std::uint64_t seed = scenario_.seed;
+  for (std::size_t i = 0; i < members_.size(); ++i) {
+    Member& member = members_[i];
+    const MemberSpec* spec = member.spec;
     member.proxy =
         std::make_unique<BackboneProxy>(loop_, member.ports.proxy, central_ports_.bridge);
     fs::create_directories(paths_.member_dir(*spec));
-    member.broker = supervisor_->add(launch_local_broker(*pki_, paths_, *spec, member.ports));
+    member.broker = supervisor_->add(
+        launch_local_broker(*pki_, paths_, *spec, member.ports, bundles.at(brokers[i + 1].id)));
     member.gateway = supervisor_->add(launch_gateway(paths_, scenario_, *spec, member.ports));
     member.devices =
         supervisor_->add(launch_devices(paths_, scenario_, *spec, member.ports, seed++));
-    members_.push_back(std::move(member));
   }
   // The observer: an EMS-CA identity of its own, never the engine's.
   mqtt::MqttClientOptions observer;
@@ -210,6 +230,35 @@ void Simulation::prepare() {
   observer.reconnect.initial = std::chrono::milliseconds(200);
   observer_ = std::make_unique<CommunityObserver>(loop_, observer);
   attacker_ = std::make_unique<AttackRunner>(loop_, *pki_, paths_.dir / "attacker");
+}
+
+std::map<std::string, std::string> Simulation::start_secmgr(
+    const std::vector<BrokerRegistration>& brokers) {
+  secmgr_ = supervisor_->add(launch_secmgr(paths_, central_ports_));
+  supervisor_->start(secmgr_);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(scenario_.startup_timeout_ms);
+  while (!port_open(central_ports_.secmgr)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error(ErrorCode::kUnavailable,
+                  fmt::format("the Security Manager did not open 127.0.0.1:{} within {} ms; see {}",
+                              central_ports_.secmgr, scenario_.startup_timeout_ms,
+                              supervisor_->spec(secmgr_).log.string()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  secmgr::ApiClientOptions api;
+  api.port = central_ports_.secmgr;
+  api.cafile = pki_->authority_chain_path("ems");
+  const auto files = pki_->files_of(pki_->find_by_common_name("ems_operator-sim"));
+  api.certfile = files.chain;
+  api.keyfile = files.key;
+  secmgr::ApiClient client(api);
+  const auto begun = std::chrono::steady_clock::now();
+  auto bundles = register_community(client, scenario_, brokers);
+  spdlog::info("sim: community registered with the Security Manager in {:.1f} s",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - begun).count());
+  return bundles;
 }
 
 void Simulation::wait_for_ports(const std::vector<std::size_t>& processes,
@@ -290,6 +339,9 @@ std::optional<std::size_t> Simulation::component_index(const TimelineEvent& even
   }
   if (kind == ComponentKind::kEms) {
     return ems_;
+  }
+  if (kind == ComponentKind::kSecmgr) {
+    return secmgr_;
   }
   for (const auto& member : members_) {
     if (member.spec->rec != event.rec || member.spec->id != event.member) {

@@ -126,15 +126,23 @@ TEST_F(SimFaultsTest, AttacksAreRunAndTheirOutcomesReported) {
   ASSERT_NE(replay, nullptr);
   EXPECT_TRUE((*replay)["refused"].get<bool>()) << replay->dump();
   EXPECT_NE((*replay)["outcome"].get<std::string>().find("not executed again"), std::string::npos);
-  // An insider's flood and spam get through Mosquitto's own access control: measured, not
-  // assumed (the quota plugin turns these into refusals).
+  // An insider's flood and spam hold certificates of the member's CA and a grant for their
+  // topics: recmesh-guard's device quota (20 publishes/s, 8 retained topics, set through the
+  // Security Manager) drops what exceeds it and reports each violation as a security event.
   const Json* flood = fault(report, "publish-flood");
   ASSERT_NE(flood, nullptr);
+  EXPECT_TRUE((*flood)["refused"].get<bool>()) << flood->dump();
   EXPECT_NE((*flood)["outcome"].get<std::string>().find("publishes sent"), std::string::npos);
+  EXPECT_EQ((*flood)["outcome"].get<std::string>().find(" 0 security events"), std::string::npos)
+      << flood->dump();
   const Json* spam = fault(report, "retained-spam");
   ASSERT_NE(spam, nullptr);
+  EXPECT_TRUE((*spam)["refused"].get<bool>()) << spam->dump();
   EXPECT_NE((*spam)["outcome"].get<std::string>().find("retained messages sent"),
             std::string::npos);
+  EXPECT_EQ((*spam)["outcome"].get<std::string>().find(" 0 security events"), std::string::npos)
+      << spam->dump();
+  EXPECT_GT(report["security_events"].get<std::uint64_t>(), 0U);
   // The community kept running through it.
   EXPECT_EQ(report["members_online"], 2);
   EXPECT_TRUE(report["crashes"].empty()) << report["crashes"].dump(1);
