@@ -229,7 +229,7 @@ void Simulation::prepare() {
 }
 
 void Simulation::wait_until_up(const std::vector<std::size_t>& processes,
-                                const std::function<void()>& then) {
+                               const std::function<void()>& then) {
   const auto deadline = loop_.now() + std::chrono::milliseconds(scenario_.startup_timeout_ms);
   // Kept until the run ends: the poll re-arms itself through this pointer.
   pollers_.push_back(std::make_unique<std::function<void()>>());
@@ -309,8 +309,8 @@ void Simulation::plan_device_crashes() {
     for (const auto& event : scenario_.timeline) {
       if (event.action == FaultAction::kCrashDevice && event.rec == member.spec->rec &&
           event.member == member.spec->id) {
-        crash_at.emplace(event.device,
-                         now + std::chrono::milliseconds(static_cast<std::int64_t>(event.at_s * 1000)));
+        crash_at.emplace(event.device, now + std::chrono::milliseconds(
+                                                 static_cast<std::int64_t>(event.at_s * 1000)));
       }
     }
     if (!crash_at.empty()) {
@@ -603,8 +603,7 @@ SimReport Simulation::build_report() {
   static const std::regex device_metrics(R"(stopped: (\d+) metrics published)");
   // Per member, so that one member's repeats cannot hide another's losses.
   for (const auto& member : members_) {
-    const std::uint64_t published =
-        sum_logged(supervisor_->spec(member.gateway).log, aggregates);
+    const std::uint64_t published = sum_logged(supervisor_->spec(member.gateway).log, aggregates);
     const auto received = final_view.metrics_by_member.find(member.spec->label());
     const std::uint64_t stored =
         received == final_view.metrics_by_member.end() ? 0 : received->second;

@@ -148,8 +148,8 @@ TEST_F(SimFaultsTest, EveryComponentSurvivesKillsAndRestartsAndOneDeviceCrashes)
 
   // The crashed device says so and stays down (nothing rebooted it); the others are healthy.
   SqliteDatabase db(dir() / "ems" / "ems.db", SqliteDatabase::Mode::kReadOnly);
-  auto rows = db.prepare(
-      "SELECT member, component, info FROM components WHERE component LIKE 'device/%'");
+  auto rows =
+      db.prepare("SELECT member, component, info FROM components WHERE component LIKE 'device/%'");
   std::map<std::string, std::string> info;
   while (rows.step()) {
     info[rows.column_text(0) + "/" + rows.column_text(1)] = rows.column_text(2);
