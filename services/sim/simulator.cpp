@@ -7,6 +7,7 @@
 #include <iostream>
 #include <netinet/in.h>
 #include <regex>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -660,6 +661,13 @@ void Simulation::write_state(bool running) {
 }
 
 int Simulation::run() {
+  // A large community holds several descriptors per member here (proxy sockets, pidfds) and
+  // in the central broker: use the whole allowance, which the children inherit.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &files);
+  }
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
