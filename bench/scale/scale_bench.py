@@ -49,6 +49,18 @@ def proc_rss_kb(pid):
     return None
 
 
+def proc_pss_kb(pid):
+    """Proportional set size: shared pages (libraries, the recmesh binary) split between users."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def proc_cpu_s(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -109,6 +121,7 @@ def run_recmesh(recmesh, members, duration_s, work):
     cpu0 = {n: proc_cpu_s(p) for n, p in pids.items()}
     t0 = time.monotonic()
     rss = {n: [] for n in pids}
+    pss = {n: [] for n in pids}
     # Samples every 30 s until shortly before the end of the duration (the stop is not counted).
     end = up_at + duration_s - 3
     while sim.poll() is None and time.monotonic() < end:
@@ -116,18 +129,23 @@ def run_recmesh(recmesh, members, duration_s, work):
             value = proc_rss_kb(pid)
             if value is not None:
                 rss[name].append(value)
+            value = proc_pss_kb(pid)
+            if value is not None:
+                pss[name].append(value)
         time.sleep(min(30, max(0.5, end - time.monotonic())))
     cpu1 = {n: proc_cpu_s(p) for n, p in pids.items()}
     elapsed = time.monotonic() - t0
     code = sim.wait(timeout=600)
     err.close()
     report = read_json(run_dir / "report.json") or {}
-    by_kind = {k: {"rss_kb": [], "cpu_percent": []} for k in KINDS}
+    by_kind = {k: {"rss_kb": [], "pss_kb": [], "cpu_percent": []} for k in KINDS}
     for name in pids:
         kind = "sim" if name == "sim" else kind_of(name)
         if kind not in by_kind or not rss[name]:
             continue
         by_kind[kind]["rss_kb"].append(statistics.median(rss[name]))
+        if pss[name]:
+            by_kind[kind]["pss_kb"].append(statistics.median(pss[name]))
         if cpu0.get(name) is not None and cpu1.get(name) is not None:
             by_kind[kind]["cpu_percent"].append(100 * (cpu1[name] - cpu0[name]) / elapsed)
     kinds = {}
@@ -137,12 +155,16 @@ def run_recmesh(recmesh, members, duration_s, work):
                 "processes": len(values["rss_kb"]),
                 "rss_kb_median": round(statistics.median(values["rss_kb"])),
                 "rss_mb_total": round(sum(values["rss_kb"]) / 1024, 1),
+                "pss_kb_median": round(statistics.median(values["pss_kb"] or [0])),
+                "pss_mb_total": round(sum(values["pss_kb"]) / 1024, 1),
                 "cpu_percent_total": round(sum(values["cpu_percent"]), 2),
             }
     devices = members * sum(DEVICES.values())
     member_kinds = ["local-broker", "bridge", "gateway", "devices"]
     per_member_kb = sum(kinds[k]["rss_kb_median"] for k in member_kinds if k in kinds)
+    per_member_pss_kb = sum(kinds[k]["pss_kb_median"] for k in member_kinds if k in kinds)
     total_mb = sum(v["rss_mb_total"] for v in kinds.values())
+    total_pss_mb = sum(v["pss_mb_total"] for v in kinds.values())
     cpu_total = sum(v["cpu_percent_total"] for v in kinds.values())
     lost = report.get("lost_qos1")
     ok = (code == 0 and lost == 0 and report.get("members_online") == members
@@ -165,6 +187,8 @@ def run_recmesh(recmesh, members, duration_s, work):
         "processes": sum(v["processes"] for v in kinds.values()),
         "rss_mb_total": round(total_mb, 1),
         "rss_mb_per_member": round(per_member_kb / 1024, 2),
+        "pss_mb_total": round(total_pss_mb, 1),
+        "pss_mb_per_member": round(per_member_pss_kb / 1024, 2),
         "rss_kb_per_device": round(per_member_kb / sum(DEVICES.values())),
         "cpu_percent_total": round(cpu_total, 1),
         "cpu_percent_per_member": round(
@@ -251,32 +275,31 @@ class Peer:
         writer.write(bytes([0xE0, 0]))
         writer.close()
 
-    async def subscriber(self, ready, done):
+    async def subscriber(self, ready):
         reader, writer = await mqtt_connect(self.port, "peer-sub")
         writer.write(mqtt_packet(0x82, struct.pack("!H", 1) + mqtt_string("#") + bytes([1])))
         ready.set_result(True)
-        while not done.done():
-            try:
-                first, body = await asyncio.wait_for(read_packet(reader), 1)
-            except asyncio.TimeoutError:
-                continue
-            if first >> 4 != 3:
-                continue
-            topic_len = struct.unpack("!H", body[:2])[0]
-            rest = body[2 + topic_len:]
-            if (first >> 1) & 3:
-                packet_id = rest[:2]
-                rest = rest[2:]
-                writer.write(bytes([0x40, 2]) + packet_id)
-            self.received.add(rest.split(b":", 2)[0] + b":" + rest.split(b":", 2)[1])
-        writer.close()
+        try:
+            while True:  # until cancelled
+                first, body = await read_packet(reader)
+                if first >> 4 != 3:
+                    continue
+                topic_len = struct.unpack("!H", body[:2])[0]
+                rest = body[2 + topic_len:]
+                if (first >> 1) & 3:
+                    writer.write(bytes([0x40, 2]) + rest[:2])
+                    rest = rest[2:]
+                client, seq = rest.split(b":", 2)[:2]
+                self.received.add(client + b":" + seq)
+        finally:
+            writer.close()
 
 
 async def peer_traffic(port, members, devices_per_member, duration_s):
     peer = Peer(port)
     loop = asyncio.get_running_loop()
-    ready, done = loop.create_future(), loop.create_future()
-    sub = asyncio.ensure_future(peer.subscriber(ready, done))
+    ready = loop.create_future()
+    sub = asyncio.ensure_future(peer.subscriber(ready))
     await ready
     stop_at = time.monotonic() + duration_s
     tasks = []
@@ -289,8 +312,11 @@ async def peer_traffic(port, members, devices_per_member, duration_s):
                                     AGGREGATE_BYTES, stop_at, 30.0 * m / members))
     await asyncio.gather(*tasks)
     await asyncio.sleep(3)
-    done.set_result(True)
-    await sub
+    sub.cancel()
+    try:
+        await sub
+    except asyncio.CancelledError:
+        pass
     return peer
 
 
@@ -376,11 +402,14 @@ def main():
                 f"{result.get('metrics_published')}  members {result.get('members_online')}/"
                 f"{members}  devices {result.get('devices_online')}/{result.get('devices')}  "
                 f"processes {result.get('processes')}  RSS {result.get('rss_mb_total')} MB  "
+                f"PSS {result.get('pss_mb_total')} MB  "
                 f"CPU {result.get('cpu_percent_total')} %")
             for kind, figures in result.get("kinds", {}).items():
                 log(f"    {kind:<15} {figures['processes']:>5} processes  "
                     f"RSS median {figures['rss_kb_median'] / 1024:6.1f} MB  "
-                    f"total {figures['rss_mb_total']:8.1f} MB  CPU {figures['cpu_percent_total']:6.2f} %")
+                    f"total {figures['rss_mb_total']:8.1f} MB  "
+                    f"PSS median {figures['pss_kb_median'] / 1024:6.1f} MB  "
+                    f"CPU {figures['cpu_percent_total']:6.2f} %")
             if not result["ok"]:
                 break
         passed = [r for r in results if r["ok"]]
@@ -403,6 +432,8 @@ def main():
         "rss_kb_per_device": best.get("rss_kb_per_device"),
         "cpu_percent_per_member": best.get("cpu_percent_per_member"),
         "rss_mb_total": best.get("rss_mb_total"),
+        "pss_mb_per_member": best.get("pss_mb_per_member"),
+        "pss_mb_total": best.get("pss_mb_total"),
         "cpu_percent_total": best.get("cpu_percent_total"),
         "processes": best.get("processes"),
         "startup_s": best.get("startup_s"),
