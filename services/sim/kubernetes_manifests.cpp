@@ -198,9 +198,9 @@ Mount trust_objects(pki::Pki& pki, const std::vector<std::string>& authorities,
          {std::pair<std::string, fs::path>{"chain.pem", pki.authority_chain_path(id)},
           {"cert.pem", pki.authority_cert_path(id)},
           {"crl.pem", pki.authority_crl_path(id)}}) {
-      const std::string key = id + "." + file;
+      const std::string key = fmt::format("{}.{}", id, file);
       files[key] = read_file(path);
-      mount.items[key] = "ca/" + id + "/" + file;
+      mount.items[key] = fmt::format("ca/{}/{}", id, file);
     }
   }
   out.push_back(config_map("pki-trust", ns, files));
