@@ -82,7 +82,7 @@ log::LogSettings read_log_settings(std::string_view source, const YAML::Node& no
   return settings;
 }
 
-DaemonLogging::DaemonLogging(std::string component, log::LogSettings settings,
+DaemonLogging::DaemonLogging(const std::string& component, log::LogSettings settings,
                              const daemon::DaemonFlags& flags) {
   // The flags were checked against the names by the command line parser.
   if (const auto level = log::parse_level(flags.log_level)) {

@@ -26,7 +26,8 @@ log::LogSettings read_log_settings(std::string_view source, const YAML::Node& no
 // --log-format in `flags` override the configuration. Restores the previous loggers on exit.
 class DaemonLogging {
  public:
-  DaemonLogging(std::string component, log::LogSettings settings, const daemon::DaemonFlags& flags);
+  DaemonLogging(const std::string& component, log::LogSettings settings,
+                const daemon::DaemonFlags& flags);
   DaemonLogging(const DaemonLogging&) = delete;
   DaemonLogging& operator=(const DaemonLogging&) = delete;
   ~DaemonLogging();
