@@ -139,8 +139,10 @@ class EmsEngineTest : public ::testing::Test {
   bool publish_metrics_until_stored(const protocol::MemberMetrics& m, std::uint64_t count = 1) {
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (!probe_->publish("/platform/metrics/aggregate", m.encode().value())) {
-        return false;
+      // The first hellos may cross before the engine has subscribed: a failed handshake is
+      // tried again until the deadline.
+      if (!probe_->publish("/platform/metrics/aggregate", m.encode().value(), 3s)) {
+        continue;
       }
       if (eventually([&] { return engine_->counters().metrics_stored >= count; }, 500ms)) {
         return true;

@@ -756,12 +756,14 @@ TEST_F(GatewayTest, ProcessLogsJsonLinesAndStopsCleanlyOnSigterm) {
                       << "\nlogging:\n  level: debug\n"
                       << "devices:\n  - id: pv1\n    kind: generator\n";
   ASSERT_TRUE(ems_->subscribe("/smart-gateway/status"));
+  sealed_ = false;  // the status flag is read as it travels, in clear
   const fs::path log = tmp_ / "gateway.log";
   testing::ChildProcess gateway(
       {testing::recmesh_binary(), "gateway", "--config", file.string(), "--log-format", "json"},
       log);
-  ASSERT_TRUE(next_on("/smart-gateway/status",
-                      [](const testing::ReceivedMessage& m) { return m.payload == "online"; }));
+  ASSERT_TRUE(next_on("/smart-gateway/status", [](const testing::ReceivedMessage& m) {
+    return m.payload == "online";
+  })) << read_file(log);
   EXPECT_EQ(gateway.signal_and_wait(SIGTERM, 15s), 0);
   ASSERT_TRUE(next_on("/smart-gateway/status",
                       [](const testing::ReceivedMessage& m) { return m.payload == "offline"; }));
