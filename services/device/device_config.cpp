@@ -97,33 +97,10 @@ double default_rated_power(protocol::DeviceKind kind) {
 
 DeviceFleetConfig parse_device_config(std::string_view yaml, std::string_view source,
                                       const fs::path& base_dir) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("{}:{}: {}", source, e.mark.line + 1, e.msg));
-  }
+  const YAML::Node root = services::load_yaml(yaml, source);
   DeviceFleetConfig config;
   MappingReader r(source, root, "", base_dir);
-  r.on("broker", [&](const YAML::Node& v, const std::string& k) {
-    MappingReader b(source, v, k, base_dir);
-    b.on("host", [&](const YAML::Node& x, const std::string& kk) {
-      config.broker_host = b.text(x, kk);
-      if (config.broker_host.empty()) {
-        fail_at(source, x, kk, "expected a host name or address");
-      }
-    });
-    b.on("port", [&](const YAML::Node& x, const std::string& kk) {
-      config.broker_port = static_cast<int>(b.integer(x, kk, 1, 65535));
-    });
-    b.read();
-  });
-  r.on("pki_dir",
-       [&](const YAML::Node& v, const std::string& k) { config.pki_dir = r.path(v, k); });
-  r.on("rec", [&](const YAML::Node& v, const std::string& k) { config.rec = r.identifier(v, k); });
-  r.on("member",
-       [&](const YAML::Node& v, const std::string& k) { config.member = r.identifier(v, k); });
+  services::on_member_side_keys(r, config);
   r.on("diagnostic", [&](const YAML::Node& v, const std::string& k) {
     MappingReader d(source, v, k, base_dir);
     d.on("ems_ca",

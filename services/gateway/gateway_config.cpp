@@ -77,33 +77,10 @@ const GatewayDevice* GatewayConfig::find(std::string_view id) const {
 
 GatewayConfig parse_gateway_config(std::string_view yaml, std::string_view source,
                                    const fs::path& base_dir) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("{}:{}: {}", source, e.mark.line + 1, e.msg));
-  }
+  const YAML::Node root = services::load_yaml(yaml, source);
   GatewayConfig config;
   MappingReader r(source, root, "", base_dir);
-  r.on("broker", [&](const YAML::Node& v, const std::string& k) {
-    MappingReader b(source, v, k, base_dir);
-    b.on("host", [&](const YAML::Node& x, const std::string& kk) {
-      config.broker_host = b.text(x, kk);
-      if (config.broker_host.empty()) {
-        fail_at(source, x, kk, "expected a host name or address");
-      }
-    });
-    b.on("port", [&](const YAML::Node& x, const std::string& kk) {
-      config.broker_port = static_cast<int>(b.integer(x, kk, 1, 65535));
-    });
-    b.read();
-  });
-  r.on("pki_dir",
-       [&](const YAML::Node& v, const std::string& k) { config.pki_dir = r.path(v, k); });
-  r.on("rec", [&](const YAML::Node& v, const std::string& k) { config.rec = r.identifier(v, k); });
-  r.on("member",
-       [&](const YAML::Node& v, const std::string& k) { config.member = r.identifier(v, k); });
+  services::on_member_side_keys(r, config);
   r.on("cert", [&](const YAML::Node& v, const std::string& k) { config.certfile = r.path(v, k); });
   r.on("key", [&](const YAML::Node& v, const std::string& k) { config.keyfile = r.path(v, k); });
   r.on("cafile", [&](const YAML::Node& v, const std::string& k) { config.cafile = r.path(v, k); });
