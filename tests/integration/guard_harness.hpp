@@ -246,10 +246,7 @@ inline std::string guard_plugin_path() {
 class GuardFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() == 0) {
-      fs::permissions(tmp_.path(),
-                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
+    testing::let_mosquitto_through(tmp_.path());
     pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
     pki.add_rec("r1");
     pki.add_member("r1", "m1");

@@ -62,13 +62,7 @@ class SecmgrBrokerFixture : public ::testing::Test {
 
   // `connector`: dynsec (stock Mosquitto with the Dynamic Security plugin) or guard.
   void start_local(const std::string& connector) {
-    if (::geteuid() == 0) {
-      // Started by root, Mosquitto switches to the mosquitto account, which must be able to
-      // pass through the (otherwise 0700) test directory to reach its configuration.
-      std::filesystem::permissions(sm_.dir().path(), std::filesystem::perms::owner_all |
-                                                         std::filesystem::perms::group_exec |
-                                                         std::filesystem::perms::others_exec);
-    }
+    let_mosquitto_through(sm_.dir().path());
     sm_.start();
     sm_.register_community("r1", "m1", {"pv-1", "load-1", "gateway"});
     for (const auto& cn : local_identities()) {
