@@ -1,6 +1,9 @@
 #include "recmesh/e2e/endpoint.hpp"
 
+#include <string>
+
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include "e2e_fixture.hpp"
 
@@ -220,6 +223,28 @@ TEST_F(EndpointTest, ReflectedHandshakeMessagesAreRefused) {
   auto back = gateway_->on_keys(response);
   ASSERT_FALSE(back);
   EXPECT_EQ(back.error().failure, Failure::kWrongDirection);
+}
+
+// docs/protocol/e2e.md, "Handshake" step 7: an init whose ephemeral key is a low-order X25519
+// point is refused even when the genuine engine signed it, and no response goes out.
+TEST_F(EndpointTest, ALowOrderEphemeralKeyIsRefusedAsTampered) {
+  std::string one(32, '\0');
+  one[0] = 1;
+  for (const std::string& point : {std::string(32, '\0'), one}) {
+    advance(1ms);
+    HandshakeInputs inputs = HandshakeInputs::fresh(clock_);
+    inputs.ephemeral.reset(EVP_PKEY_new_raw_public_key(
+        EVP_PKEY_X25519, nullptr, reinterpret_cast<const unsigned char*>(point.data()),
+        point.size()));
+    ASSERT_TRUE(inputs.ephemeral);
+    const PlatformHandshake forged(credentials("ems_engine"), "r1", "m1", Suite::kAes256Gcm,
+                                   std::move(inputs));
+    auto refused = gateway_->on_keys(forged.init());
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().failure, Failure::kTampered);
+    EXPECT_FALSE(to_platform_.take().has_value()) << "a response went out";
+  }
+  handshake(*platform_, *gateway_);
 }
 
 TEST_F(EndpointTest, TamperedHandshakeMessagesAreRefused) {
