@@ -8,6 +8,7 @@
 
 #include "recmesh/broker/mosquitto_config.hpp"
 #include "recmesh/core/error.hpp"
+#include "recmesh/core/file_io.hpp"
 #include "recmesh/core/secret.hpp"
 
 #include "command.hpp"
@@ -23,18 +24,23 @@ struct BrokerConfigFlags {
   std::optional<int> mgmt_port;
   std::string bind = "127.0.0.1";
   std::vector<std::string> sans;
-  bool guard = false;
+  bool guard = false;  // the default; kept so that older command lines still work
+  bool no_guard = false;
   std::string guard_plugin;
+  std::string policy_file;
 };
 
-// --guard or --guard-plugin: load recmesh-guard from the given or the default path.
+// recmesh-guard is loaded unless --no-guard, from --guard-plugin or the default path.
 std::optional<broker::GuardPluginOptions> guard_options(const BrokerConfigFlags& f) {
-  if (!f.guard && f.guard_plugin.empty()) {
+  if (f.no_guard) {
     return std::nullopt;
   }
   broker::GuardPluginOptions out;
   out.plugin = f.guard_plugin.empty() ? broker::default_guard_plugin_path()
                                       : std::filesystem::path(f.guard_plugin);
+  if (!f.policy_file.empty()) {
+    out.seed_bundle = read_file(f.policy_file);
+  }
   return out;
 }
 
@@ -118,6 +124,16 @@ int run_broker_config(const BrokerConfigFlags& f) {
     std::cout << fmt::format(
         "  recmesh-guard {}{}\n", rendered.guard_plugin->string(),
         rendered.issued_secmgr_certificate ? " (Security Manager certificate issued)" : "");
+    if (rendered.stored_policy_sequence) {
+      std::cout << fmt::format("  policy {} {}\n", *rendered.stored_policy_sequence,
+                               rendered.seeded_policy ? "seeded" : "kept (stored one is current)");
+    } else {
+      std::cout << "  no policy yet: every client is denied until the Security Manager pushes "
+                   "one (register the broker) or --policy seeds it\n";
+    }
+  } else {
+    std::cout << "  WARNING: no recmesh-guard (--no-guard): every authenticated client may "
+                 "publish and subscribe to anything\n";
   }
   std::cout << fmt::format("start it with: mosquitto -c {}\n", rendered.config.string());
   return kExitOk;
@@ -151,11 +167,20 @@ void add_broker_config_command(CLI::App& app, Runner& run) {
   cmd->add_option("--bridge-to", f->bridge_to,
                   "HOST:PORT of the central bridge listener: adds Mosquitto's built-in bridge "
                   "(--local)");
-  cmd->add_flag("--guard", f->guard,
-                "load recmesh-guard (identity by CA, run-time ACLs, revocation, quotas) from "
-                "<recmesh dir>/../lib/recmesh/recmesh_guard.so");
-  cmd->add_option("--guard-plugin", f->guard_plugin,
-                  "load recmesh-guard from this path (implies --guard)");
+  auto* guard = cmd->add_flag("--guard", f->guard,
+                              "load recmesh-guard (the default): identity by CA, run-time ACLs, "
+                              "revocation, quotas; from <recmesh dir>/../lib/recmesh/");
+  auto* plugin =
+      cmd->add_option("--guard-plugin", f->guard_plugin, "load recmesh-guard from this path");
+  auto* policy = cmd->add_option(
+      "--policy", f->policy_file,
+      "policy bundle signed by the Security Manager (recmesh sec broker bundle) to seed the "
+      "guard's encrypted store with, so the broker starts with its rules");
+  auto* no_guard = cmd->add_flag(
+      "--no-guard", f->no_guard,
+      "UNSAFE: no recmesh-guard, so no ACLs, revocation of connected clients or quotas "
+      "(stock-Mosquitto comparisons and Dynamic Security brokers only)");
+  no_guard->excludes(guard)->excludes(plugin)->excludes(policy);
   cmd->callback([f, &run] { run = [f] { return run_broker_config(*f); }; });
 }
 

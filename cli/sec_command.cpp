@@ -288,6 +288,18 @@ void add_registry_commands(CLI::App* sec, Runner& run, const std::shared_ptr<Sec
   auto* broker_list = broker->add_subcommand("list", "List brokers and their last push");
   on_run(broker_list, run, flags,
          [](auto& c, const auto& f) { return report(c.get("/v1/brokers"), f); });
+  auto* broker_bundle = broker->add_subcommand(
+      "bundle", "Write a guard broker's signed policy bundle, for broker-config --policy");
+  broker_bundle->add_option("id", (*broker_args)["id"], "Broker ID")->required();
+  broker_bundle->add_option("--out", (*broker_args)["out"], "File to write it to (0600)")
+      ->required();
+  on_run(broker_bundle, run, flags, [broker_args](auto& c, const auto& f) {
+    auto& a = *broker_args;
+    return report(c.get("/v1/brokers/" + url_encode(a["id"]) + "/bundle"), f,
+                  [&a](const json& body) {
+                    write_file_atomic(a["out"], body.at("bundle").get<std::string>(), 0600);
+                  });
+  });
 
   auto filter = std::make_shared<std::map<std::string, std::string>>();
   auto* identity = sec->add_subcommand("identity", "Registered identities")->require_subcommand(1);

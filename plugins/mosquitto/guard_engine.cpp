@@ -133,6 +133,14 @@ policy::BundleTrust trust_of(const GuardOptions& options) {
   return {read_file(options.ems_ca), read_file(options.ems_crl), read_file(options.secmgr_cert)};
 }
 
+// The Security Manager's channel, exempt from every quota: a bundle's default quota (a payload
+// limit smaller than a bundle, a publish rate) must never lock out the bundle that corrects it.
+policy::Grant unlimited_secmgr_grant(std::string_view common_name) {
+  policy::Grant grant = policy::secmgr_grant(common_name);
+  grant.quota = policy::Quota{};
+  return grant;
+}
+
 }  // namespace
 
 GuardEngine::GuardEngine(GuardOptions options, BrokerHooks& hooks)
@@ -140,7 +148,7 @@ GuardEngine::GuardEngine(GuardOptions options, BrokerHooks& hooks)
       hooks_(hooks),
       verifier_(trust_of(options_)),
       store_(options_.policy_file, options_.key_file),
-      secmgr_(policy::secmgr_grant(verifier_.signer_common_name())),
+      secmgr_(unlimited_secmgr_grant(verifier_.signer_common_name())),
       secmgr_key_(secmgr_.identity),
       matcher_(policy::PolicyBundle{}, std::span<const policy::Grant>(&secmgr_, 1)),
       events_topic_(options_.broker.kind == policy::BrokerId::Kind::kLocal
@@ -235,10 +243,24 @@ Verdict GuardEngine::on_connect(const Connect& connect, std::string& username) {
 }
 
 Verdict GuardEngine::on_acl(const void* client, Access access, std::string_view topic,
-                            std::size_t payload_bytes, bool retain, int subscriptions_held) {
+                            std::size_t payload_bytes, bool retain, int subscriptions_held,
+                            std::string_view username) {
   auto it = clients_.find(client);
   if (it == clients_.end()) {
-    return Verdict::kDeny;
+    // A persistent session whose client is offline (it disconnected, or the session was
+    // restored from the broker's persistence after a restart): a message queued for it is
+    // decided by the identity key this engine gave the connection at connect and the policy in
+    // force now; anything else (no key, a plain CN from a configuration without the guard, a
+    // revoked identity) is denied.
+    if (access != Access::kRead) {
+      return Verdict::kDeny;
+    }
+    auto identity = policy::parse_identity_key(username);
+    if (!identity || matcher_.revocation_of(*identity)) {
+      return Verdict::kDeny;
+    }
+    const policy::CompiledGrant* grant = matcher_.grant_of(username);
+    return grant != nullptr && grant->receive.matches(topic) ? Verdict::kAllow : Verdict::kDeny;
   }
   ClientState& state = *it->second;
   const policy::CompiledGrant* grant = state.grant;

@@ -69,8 +69,11 @@ class GuardEngine {
   Verdict on_connect(const Connect& connect, std::string& username);
 
   enum class Access { kRead, kWrite, kSubscribe, kOther };
+  // `username`: what the broker holds for the connection (the identity key this engine set at
+  // connect), used only for deliveries to a persistent session whose client is offline.
   Verdict on_acl(const void* client, Access access, std::string_view topic,
-                 std::size_t payload_bytes, bool retain, int subscriptions_held);
+                 std::size_t payload_bytes, bool retain, int subscriptions_held,
+                 std::string_view username = {});
   // A message on kGuardControlTopic (the ACL admitted its publisher already).
   void on_control(const void* client, std::string_view payload);
   void on_disconnect(const void* client);

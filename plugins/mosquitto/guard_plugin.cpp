@@ -110,8 +110,10 @@ int on_acl_check(int /*event*/, void* event_data, void* userdata) {
     }
     const int held =
         access == GuardEngine::Access::kSubscribe ? mosquitto_client_sub_count(ed->client) : 0;
+    const char* username = mosquitto_client_username(ed->client);
     return plugin->engine->on_acl(ed->client, access, ed->topic != nullptr ? ed->topic : "",
-                                  ed->payloadlen, ed->retain, held) == Verdict::kAllow
+                                  ed->payloadlen, ed->retain, held,
+                                  username != nullptr ? username : "") == Verdict::kAllow
                ? MOSQ_ERR_SUCCESS
                : MOSQ_ERR_ACL_DENIED;
   } catch (...) {

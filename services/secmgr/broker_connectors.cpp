@@ -71,6 +71,20 @@ std::vector<std::pair<std::string, std::string>> BrokerConnectors::push(
   return results;
 }
 
+std::optional<std::string> BrokerConnectors::signed_bundle(const std::string& broker) {
+  const PolicySnapshot snapshot = manager_.policy_snapshot();
+  for (const BrokerRecord& record : snapshot.brokers) {
+    if (record.id == broker) {
+      const policy::PolicyBundle bundle = compile_policy(
+          record, snapshot, manager_.next_bundle_sequence(broker), manager_.now_unix());
+      return policy::BundleSigner(
+                 crypto::JwsSigner::from_files(settings_.certfile, settings_.keyfile))
+          .sign(bundle);
+    }
+  }
+  return std::nullopt;
+}
+
 std::string BrokerConnectors::push_one(const BrokerRecord& broker, const PolicySnapshot& snapshot) {
   if (broker.connector == "none") {
     return std::string(kOk);

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,6 +46,7 @@ class BrokerConnectors final : public PolicyPusher {
   BrokerConnectors& operator=(const BrokerConnectors&) = delete;
 
   std::vector<std::pair<std::string, std::string>> push(const PolicyChange& change) override;
+  std::optional<std::string> signed_bundle(const std::string& broker) override;
 
  private:
   std::string push_one(const BrokerRecord& broker, const PolicySnapshot& snapshot);

@@ -7,9 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "recmesh/core/result.hpp"
+#include "recmesh/mqtt/control_channel.hpp"
 #include "recmesh/policy/policy_bundle.hpp"
-
-#include "secmgr/control_channel.hpp"
 
 namespace recmesh::secmgr {
 
@@ -48,7 +47,7 @@ class DynsecConnector {
  private:
   Result<nlohmann::json> execute(const nlohmann::json& commands, std::chrono::milliseconds timeout);
 
-  ControlChannel channel_;
+  mqtt::ControlChannel channel_;
   std::string admin_;
 };
 

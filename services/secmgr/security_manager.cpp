@@ -727,6 +727,34 @@ Outcome SecurityManager::push(const std::string& broker) {
       change);
 }
 
+Outcome SecurityManager::broker_bundle(const std::string& broker) {
+  PolicyPusher* pusher = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    const auto record = registry_.broker(broker);
+    if (!record) {
+      throw ApiError::not_found(
+          fmt::format("broker {} is not registered", quote_untrusted(broker)));
+    }
+    if (record->connector != "guard") {
+      throw ApiError::bad_request(
+          fmt::format("broker {} uses the {} connector; only guard brokers take a signed bundle",
+                      broker, record->connector));
+    }
+    pusher = pusher_;
+  }
+  std::optional<std::string> bundle;
+  if (pusher != nullptr) {
+    std::lock_guard push_lock(push_mutex_);
+    bundle = pusher->signed_bundle(broker);
+  }
+  if (!bundle) {
+    throw ApiError(503, "no signing key for policy bundles is configured");
+  }
+  return {200, json{{"broker", broker}, {"bundle", *bundle}},
+          "signed the policy bundle of " + broker};
+}
+
 Outcome SecurityManager::pushed(Outcome outcome, const PolicyChange& change) {
   PolicyPusher* pusher = nullptr;
   {

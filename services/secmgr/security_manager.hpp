@@ -47,6 +47,12 @@ class PolicyPusher {
   virtual ~PolicyPusher() = default;
   // Runs with the manager's lock released; returns per-broker results ("ok" or why not).
   virtual std::vector<std::pair<std::string, std::string>> push(const PolicyChange& change) = 0;
+  // The policy of a guard broker signed as a push would sign it, with the next sequence, for
+  // `broker-config --policy` to seed a broker's store before it starts; nothing when this
+  // pusher cannot sign.
+  virtual std::optional<std::string> signed_bundle(const std::string& /*broker*/) {
+    return std::nullopt;
+  }
 };
 
 // The Security Manager's operations, independent of HTTP: the registry, the PKI and the
@@ -93,6 +99,8 @@ class SecurityManager {
   Outcome list_rules(const std::string& identity);
   Outcome remove_rule(std::int64_t id);
   Outcome push(const std::string& broker);
+  // The signed policy bundle of a guard broker (PolicyPusher::signed_bundle).
+  Outcome broker_bundle(const std::string& broker);
 
   Outcome audit(const AuditQuery& query);
   void append_audit(const AuditEntry& entry);

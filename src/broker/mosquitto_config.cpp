@@ -11,6 +11,7 @@
 #include "recmesh/core/identifier.hpp"
 #include "recmesh/crypto/pem.hpp"
 #include "recmesh/pki/identity.hpp"
+#include "recmesh/policy/bundle_signing.hpp"
 #include "recmesh/policy/policy_bundle.hpp"
 #include "recmesh/policy/policy_store.hpp"
 
@@ -255,7 +256,43 @@ std::string bridge_section(ConfigWriter& writer, pki::Pki& pki, const LocalBroke
 RenderedBroker with_guard(RenderedBroker rendered, const RenderedBroker& guard) {
   rendered.guard_plugin = guard.guard_plugin;
   rendered.issued_secmgr_certificate = guard.issued_secmgr_certificate;
+  rendered.stored_policy_sequence = guard.stored_policy_sequence;
+  rendered.seeded_policy = guard.seeded_policy;
   return rendered;
+}
+
+// Writes `seed` into the guard's store unless the store holds a newer bundle. The seed is
+// verified as the plugin verifies a pushed bundle (signer, CA, CRL, broker), so a forged or
+// misaddressed one fails the rendering instead of leaving the broker without its policy.
+void seed_policy(ConfigWriter& writer, const policy::BundleTrust& trust,
+                 const policy::BrokerId& broker, const fs::path& store_file,
+                 const fs::path& key_file, const std::optional<std::string>& seed,
+                 RenderedBroker& rendered) {
+  const policy::BundleVerifier verifier(trust);
+  const policy::PolicyStore store(store_file, key_file);
+  std::uint64_t current = 0;
+  if (auto stored = store.load(); stored && stored->has_value()) {
+    if (auto bundle = verifier.verify(**stored, broker, 0)) {
+      current = bundle->sequence;
+      rendered.stored_policy_sequence = current;
+    }
+  }
+  if (!seed) {
+    return;
+  }
+  auto bundle = verifier.verify(*seed, broker, 0);
+  if (!bundle) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("the policy bundle for {} is refused: {}", broker.to_string(),
+                            bundle.status().message));
+  }
+  if (bundle->sequence <= current) {
+    return;  // the broker already has this policy or a newer one
+  }
+  store.save(*seed);
+  writer.hand_over(store_file);
+  rendered.stored_policy_sequence = bundle->sequence;
+  rendered.seeded_policy = true;
 }
 
 // The Security Manager's certificate (issued now when there is none): recmesh-guard takes
@@ -298,21 +335,23 @@ void add_guard(ConfigWriter& writer, pki::Pki& pki, const GuardPluginOptions& gu
     text += fmt::format("plugin_opt_{} {}\n", option, file.string());
   }
   const fs::path crl = writer.copy("guard-ems-crl.pem", pki.authority_crl_path("ems"));
-  const fs::path secmgr = writer.write(
-      "guard-secmgr.pem", secmgr_certificate(pki, rendered.issued_secmgr_certificate), kPublicFile);
+  const std::string secmgr_pem = secmgr_certificate(pki, rendered.issued_secmgr_certificate);
+  const fs::path secmgr = writer.write("guard-secmgr.pem", secmgr_pem, kPublicFile);
   // The key of the stored policy survives re-rendering, or the stored policy would be lost.
   const fs::path key = writer.dir() / "guard.key";
   if (!fs::exists(key)) {
     writer.write("guard.key", policy::PolicyStore::generate_key(), kPrivateFile);
   }
+  const fs::path store = writer.dir() / "data" / "guard-policy.bin";
+  seed_policy(writer, {read_file(pki.authority_cert_path("ems")), read_file(crl), secmgr_pem},
+              broker, store, key, guard.seed_bundle, rendered);
   text += fmt::format(
       "plugin_opt_ems_crl {}\n"
       "plugin_opt_secmgr_cert {}\n"
       "plugin_opt_policy_file {}\n"
       "plugin_opt_key_file {}\n"
       "plugin_opt_events_per_second {}\n",
-      crl.string(), secmgr.string(), (writer.dir() / "data" / "guard-policy.bin").string(),
-      key.string(), guard.events_per_second);
+      crl.string(), secmgr.string(), store.string(), key.string(), guard.events_per_second);
   writer.append(text);
   rendered.guard_plugin = fs::absolute(guard.plugin);
 }

@@ -175,6 +175,13 @@ bool for_log_management(std::string_view filter) {
   return channel == Channel::kMemberLogs || channel == Channel::kSecurityEvents;
 }
 
+// Member logs are sealed end to end for the EMS engine (SPEC §5), which opens them for log
+// management: the one flow with two readers.
+bool for_engine(std::string_view filter) {
+  return !for_log_management(filter) ||
+         channel_of(TopicForm::kCentral, filter) == Channel::kMemberLogs;
+}
+
 std::vector<DerivedGrant> central_rows(std::span<const MemberRegistration> members) {
   std::vector<DerivedGrant> rows;
   Topics engine_publish;
@@ -183,9 +190,15 @@ std::vector<DerivedGrant> central_rows(std::span<const MemberRegistration> membe
   for (const auto& m : members) {
     Topics bridge_publish = bridge_central_publish(m);
     // Every flow the bridge carries out has one reader on the platform: log management for
-    // logs and security events, the EMS engine for the rest (the bridge's own status included).
+    // security events, the EMS engine for the rest (the bridge's own status included); member
+    // logs have both.
     for (const auto& filter : bridge_publish) {
-      (for_log_management(filter) ? lms_subscribe : engine_subscribe).push_back(filter);
+      if (for_log_management(filter)) {
+        lms_subscribe.push_back(filter);
+      }
+      if (for_engine(filter)) {
+        engine_subscribe.push_back(filter);
+      }
     }
     for (const auto& rule : protocol::bridge_rules()) {
       if (is_in(rule)) {
@@ -235,6 +248,23 @@ Grant secmgr_grant(std::string_view secmgr_common_name) {
           {std::string(kGuardControlTopic)},
           {std::string(kGuardResponseTopic)},
           {}};
+}
+
+Result<PolicyBundle> derived_bundle(const BrokerId& broker,
+                                    std::span<const MemberRegistration> members,
+                                    std::uint64_t sequence, std::int64_t issued_at) {
+  auto rows = derive_access_matrix(broker, members);
+  if (!rows) {
+    return rows.status();
+  }
+  PolicyBundle bundle;
+  bundle.broker = broker.to_string();
+  bundle.sequence = sequence;
+  bundle.issued_at = issued_at;
+  for (auto& row : *rows) {
+    bundle.grants.push_back(std::move(row.grant));
+  }
+  return bundle;
 }
 
 Result<std::vector<DerivedGrant>> derive_access_matrix(

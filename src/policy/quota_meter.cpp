@@ -32,9 +32,17 @@ QuotaMeter::QuotaMeter(const Quota& quota, std::int64_t now_ns)
       last_ns_(now_ns) {}
 
 void QuotaMeter::set_quota(const Quota& quota) {
+  // A bucket that had no limit holds no tokens (it was never charged): it starts full under a
+  // new limit, as for a new connection. Emptying it instead throttled, and after enough
+  // violations disconnected, a client that stays within the new rate (a probe publishing every
+  // millisecond under a limit of 1,000/s) right after the swap.
+  const auto level = [](double tokens, double old_limit, double new_limit) {
+    return old_limit == 0 ? new_limit : std::min(tokens, new_limit);
+  };
+  messages_ = level(messages_, quota_.publish_per_second, quota.publish_per_second);
+  bytes_ = level(bytes_, static_cast<double>(quota_.bytes_per_second),
+                 static_cast<double>(quota.bytes_per_second));
   quota_ = quota;
-  messages_ = std::min(messages_, static_cast<double>(quota.publish_per_second));
-  bytes_ = std::min(bytes_, static_cast<double>(quota.bytes_per_second));
 }
 
 void QuotaMeter::refill(std::int64_t now_ns) {

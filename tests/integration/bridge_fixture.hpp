@@ -39,6 +39,7 @@
 #include "recmesh_cli.hpp"
 #include "tcp_proxy.hpp"
 #include "temp_dir.hpp"
+#include "test_community.hpp"
 
 namespace recmesh::testing {
 
@@ -88,13 +89,26 @@ class BridgeWorld {
     gateway_ = files(pki.issue(request(pki::IdentityKind::kGateway, "r1", "m1", "")));
     device_ = files(pki.issue(request(pki::IdentityKind::kDevice, "r1", "m1", "d1")));
     engine_ = files(pki.issue(request(pki::IdentityKind::kService, "", "", "engine")));
+    // recmesh-guard is loaded with the rules of SPEC §6 and a custom rule opening every topic
+    // to the identities of these tests: they exercise the bridge's own checks (mapping, topic
+    // grammar, sizes), which must hold even where a broker lets a message through.
+    const std::vector<policy::MemberRegistration> members{{"r1", "m1", {"d1"}}};
+    std::vector<policy::Grant> open;
+    for (const std::string cn :
+         {"bridge_r1_m1", "rec_r1_m1_gateway", "rec_r1_m1_d1", "ems_engine"}) {
+      open.push_back(grant_for(cn, {"#"}, {"#"}));
+    }
     render("--local",
            {"--rec", "r1", "--member", "m1", "--member-port", std::to_string(member_port_),
-            "--bridge-port", std::to_string(local_bridge_port_)},
+            "--bridge-port", std::to_string(local_bridge_port_), "--policy",
+            write_signed_policy(tmp_ / "local.jws", tmp_ / "pki",
+                                policy::BrokerId::local("r1", "m1"), members, open)},
            tmp_ / "local");
     render("--central",
            {"--ems-port", std::to_string(ems_port_), "--bridge-port",
-            std::to_string(central_bridge_port_)},
+            std::to_string(central_bridge_port_), "--policy",
+            write_signed_policy(tmp_ / "central.jws", tmp_ / "pki", policy::BrokerId::central(),
+                                members, open)},
            tmp_ / "central");
     start_central();
     start_local();

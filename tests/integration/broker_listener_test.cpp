@@ -26,6 +26,7 @@
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
 #include "temp_dir.hpp"
+#include "test_community.hpp"
 
 namespace recmesh {
 namespace {
@@ -188,6 +189,10 @@ class BrokerListenerTest : public ::testing::Test {
     if (bridge_to_port) {
       args.insert(args.end(), {"--bridge-to", "127.0.0.1:" + std::to_string(*bridge_to_port)});
     }
+    args.insert(args.end(),
+                {"--policy", testing::write_signed_policy(tmp_ / "local.jws", pki_dir(),
+                                                          policy::BrokerId::local("r1", "m1"),
+                                                          registrations())});
     recmesh_ok(args);
     return out / "mosquitto.conf";
   }
@@ -196,8 +201,15 @@ class BrokerListenerTest : public ::testing::Test {
     const fs::path out = tmp_ / "central";
     recmesh_ok({"broker-config", "--pki", pki_dir().string(), "--central", "--ems-port",
                 std::to_string(ports.ems), "--bridge-port", std::to_string(ports.bridge), "--out",
-                out.string()});
+                out.string(), "--policy",
+                testing::write_signed_policy(tmp_ / "central.jws", pki_dir(),
+                                             policy::BrokerId::central(), registrations())});
     return out / "mosquitto.conf";
+  }
+
+  // The members whose rules of SPEC §6 the brokers are seeded with (recmesh-guard).
+  static std::vector<policy::MemberRegistration> registrations() {
+    return {{"r1", "m1", {"battery1", "meter", "pv1", "pv2"}}, {"r1", "m2", {}}};
   }
 
   std::unique_ptr<testing::MosquittoBroker> start_local(const LocalPorts& ports,
@@ -517,7 +529,8 @@ TEST_F(BrokerListenerTest, GeneratedKeyFilesAreOwnerOnly) {
       }
     }
   }
-  EXPECT_EQ(keys.size(), 3U) << "two server keys and the bridge's client key";
+  EXPECT_EQ(keys.size(), 5U)
+      << "two server keys, the bridge's client key and the guard's two policy-store keys";
   for (const fs::path& key : keys) {
     struct stat info {};
     ASSERT_EQ(::stat(key.c_str(), &info), 0) << key;

@@ -31,6 +31,7 @@
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
 #include "temp_dir.hpp"
+#include "test_community.hpp"
 
 namespace recmesh {
 namespace {
@@ -56,9 +57,16 @@ class E2eTest : public ::testing::Test {
       request.identity = pki::Identity::make(pki::IdentityKind::kService, "", "", service);
       pki.issue(request);
     }
+    // recmesh-guard enforces SPEC §6; ems_lms gets a custom rule on the whole REC, so that it
+    // spies on every flow and plays the insider that replays and forges (what end-to-end
+    // protection must withstand even when a broker lets it through).
+    const std::vector<policy::MemberRegistration> members{{"r1", "m1", {}}, {"r1", "m2", {}}};
     render({"broker-config", "--pki", pki_dir().string(), "--central", "--ems-port",
             std::to_string(central_port_), "--bridge-port", std::to_string(central_bridge_port_),
-            "--out", (tmp_ / "central").string()});
+            "--out", (tmp_ / "central").string(), "--policy",
+            testing::write_signed_policy(tmp_ / "central.jws", pki_dir(),
+                                         policy::BrokerId::central(), members,
+                                         {testing::grant_for("ems_lms", {"/r1/#"}, {"/r1/#"})})});
     central_ = std::make_unique<testing::MosquittoBroker>(
         tmp_ / "central" / "mosquitto.conf", std::vector<int>{central_port_, central_bridge_port_});
     for (int i = 0; i < 2; ++i) {
@@ -67,7 +75,9 @@ class E2eTest : public ::testing::Test {
               member, "--member-port", std::to_string(local_port_[i]), "--bridge-port",
               std::to_string(local_bridge_port_[i]), "--bridge-to",
               "127.0.0.1:" + std::to_string(central_bridge_port_), "--out",
-              (tmp_ / member).string()});
+              (tmp_ / member).string(), "--policy",
+              testing::write_signed_policy(tmp_ / (member + ".jws"), pki_dir(),
+                                           policy::BrokerId::local("r1", member), members)});
       local_[i] = std::make_unique<testing::MosquittoBroker>(
           tmp_ / member / "mosquitto.conf",
           std::vector<int>{local_port_[i], local_bridge_port_[i]});

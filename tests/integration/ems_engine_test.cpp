@@ -51,6 +51,9 @@ class EmsEngineTest : public ::testing::Test {
     gateway_key_ = gateway.key;
     member_cafile_ = gateway.cafile;
     community_.service("engine");
+    // Registered before the bridge starts: recmesh-guard grants the bridge's device-scoped
+    // subscriptions (`/device/+/diagnostic`) only when its member has a device to carry.
+    community_.issue_devices("m1", {"pv1"});
     central_ems_port_ = community_.start_central().ems_port;
     local_port_ = community_.start_local("m1", true).member_port;
 
@@ -385,7 +388,6 @@ TEST_F(EmsEngineTest, CtlSendsAControlAndWaitsForItsFinalResponse) {
 // device, and reports the device's outcome.
 TEST_F(EmsEngineTest, CtlDiagnosticReturnsTheDeviceReportVerifiedAgainstTheMemberCa) {
   start_engine(base_config());
-  community_.device("pv1");
   device::DeviceFleetConfig fleet;
   fleet.broker_port = local_port_;
   fleet.pki_dir = pki_dir();

@@ -63,6 +63,9 @@ class GatewayTest : public ::testing::Test {
     ems_engine_ = std::make_unique<crypto::JwsSigner>(
         crypto::JwsSigner::from_files(engine.chain, engine.key));
     community_.issue_devices("m1", {"pv1", "bat1", "ev1", "ev2"});
+    // The probes play the devices and the platform side with the gateway's certificate: a
+    // custom rule opens every topic to it (the gateway's own row is guard_matrix_test's).
+    community_.allow(gateway, {"#"}, {"#"});
     port_ = community_.start_local().member_port;
     // Plays the EMS engine (through the bridge) and the log management side.
     ems_ = std::make_unique<testing::MqttTestClient>("ems-side");

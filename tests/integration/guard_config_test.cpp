@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "guard_harness.hpp"
+#include "test_community.hpp"
 
 namespace recmesh::guard_test {
 namespace {
@@ -43,10 +44,79 @@ TEST_F(GuardConfigTest, RendersThePluginWithItsFiles) {
   const std::string key = read_file(dir_ / "guard.key");
   ASSERT_EQ(render({"--guard-plugin", guard_plugin_path()}).exit_code, 0);
   EXPECT_EQ(read_file(dir_ / "guard.key"), key);
-  // Without the guard the configuration is the plain one.
-  ASSERT_EQ(render({}).exit_code, 0);
+  // Only --no-guard renders the plain configuration, and says that it is unsafe.
+  const auto plain = render({"--no-guard"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_NE(plain.out.find("WARNING"), std::string::npos) << plain.out;
   EXPECT_NE(read_file(dir_ / "mosquitto.conf").find("use_identity_as_username true"),
             std::string::npos);
+  EXPECT_NE(render({"--no-guard", "--guard-plugin", guard_plugin_path()}).exit_code, 0);
+}
+
+TEST_F(GuardConfigTest, TheGuardIsLoadedByDefault) {
+  const auto result = render({});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string conf = read_file(dir_ / "mosquitto.conf");
+  EXPECT_NE(conf.find("plugin "), std::string::npos) << conf;
+  EXPECT_NE(conf.find("recmesh_guard.so"), std::string::npos) << conf;
+  EXPECT_EQ(conf.find("use_identity_as_username"), std::string::npos);
+  EXPECT_NE(result.out.find("no policy yet"), std::string::npos) << result.out;
+}
+
+// A fresh broker seeded with the Security Manager's bundle enforces it from its first
+// connection, without a push; a re-render with an older bundle keeps the newer stored one; a
+// forged or misaddressed bundle fails the rendering.
+TEST_F(GuardConfigTest, APolicySeededByBrokerConfigIsInForceAtStart) {
+  const Cert engine = service("engine");
+  const std::vector<policy::MemberRegistration> members{{"r1", "m1", {}}};
+  const auto bundle_file = [&](std::uint64_t sequence, std::vector<policy::Grant> extra) {
+    return testing::write_signed_policy(tmp_ / ("seed-" + std::to_string(sequence)), pki_dir(),
+                                        policy::BrokerId::central(), members, std::move(extra),
+                                        sequence);
+  };
+  auto seeded = render(
+      {"--guard-plugin", guard_plugin_path(), "--policy",
+       bundle_file(5, {testing::grant_for("ems_engine", {"/test/seeded"}, {"/test/seeded"})})});
+  ASSERT_EQ(seeded.exit_code, 0) << seeded.err;
+  EXPECT_NE(seeded.out.find("policy 5 seeded"), std::string::npos) << seeded.out;
+  // Older: the stored policy stays.
+  auto older = render({"--guard-plugin", guard_plugin_path(), "--policy", bundle_file(4, {})});
+  ASSERT_EQ(older.exit_code, 0) << older.err;
+  EXPECT_NE(older.out.find("policy 5 kept"), std::string::npos) << older.out;
+
+  testing::MosquittoBroker broker(dir_ / "mosquitto.conf", {ems_, bridge_});
+  // The seeded custom rule is in force with no push (deny-all would refuse the subscription).
+  GuardClient subscriber("seed-sub");
+  ASSERT_TRUE(subscriber.connect(ems_, root_ca_, engine));
+  ASSERT_TRUE(subscriber.subscribe("/test/seeded"));
+  EXPECT_FALSE(subscriber.subscribe("/test/other"));
+  GuardClient publisher("seed-pub");
+  ASSERT_TRUE(publisher.connect(ems_, root_ca_, engine));
+  ASSERT_TRUE(publisher.publish("/test/seeded", "x"));
+  const auto received = subscriber.wait_message();
+  ASSERT_TRUE(received.has_value()) << broker.log();
+  EXPECT_EQ(received->payload, "x");
+  EXPECT_NE(broker.log().find("policy 5 loaded"), std::string::npos) << broker.log();
+
+  // A bundle signed by a key other than the Security Manager's.
+  const Cert other = service("other");
+  policy::PolicyBundle forged;
+  forged.broker = "central";
+  forged.sequence = 9;
+  write_file_atomic(
+      tmp_ / "forged.jws",
+      policy::BundleSigner(crypto::JwsSigner::from_files(other.chain, other.key)).sign(forged),
+      0600);
+  auto refused =
+      render({"--guard-plugin", guard_plugin_path(), "--policy", (tmp_ / "forged.jws").string()});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.err.find("refused"), std::string::npos) << refused.err;
+  // A bundle for another broker.
+  testing::write_signed_policy(tmp_ / "local.jws", pki_dir(), policy::BrokerId::local("r1", "m1"),
+                               members, {}, 10);
+  auto elsewhere =
+      render({"--guard-plugin", guard_plugin_path(), "--policy", (tmp_ / "local.jws").string()});
+  EXPECT_NE(elsewhere.exit_code, 0);
 }
 
 TEST_F(GuardConfigTest, AMissingPluginIsAClearError) {

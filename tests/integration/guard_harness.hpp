@@ -389,18 +389,11 @@ class GuardFixture : public ::testing::Test {
   static policy::PolicyBundle matrix_bundle(const policy::BrokerId& broker,
                                             const std::vector<policy::MemberRegistration>& members,
                                             std::uint64_t sequence) {
-    auto rows = policy::derive_access_matrix(broker, members);
-    if (!rows) {
-      throw std::runtime_error(rows.status().message);
+    auto bundle = policy::derived_bundle(broker, members, sequence, 1);
+    if (!bundle) {
+      throw std::runtime_error(bundle.status().message);
     }
-    policy::PolicyBundle bundle;
-    bundle.broker = broker.to_string();
-    bundle.sequence = sequence;
-    bundle.issued_at = 1;
-    for (auto& row : *rows) {
-      bundle.grants.push_back(std::move(row.grant));
-    }
-    return bundle;
+    return std::move(bundle).value();
   }
 
   static void push_ok(policy::GuardPublisher& publisher, const policy::PolicyBundle& bundle) {

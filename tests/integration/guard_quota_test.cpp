@@ -14,7 +14,7 @@ namespace {
 using policy::BrokerId;
 
 const std::vector<policy::MemberRegistration> kMembers{
-    {"r1", "m1", {"good", "flood", "big", "ret", "subs", "will", "kick", "idle"}}};
+    {"r1", "m1", {"good", "flood", "big", "ret", "subs", "will", "kick", "idle", "swap"}}};
 
 class GuardQuotaTest : public GuardFixture {
  protected:
@@ -151,6 +151,42 @@ TEST_F(GuardQuotaTest, SustainedAbuseDisconnects) {
   ASSERT_TRUE(good);
   ASSERT_TRUE(good->publish("/device/good/metrics/power", "still here"));
   EXPECT_FALSE(gateway_messages("/device/good/", 500ms).empty());
+}
+
+// A bundle that gives a so far unlimited client a rate it keeps to neither throttles nor
+// disconnects it: its bucket starts full under the new limit (it used to start empty, so the
+// first bursts after the swap counted as violations).
+TEST_F(GuardQuotaTest, APolicySwapDoesNotThrottleAClientWithinItsNewRate) {
+  const auto bundle_with = [&](std::uint64_t sequence, const policy::Quota& quota) {
+    auto bundle = matrix_bundle(BrokerId::local("r1", "m1"), kMembers, sequence);
+    for (auto& grant : bundle.grants) {
+      grant.quota = grant.identity.ends_with("_swap") ? quota : policy::Quota{};
+    }
+    return bundle;
+  };
+  push_ok(*secmgr_, bundle_with(2, policy::Quota{}));
+  auto swap = connect("swap", device("m1", "swap"));
+  ASSERT_TRUE(swap);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(swap->publish_async("/device/swap/metrics/power", "unlimited", 0));
+  }
+  policy::Quota limited;
+  limited.publish_per_second = 200;
+  limited.disconnect_after_violations = 3;
+  push_ok(*secmgr_, bundle_with(3, limited));
+  // A burst of 40 at once (a fifth of a second's worth), then bursts of 10 every 100 ms: within
+  // 200/s throughout.
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(swap->publish_async("/device/swap/metrics/power", "burst", 0));
+  }
+  for (int burst = 0; burst < 10; ++burst) {
+    for (int i = 0; i < 10; ++i) {
+      ASSERT_TRUE(swap->publish_async("/device/swap/metrics/power", "limited", 0));
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_FALSE(swap->wait_disconnected(1s)) << "disconnected right after the swap";
+  EXPECT_FALSE(security_event("rec_r1_m1_swap", 500ms)) << "a quota event for the swap client";
 }
 
 TEST_F(GuardQuotaTest, OversizePayloadsAreDropped) {

@@ -41,6 +41,7 @@
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
 #include "temp_dir.hpp"
+#include "test_community.hpp"
 
 namespace recmesh::mqtt {
 namespace {
@@ -227,13 +228,21 @@ class MqttClientTest : public ::testing::Test {
   }
   ClientFiles gateway() { return issue(IdentityKind::kGateway, "m1", ""); }
 
-  // `recmesh broker-config --local` for r1/m1, persistence on.
+  // `recmesh broker-config --local` for r1/m1, persistence on, recmesh-guard seeded with the
+  // matrix of SPEC §6 plus custom rules for what these tests do beyond it: one device
+  // certificate stands in for many devices, and it writes the gateway's command topic.
   fs::path render_broker() {
     const fs::path out = tmp_ / "local-r1-m1";
+    const std::string policy = testing::write_signed_policy(
+        tmp_ / "policy.jws", pki_dir(), policy::BrokerId::local("r1", "m1"),
+        {{"r1", "m1", {"meter"}}},
+        {testing::grant_for("rec_r1_m1_meter",
+                            {"/device/+/metrics/#", "/device/+/status", "/platform/control"}, {}),
+         testing::grant_for("rec_r1_m1_gateway", {}, {"/device/+/metrics/#", "/device/+/status"})});
     const testing::CommandResult result = testing::run_recmesh(
         {"broker-config", "--pki", pki_dir().string(), "--local", "--rec", "r1", "--member", "m1",
          "--member-port", std::to_string(member_port_), "--bridge-port",
-         std::to_string(bridge_port_), "--out", out.string()});
+         std::to_string(bridge_port_), "--out", out.string(), "--policy", policy});
     if (result.exit_code != 0) {
       throw std::runtime_error("recmesh broker-config failed: " + result.err);
     }

@@ -168,5 +168,36 @@ TEST_F(SecmgrGuardTest, RevokingAMemberDisconnectsAllItsIdentitiesOnEveryBroker)
   EXPECT_FALSE(connect_client("rec_r1_m1_gateway")->connected());
 }
 
+// A fresh broker is neither wide open nor dead: registered first, it is rendered with the
+// bundle the manager signs for it (`recmesh sec broker bundle` → `broker-config --policy`) and
+// admits its identities from its first connection, before any push reaches it.
+TEST_F(SecmgrGuardTest, ABrokerSeededWithTheManagersBundleStartsWithItsPolicy) {
+  const json added = sm_.post("/v1/brokers", {{"id", "ems_broker"},
+                                              {"host", "127.0.0.1"},
+                                              {"port", central_ems_},
+                                              {"connector", "guard"}});
+  EXPECT_NE(added["pushed"]["ems_broker"], "ok") << "nothing listens yet: " << added;
+  const json bundle = sm_.get("/v1/brokers/ems_broker/bundle");
+  ASSERT_TRUE(bundle["bundle"].is_string()) << bundle;
+  {
+    pki::Pki pki = pki::Pki::open(sm_.pki(), pki::Pki::Access::kReadWrite,
+                                  Secret(std::string(kTestPassphrase)));
+    broker::CentralBrokerOptions options;
+    options.ems_port = central_ems_;
+    options.bridge_port = central_bridge_;
+    options.guard = broker::GuardPluginOptions{RECMESH_GUARD_PLUGIN};
+    options.guard->seed_bundle = bundle["bundle"].get<std::string>();
+    const auto rendered = broker::render_central_broker(pki, options, sm_.dir() / "central");
+    EXPECT_TRUE(rendered.seeded_policy);
+  }
+  central_ = std::make_unique<MosquittoBroker>(sm_.dir() / "central" / "mosquitto.conf",
+                                               std::vector<int>{central_ems_, central_bridge_});
+  auto bridge = connect_central("bridge_r1_m1");
+  EXPECT_TRUE(bridge->connected()) << bridge->last_error() << central_->log();
+  EXPECT_TRUE(bridge->subscribe("/r1/m1/control", 1)) << central_->log();
+  // A broker the manager does not push to through the guard gets no bundle.
+  EXPECT_EQ(sm_.client().get("/v1/brokers/ems_nobody/bundle").status, 404);
+}
+
 }  // namespace
 }  // namespace recmesh::testing

@@ -1,11 +1,18 @@
 #include "test_community.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <stdexcept>
 #include <unistd.h>
 
+#include "recmesh/core/file_io.hpp"
 #include "recmesh/core/secret.hpp"
+#include "recmesh/crypto/jws.hpp"
+#include "recmesh/policy/access_matrix.hpp"
+#include "recmesh/policy/bundle_signing.hpp"
+#include "recmesh/policy/client_identity.hpp"
+#include "recmesh/policy/guard_publisher.hpp"
 
 #include "free_port.hpp"
 #include "recmesh_cli.hpp"
@@ -24,7 +31,69 @@ void render(const std::vector<std::string>& args) {
   }
 }
 
+// Adds `topics` to `into` unless present.
+void merge(std::vector<std::string>& into, const std::vector<std::string>& topics) {
+  for (const auto& topic : topics) {
+    if (std::find(into.begin(), into.end(), topic) == into.end()) {
+      into.push_back(topic);
+    }
+  }
+}
+
+// ems_secmgr's certificate: brokers take bundles signed with its key only.
+pki::IssuedFiles secmgr_files(pki::Pki& pki) {
+  for (const auto& record : pki.certificates()) {
+    if (record.common_name == "ems_secmgr" && record.status == pki::CertificateStatus::kValid) {
+      return pki.files_of(record);
+    }
+  }
+  pki::IssueRequest request;
+  request.identity = pki::Identity::make(pki::IdentityKind::kService, "", "", "secmgr");
+  return pki.issue(request).files;
+}
+
 }  // namespace
+
+std::string signed_policy(const fs::path& pki_dir, const policy::BrokerId& broker,
+                          const std::vector<policy::MemberRegistration>& members,
+                          const std::vector<policy::Grant>& extra, std::uint64_t sequence) {
+  auto derived = policy::derived_bundle(broker, members, sequence, 1);
+  if (!derived) {
+    throw std::runtime_error("derived_bundle: " + derived.status().message);
+  }
+  policy::PolicyBundle bundle = std::move(derived).value();
+  for (const auto& more : extra) {
+    auto same = std::find_if(bundle.grants.begin(), bundle.grants.end(),
+                             [&](const auto& g) { return g.identity == more.identity; });
+    if (same == bundle.grants.end()) {
+      bundle.grants.push_back(more);
+    } else {
+      merge(same->publish, more.publish);
+      merge(same->subscribe, more.subscribe);
+    }
+  }
+  pki::Pki pki = pki::Pki::open(pki_dir, pki::Pki::Access::kReadWrite, Secret(kTestPassphrase));
+  const auto files = secmgr_files(pki);
+  return policy::BundleSigner(crypto::JwsSigner::from_files(files.chain, files.key)).sign(bundle);
+}
+
+std::string write_signed_policy(const fs::path& file, const fs::path& pki_dir,
+                                const policy::BrokerId& broker,
+                                const std::vector<policy::MemberRegistration>& members,
+                                const std::vector<policy::Grant>& extra, std::uint64_t sequence) {
+  write_file_atomic(file, signed_policy(pki_dir, broker, members, extra, sequence), 0600);
+  return file.string();
+}
+
+policy::Grant grant_for(const std::string& common_name, std::vector<std::string> publish,
+                        std::vector<std::string> subscribe) {
+  const auto identity = pki::parse_common_name(common_name);
+  if (!identity) {
+    throw std::invalid_argument("not a recmesh common name: " + common_name);
+  }
+  return {
+      policy::client_identity_of(*identity).key(), std::move(publish), std::move(subscribe), {}};
+}
 
 void TestCommunity::Broker::restart() {
   process.reset();
@@ -38,7 +107,10 @@ TestCommunity::TestCommunity(fs::path dir, std::string rec, std::vector<std::str
   pki.add_rec(rec_);
   for (const auto& member : members) {
     pki.add_member(rec_, member);
+    devices_[member];
   }
+  members_ = std::move(members);
+  secmgr_files(pki);
 }
 
 TestCommunity::~TestCommunity() {
@@ -57,6 +129,10 @@ ClientFiles TestCommunity::issue(pki::IdentityKind kind, const std::string& memb
   pki::IssueRequest request;
   request.identity = pki::Identity::make(kind, service ? "" : rec_, service ? "" : member, name);
   const auto issued = pki.issue(request);
+  if (kind == pki::IdentityKind::kDevice) {
+    merge(devices_[member], {name});
+    changed();
+  }
   return {issued.record.common_name, issued.files.chain, issued.files.key, issued.files.cafile};
 }
 
@@ -81,6 +157,62 @@ void TestCommunity::issue_devices(const std::string& member, const std::vector<s
     requests.push_back(request);
   }
   pki.issue_many(requests);
+  merge(devices_[member], ids);
+  changed();
+}
+
+void TestCommunity::allow(const ClientFiles& who, std::vector<std::string> publish,
+                          std::vector<std::string> subscribe) {
+  extra_.push_back(grant_for(who.common_name, std::move(publish), std::move(subscribe)));
+  changed();
+}
+
+std::string TestCommunity::signed_policy(const policy::BrokerId& broker) {
+  std::vector<policy::MemberRegistration> members;
+  for (const auto& member : members_) {
+    members.push_back({rec_, member, devices_[member]});
+  }
+  return testing::signed_policy(pki_dir(), broker, members, extra_, ++sequence_);
+}
+
+std::string TestCommunity::write_policy(const policy::BrokerId& broker, const std::string& name) {
+  const fs::path file = dir_ / ("policy-" + name + ".jws");
+  write_file_atomic(file, signed_policy(broker), 0600);
+  return file.string();
+}
+
+void TestCommunity::provision() {
+  pki::Pki pki = open_pki();
+  const auto files = secmgr_files(pki);
+  const auto push = [&](const policy::BrokerId& broker, int port) {
+    mqtt::MqttClientOptions options;
+    options.port = port;
+    options.client_id = "ems_secmgr";
+    options.cafile = pki.authority_cert_path("root");
+    options.certfile = files.chain;
+    options.keyfile = files.key;
+    policy::GuardPublisher publisher(
+        policy::BundleSigner(crypto::JwsSigner::from_files(files.chain, files.key)), options);
+    auto answer = publisher.push_signed(signed_policy(broker), std::chrono::seconds(10));
+    if (!answer || !answer->accepted) {
+      throw std::runtime_error("policy push to " + broker.to_string() +
+                               " failed: " + (answer ? answer->reason : answer.status().message));
+    }
+  };
+  if (central_ && central_->process) {
+    push(policy::BrokerId::central(), central_->ems_port);
+  }
+  for (const auto& [member, broker] : locals_) {
+    if (broker->process) {
+      push(policy::BrokerId::local(rec_, member), broker->management_port);
+    }
+  }
+}
+
+void TestCommunity::changed() {
+  if (central_ || !locals_.empty()) {
+    provision();
+  }
 }
 
 TestCommunity::CentralBroker& TestCommunity::start_central() {
@@ -93,7 +225,7 @@ TestCommunity::CentralBroker& TestCommunity::start_central() {
   const fs::path out = dir_ / "central";
   render({"broker-config", "--pki", pki_dir().string(), "--central", "--ems-port",
           std::to_string(broker->ems_port), "--bridge-port", std::to_string(broker->bridge_port),
-          "--out", out.string()});
+          "--out", out.string(), "--policy", write_policy(policy::BrokerId::central(), "central")});
   broker->config = out / "mosquitto.conf";
   broker->ports = {broker->ems_port, broker->bridge_port};
   broker->restart();
@@ -108,24 +240,30 @@ TestCommunity::LocalBroker& TestCommunity::start_local(const std::string& member
   auto broker = std::make_unique<LocalBroker>();
   broker->member_port = free_tcp_port();
   broker->bridge_port = free_tcp_port();
+  broker->management_port = free_tcp_port();
   const fs::path out = dir_ / ("local-" + member);
-  std::vector<std::string> args{"broker-config",
-                                "--pki",
-                                pki_dir().string(),
-                                "--local",
-                                "--rec",
-                                rec_,
-                                "--member",
-                                member,
-                                "--member-port",
-                                std::to_string(broker->member_port),
-                                "--bridge-port",
-                                std::to_string(broker->bridge_port),
-                                "--out",
-                                out.string()};
+  std::vector<std::string> args{
+      "broker-config",
+      "--pki",
+      pki_dir().string(),
+      "--local",
+      "--rec",
+      rec_,
+      "--member",
+      member,
+      "--member-port",
+      std::to_string(broker->member_port),
+      "--bridge-port",
+      std::to_string(broker->bridge_port),
+      "--mgmt-port",
+      std::to_string(broker->management_port),
+      "--out",
+      out.string(),
+      "--policy",
+      write_policy(policy::BrokerId::local(rec_, member), "local-" + member)};
   render(args);
   broker->config = out / "mosquitto.conf";
-  broker->ports = {broker->member_port, broker->bridge_port};
+  broker->ports = {broker->member_port, broker->bridge_port, broker->management_port};
   broker->restart();
   if (bridged) {
     const ClientFiles files = issue(pki::IdentityKind::kBridge, member, "");

@@ -20,11 +20,19 @@
 //   const auto engine = community.service("engine");        // ems_engine's files
 //   ... connect to central.ems_port ...
 //
-// Brokers are rendered by `recmesh broker-config` (persistence on) into <dir>/local-<member> and
-// <dir>/central, on free 127.0.0.1 ports; `restart()` stops one by PID (SIGTERM: it saves its
-// sessions) and starts it again on the same ports. When the tests run as root, the directory is
-// opened to the `mosquitto` account that the broker drops to before it reads its certificates.
+// Brokers are rendered by `recmesh broker-config` (persistence on, recmesh-guard loaded) into
+// <dir>/local-<member> and <dir>/central, on free 127.0.0.1 ports; `restart()` stops one by PID
+// (SIGTERM: it saves its sessions) and starts it again on the same ports. When the tests run as
+// root, the directory is opened to the `mosquitto` account that the broker drops to before it
+// reads its certificates.
+//
+// Access control as in production: each broker starts with the least-privilege policy of SPEC §6
+// (policy::derive_access_matrix over the devices issued here, signed with ems_secmgr's key) seeded
+// through `broker-config --policy`, and every later change (a device issued, a grant added) is
+// pushed to the running brokers over $CONTROL/recmesh-guard/v1 as the Security Manager does. A
+// test whose probe needs more than its identity's row adds it with allow(), like a custom rule.
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -33,6 +41,8 @@
 
 #include "recmesh/pki/identity.hpp"
 #include "recmesh/pki/pki.hpp"
+#include "recmesh/policy/access_matrix.hpp"
+#include "recmesh/policy/policy_bundle.hpp"
 
 #include "child_process.hpp"
 #include "mosquitto_broker.hpp"
@@ -46,6 +56,23 @@ struct ClientFiles {
   std::filesystem::path key;     // PEM private key, plain
   std::filesystem::path cafile;  // the bundle that verifies the broker this identity talks to
 };
+
+// The least-privilege policy of `broker` (policy::derive_access_matrix over `members`) with
+// `extra` grants merged in (test observers, as custom allow rules), signed with ems_secmgr's key
+// from the PKI at `pki_dir` (issued when missing), as the Security Manager signs it.
+std::string signed_policy(const std::filesystem::path& pki_dir, const policy::BrokerId& broker,
+                          const std::vector<policy::MemberRegistration>& members,
+                          const std::vector<policy::Grant>& extra, std::uint64_t sequence);
+// The same, written to `file` (0600) for `broker-config --policy`; returns the path as text.
+std::string write_signed_policy(const std::filesystem::path& file,
+                                const std::filesystem::path& pki_dir,
+                                const policy::BrokerId& broker,
+                                const std::vector<policy::MemberRegistration>& members,
+                                const std::vector<policy::Grant>& extra = {},
+                                std::uint64_t sequence = 1);
+// A grant for the identity a PKI common name names (`rec_r1_m1_gateway` → member/r1/m1:…).
+policy::Grant grant_for(const std::string& common_name, std::vector<std::string> publish,
+                        std::vector<std::string> subscribe);
 
 class TestCommunity {
  public:
@@ -61,8 +88,9 @@ class TestCommunity {
     void stop() { process.reset(); }
   };
   struct LocalBroker : Broker {
-    int member_port = 0;  // devices and the gateway (member CA)
-    int bridge_port = 0;  // bridge modules (Bridge CA)
+    int member_port = 0;      // devices and the gateway (member CA)
+    int bridge_port = 0;      // bridge modules (Bridge CA)
+    int management_port = 0;  // the Security Manager (EMS CA): policy pushes
     // `recmesh bridge` to the central broker when started bridged (docs/bridge.md); its log is
     // <dir>/bridge-<member>.log. Destroyed (SIGTERM by PID) before the broker.
     std::unique_ptr<ChildProcess> bridge;
@@ -92,6 +120,16 @@ class TestCommunity {
   // Issues rec_<rec>_<member>_<id> for each id in one transaction.
   void issue_devices(const std::string& member, const std::vector<std::string>& ids);
 
+  // Grants `who` more than its row of the matrix on every broker (a custom allow rule); in force
+  // on running brokers when this returns.
+  void allow(const ClientFiles& who, std::vector<std::string> publish,
+             std::vector<std::string> subscribe);
+  // The signed policy bundle of a broker as it stands (derived rows plus allow()s), with a new
+  // sequence number.
+  std::string signed_policy(const policy::BrokerId& broker);
+  // Pushes the current policy to every running broker; throws when one does not accept it.
+  void provision();
+
   // Renders and starts the central broker (once; later calls return it).
   CentralBroker& start_central();
   // Renders and starts `member`'s local broker (once per member); `bridged` links it to the
@@ -101,8 +139,15 @@ class TestCommunity {
   LocalBroker& local(const std::string& member = "m1");
 
  private:
+  void changed();  // provision() when a broker runs
+  std::string write_policy(const policy::BrokerId& broker, const std::string& name);
+
   std::filesystem::path dir_;
   std::string rec_;
+  std::vector<std::string> members_;
+  std::map<std::string, std::vector<std::string>> devices_;  // per member, as issued
+  std::vector<policy::Grant> extra_;
+  std::uint64_t sequence_ = 0;
   std::unique_ptr<CentralBroker> central_;
   std::map<std::string, std::unique_ptr<LocalBroker>> locals_;
 };

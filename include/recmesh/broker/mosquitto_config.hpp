@@ -30,6 +30,11 @@ struct BuiltinBridge {
 struct GuardPluginOptions {
   std::filesystem::path plugin;  // recmesh_guard.so
   std::uint32_t events_per_second = 20;
+  // A policy bundle signed by the Security Manager (`recmesh sec broker bundle`), written into
+  // the guard's encrypted store so that the broker starts with its policy instead of denying
+  // everything until the first push. Verified like a pushed one; ignored (kept as is) when the
+  // store already holds a bundle with the same or a higher sequence.
+  std::optional<std::string> seed_bundle = std::nullopt;
 };
 
 // Where `recmesh` expects the plugin: <dir of the executable>/../lib/recmesh/recmesh_guard.so,
@@ -65,6 +70,9 @@ struct RenderedBroker {
   std::vector<ListenerSummary> listeners;
   std::optional<std::filesystem::path> guard_plugin;
   bool issued_secmgr_certificate = false;  // the guard needs the Security Manager's certificate
+  // The sequence of the policy in the guard's store after rendering (a seeded or kept one).
+  std::optional<std::uint64_t> stored_policy_sequence = std::nullopt;
+  bool seeded_policy = false;  // the seed bundle was written (it was newer than the store)
 };
 
 // Writes DIR/mosquitto.conf and every file it references (server chain and key, per-listener

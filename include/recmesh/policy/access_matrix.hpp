@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
@@ -42,6 +43,12 @@ struct DerivedGrant {
 // kInvalidArgument for invalid IDs or the reserved device ID `gateway`.
 Result<std::vector<DerivedGrant>> derive_access_matrix(const BrokerId& broker,
                                                        std::span<const MemberRegistration> members);
+
+// The derived rows of `broker` as a whole bundle (no custom rules, no revocations, the default
+// quota unlimited): what a Security Manager with nothing but registrations would push.
+Result<PolicyBundle> derived_bundle(const BrokerId& broker,
+                                    std::span<const MemberRegistration> members,
+                                    std::uint64_t sequence, std::int64_t issued_at);
 
 // The Security Manager's own channel on every broker (the last row of the matrix): what a
 // broker grants `ems_secmgr` before any bundle, so that the first one can arrive.

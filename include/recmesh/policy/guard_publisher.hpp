@@ -2,13 +2,11 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 
 #include "recmesh/core/result.hpp"
-#include "recmesh/mqtt/event_loop.hpp"
+#include "recmesh/mqtt/control_channel.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/policy/bundle_signing.hpp"
 #include "recmesh/policy/policy_bundle.hpp"
@@ -19,8 +17,9 @@ namespace recmesh::policy {
 // publishes it on kGuardControlTopic over its own MQTT connection (the management listener of a
 // local broker, the EMS listener of the central one) and waits for the broker's answer.
 //
-// Blocking, with a private event loop driven by the calling thread: every call must come from
-// the same thread. The connection is opened on the first push and kept.
+// Blocking, over an mqtt::ControlChannel (a private event loop driven by the calling thread):
+// every call must come from the same thread. The connection is opened on the first push and
+// kept.
 class GuardPublisher {
  public:
   // `client` connects with the Security Manager's certificate (ems_secmgr of the EMS CA).
@@ -40,14 +39,8 @@ class GuardPublisher {
   const BundleSigner& signer() const { return signer_; }
 
  private:
-  Result<mqtt::Done> ensure_connected(std::chrono::steady_clock::time_point deadline);
-
   BundleSigner signer_;
-  mqtt::MqttClientOptions options_;
-  std::unique_ptr<mqtt::EventLoop> loop_;
-  std::unique_ptr<mqtt::MqttClient> client_;
-  bool subscribed_ = false;
-  std::optional<std::string> response_;  // the last answer not yet taken
+  mqtt::ControlChannel channel_;
 };
 
 }  // namespace recmesh::policy

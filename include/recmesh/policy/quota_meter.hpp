@@ -24,7 +24,8 @@ class QuotaMeter {
   static constexpr std::int64_t kViolationWindowNs = 10'000'000'000;
 
   QuotaMeter(const Quota& quota, std::int64_t now_ns);
-  // A new bundle: the buckets keep their level, capped by the new limits.
+  // A new bundle: the buckets keep their level, capped by the new limits; a bucket that had no
+  // limit starts full.
   void set_quota(const Quota& quota);
   const Quota& quota() const { return quota_; }
 

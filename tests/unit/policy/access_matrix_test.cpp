@@ -96,8 +96,9 @@ TEST(AccessMatrixTest, CentralBrokerRowsAreTheSpecTable) {
   EXPECT_TRUE(engine_read.contains("/r1/m1/device/bat1/status/info"));
   EXPECT_TRUE(engine_read.contains("/r1/m2/metrics/#"));
   EXPECT_TRUE(engine_read.contains("/r1/m2/bridge/diagnostic"));
-  EXPECT_FALSE(engine_read.contains("/r1/m2/logs/+"));
+  EXPECT_TRUE(engine_read.contains("/r1/m2/logs/+"));  // sealed for it end to end
   EXPECT_FALSE(engine_read.contains("/r1/m2/security/events"));
+  EXPECT_FALSE(engine_read.contains("/ems/security/events"));
 
   const Grant& lms = row(*rows, "ems:ems_lms");
   EXPECT_TRUE(lms.publish.empty());
@@ -106,7 +107,8 @@ TEST(AccessMatrixTest, CentralBrokerRowsAreTheSpecTable) {
 }
 
 // One producer and one consumer per channel: what the bridge writes centrally is read by
-// exactly one of engine and log management.
+// exactly one of engine and log management, except member logs, which both read (sealed for
+// the engine, which opens them for log management).
 TEST(AccessMatrixTest, CentralFlowsHaveOneReader) {
   const MemberRegistration members[] = {kM1};
   auto rows = derive_access_matrix(BrokerId::central(), members);
@@ -114,7 +116,15 @@ TEST(AccessMatrixTest, CentralFlowsHaveOneReader) {
   const Set engine = set(row(*rows, "ems:ems_engine").subscribe);
   const Set lms = set(row(*rows, "ems:ems_lms").subscribe);
   for (const auto& topic : row(*rows, "bridge:bridge_r1_m1").publish) {
-    EXPECT_NE(engine.contains(topic), lms.contains(topic)) << topic;
+    if (topic == "/r1/m1/logs/+") {
+      EXPECT_TRUE(engine.contains(topic) && lms.contains(topic));
+    } else {
+      EXPECT_NE(engine.contains(topic), lms.contains(topic)) << topic;
+    }
+  }
+  // Nothing else the engine reads is anyone's but a bridge's to write.
+  for (const auto& topic : engine) {
+    EXPECT_TRUE(std::ranges::count(row(*rows, "bridge:bridge_r1_m1").publish, topic) == 1) << topic;
   }
 }
 

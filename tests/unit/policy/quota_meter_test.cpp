@@ -51,6 +51,42 @@ TEST(QuotaMeterTest, ZeroMeansUnlimited) {
   EXPECT_FALSE(meter.record_violation(0));
 }
 
+// A policy swap keeps a limited bucket's level (no fresh burst by pushing bundles), but a bucket
+// that had no limit starts full: a client within the new rate is not throttled by the swap.
+TEST(QuotaMeterTest, APolicySwapNeitherRefillsNorEmptiesTheBuckets) {
+  Quota limited;
+  limited.publish_per_second = 1000;
+  limited.bytes_per_second = 128000;
+  limited.disconnect_after_violations = 3;
+  QuotaMeter meter(Quota{}, 0);
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_FALSE(meter.check_publish("/t", 64, false, i * kSecond / 1000).has_value());
+  }
+  meter.set_quota(limited);
+  // Every millisecond, right after the swap: within 1,000/s, never a violation.
+  for (int i = 50; i < 3050; ++i) {
+    ASSERT_FALSE(meter.check_publish("/t", 64, false, i * kSecond / 1000).has_value()) << i;
+  }
+  // A drained bucket stays drained across a swap to the same limits.
+  const std::int64_t t = 4 * kSecond;
+  int allowed = 0;
+  while (!meter.check_publish("/t", 1, false, t).has_value()) {
+    ++allowed;
+  }
+  EXPECT_LE(allowed, 1000);
+  meter.set_quota(limited);
+  EXPECT_EQ(meter.check_publish("/t", 1, false, t), "publish rate");
+  // A lower limit caps the level.
+  Quota lower = limited;
+  lower.publish_per_second = 10;
+  meter.set_quota(lower);
+  int after = 0;
+  while (!meter.check_publish("/t", 1, false, t + kSecond).has_value()) {
+    ++after;
+  }
+  EXPECT_EQ(after, 10);
+}
+
 TEST(QuotaMeterTest, SustainedViolationsDisconnect) {
   Quota q;
   q.disconnect_after_violations = 3;

@@ -1,25 +1,24 @@
-#include "secmgr/control_channel.hpp"
+#include "recmesh/mqtt/control_channel.hpp"
 
 #include <algorithm>
 
 #include <fmt/format.h>
 
-namespace recmesh::secmgr {
+namespace recmesh::mqtt {
 namespace {
 
-using SteadyClock = std::chrono::steady_clock;
+using Steady = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kStep{20};
 constexpr int kRefusedQos = 128;
 
-std::chrono::milliseconds until(SteadyClock::time_point deadline) {
-  const auto rest =
-      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+std::chrono::milliseconds until(Steady::time_point deadline) {
+  const auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Steady::now());
   return std::max(std::chrono::milliseconds(1), std::min(rest, kStep));
 }
 
 }  // namespace
 
-ControlChannel::ControlChannel(mqtt::MqttClientOptions options, std::string request_topic,
+ControlChannel::ControlChannel(MqttClientOptions options, std::string request_topic,
                                std::string response_topic)
     : options_(std::move(options)),
       request_topic_(std::move(request_topic)),
@@ -36,11 +35,11 @@ ControlChannel::~ControlChannel() {
   }
 }
 
-Result<mqtt::Done> ControlChannel::ensure_connected(SteadyClock::time_point deadline) {
+Result<Done> ControlChannel::ensure_connected(Steady::time_point deadline) {
   if (!client_) {
-    loop_ = std::make_unique<mqtt::EventLoop>();
-    mqtt::MqttClientCallbacks callbacks;
-    callbacks.on_message = [this](const mqtt::IncomingMessage& message) {
+    loop_ = std::make_unique<EventLoop>();
+    MqttClientCallbacks callbacks;
+    callbacks.on_message = [this](const IncomingMessage& message) {
       if (message.topic == response_topic_) {
         response_ = std::string(message.payload);
       }
@@ -48,14 +47,14 @@ Result<mqtt::Done> ControlChannel::ensure_connected(SteadyClock::time_point dead
     callbacks.on_subscribe = [this](const std::string& filter, int granted) {
       subscribed_ = subscribed_ || (filter == response_topic_ && granted != kRefusedQos);
     };
-    client_ = std::make_unique<mqtt::MqttClient>(*loop_, options_, std::move(callbacks));
+    client_ = std::make_unique<MqttClient>(*loop_, options_, std::move(callbacks));
     auto subscribed = client_->subscribe(response_topic_, 1);
     if (!subscribed) {
       return subscribed.status();
     }
     client_->start();
   }
-  while (!(client_->connected() && subscribed_) && SteadyClock::now() < deadline) {
+  while (!(client_->connected() && subscribed_) && Steady::now() < deadline) {
     loop_->run_once(until(deadline));
   }
   if (!client_->connected() || !subscribed_) {
@@ -63,12 +62,12 @@ Result<mqtt::Done> ControlChannel::ensure_connected(SteadyClock::time_point dead
                   fmt::format("no control connection to {}:{}: {}", options_.host, options_.port,
                               client_->last_error().empty() ? "timed out" : client_->last_error())};
   }
-  return mqtt::Done{};
+  return Done{};
 }
 
 Result<std::string> ControlChannel::request(std::string_view payload,
                                             std::chrono::milliseconds timeout) {
-  const auto deadline = SteadyClock::now() + timeout;
+  const auto deadline = Steady::now() + timeout;
   auto connected = ensure_connected(deadline);
   if (!connected) {
     return connected.status();
@@ -78,7 +77,7 @@ Result<std::string> ControlChannel::request(std::string_view payload,
   if (!sent) {
     return sent.status();
   }
-  while (!response_ && SteadyClock::now() < deadline) {
+  while (!response_ && Steady::now() < deadline) {
     loop_->run_once(until(deadline));
   }
   if (!response_) {
@@ -90,4 +89,4 @@ Result<std::string> ControlChannel::request(std::string_view payload,
   return out;
 }
 
-}  // namespace recmesh::secmgr
+}  // namespace recmesh::mqtt

@@ -10,16 +10,16 @@
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 
-namespace recmesh::secmgr {
+namespace recmesh::mqtt {
 
 // Request and response over a broker's `$CONTROL/<plugin>/v1` topics, as the Security Manager
-// configures a broker plugin: publish a request, wait for the message on the response topic.
+// configures a broker plugin (recmesh-guard through policy::GuardPublisher, Dynamic Security):
+// publish a request, wait for the message on the response topic.
 // Blocking, with a private event loop driven by the calling thread; calls must not overlap.
 // The connection is opened on the first request and kept (reconnected when lost).
 class ControlChannel {
  public:
-  ControlChannel(mqtt::MqttClientOptions options, std::string request_topic,
-                 std::string response_topic);
+  ControlChannel(MqttClientOptions options, std::string request_topic, std::string response_topic);
   ControlChannel(const ControlChannel&) = delete;
   ControlChannel& operator=(const ControlChannel&) = delete;
   ~ControlChannel();
@@ -29,15 +29,15 @@ class ControlChannel {
   Result<std::string> request(std::string_view payload, std::chrono::milliseconds timeout);
 
  private:
-  Result<mqtt::Done> ensure_connected(std::chrono::steady_clock::time_point deadline);
+  Result<Done> ensure_connected(std::chrono::steady_clock::time_point deadline);
 
-  mqtt::MqttClientOptions options_;
+  MqttClientOptions options_;
   std::string request_topic_;
   std::string response_topic_;
-  std::unique_ptr<mqtt::EventLoop> loop_;
-  std::unique_ptr<mqtt::MqttClient> client_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<MqttClient> client_;
   bool subscribed_ = false;
   std::optional<std::string> response_;
 };
 
-}  // namespace recmesh::secmgr
+}  // namespace recmesh::mqtt
