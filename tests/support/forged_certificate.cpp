@@ -23,7 +23,8 @@ ForgedCertificate forge_client_certificate(const std::filesystem::path& ca_dir,
                                            std::string_view passphrase, const std::string& cn,
                                            const std::filesystem::path& out_dir) {
   std::filesystem::create_directories(out_dir);
-  write_file_atomic(out_dir / "pass", std::string(passphrase), 0600);
+  const std::filesystem::path pass = out_dir / "pass";
+  write_file_atomic(pass, std::string(passphrase), 0600);
   write_file_atomic(out_dir / "ext", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
                     0644);
   run_ok({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
@@ -31,7 +32,7 @@ ForgedCertificate forge_client_certificate(const std::filesystem::path& ca_dir,
           "-out", (out_dir / "csr.pem").string()});
   run_ok({"openssl", "x509", "-req", "-in", (out_dir / "csr.pem").string(), "-CA",
           (ca_dir / "cert.pem").string(), "-CAkey", (ca_dir / "key.pem").string(), "-passin",
-          "file:" + (out_dir / "pass").string(), "-set_serial", "4242", "-days", "2", "-extfile",
+          "file:" + pass.native(), "-set_serial", "4242", "-days", "2", "-extfile",
           (out_dir / "ext").string(), "-out", (out_dir / "cert.pem").string()});
   return {out_dir / "cert.pem", out_dir / "key.pem"};
 }
