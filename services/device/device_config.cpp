@@ -13,6 +13,7 @@
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/identifier.hpp"
+#include "recmesh/protocol/timestamp.hpp"
 
 #include "common/yaml_mapping_reader.hpp"
 
@@ -63,6 +64,13 @@ DeviceSpec parse_device(std::string_view source, const YAML::Node& node, const s
        [&](const YAML::Node& v, const std::string& k) { spec.voltage_v = r.number(v, k, 1, 1e5); });
   r.on("profile_w", [&](const YAML::Node& v, const std::string& k) {
     spec.profile_w = r.number(v, k, -1e9, 1e9);
+  });
+  r.on("crash_at", [&](const YAML::Node& v, const std::string& k) {
+    const auto at = protocol::parse_timestamp(r.text(v, k));
+    if (!at) {
+      fail_at(source, v, k, "expected a UTC timestamp YYYY-MM-DDTHH:MM:SS.mmmZ");
+    }
+    spec.crash_at = *at;
   });
   r.read();
   if (!has_id) {

@@ -29,6 +29,9 @@ struct DeviceSpec {
   double voltage_v = 230;               // nominal AC voltage: 1 .. 1e5
   // meter: a fixed net exchange (positive = export) instead of the member's simulated devices.
   std::optional<double> profile_w;
+  // The device crashes at this instant (UTC) if the process is running then, whatever
+  // crash_fraction draws; a process started after it runs the device healthy (a fresh boot).
+  std::optional<std::chrono::sys_time<std::chrono::milliseconds>> crash_at;
 };
 
 // `recmesh device --config F`: many devices of one or more members in one process.

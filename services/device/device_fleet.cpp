@@ -46,6 +46,14 @@ DeviceFleet::DeviceFleet(mqtt::EventLoop& loop, DeviceFleetConfig config)
     if (crashes(rng)) {
       crash_after = std::chrono::milliseconds(crash_at(rng));
     }
+    if (spec.crash_at) {
+      // A crash planned for an instant that has passed happened to a previous run.
+      const auto now =
+          std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+      crash_after = *spec.crash_at > now
+                        ? std::optional<std::chrono::milliseconds>(*spec.crash_at - now)
+                        : std::nullopt;
+    }
     devices_.push_back(std::make_unique<SimulatedDevice>(env, spec, seed, crash_after));
   }
 }

@@ -49,9 +49,15 @@ EmsView read_ems_view(const std::filesystem::path& database) {
         view.controls_in_flight += n;
       }
     }
-    auto metrics = db.prepare("SELECT COUNT(*) FROM metrics WHERE metric = 'aggregate'");
-    if (metrics.step()) {
-      view.metrics_received = static_cast<std::uint64_t>(metrics.column_int(0));
+    // The bridge delivers at least once: a repeated aggregate is the same payload again.
+    auto metrics = db.prepare(
+        "SELECT rec, member, COUNT(DISTINCT payload), COUNT(*) FROM metrics "
+        "WHERE metric = 'aggregate' GROUP BY rec, member");
+    while (metrics.step()) {
+      const auto distinct = static_cast<std::uint64_t>(metrics.column_int(2));
+      view.metrics_by_member[metrics.column_text(0) + "/" + metrics.column_text(1)] = distinct;
+      view.metrics_received += distinct;
+      view.metrics_duplicates += static_cast<std::uint64_t>(metrics.column_int(3)) - distinct;
     }
     std::set<std::string> gateways;
     auto components = db.prepare(

@@ -19,7 +19,9 @@ struct EmsView {
   std::size_t members_with_metrics = 0;     // members with at least one aggregate
   std::size_t gateways_online = 0;          // smart-gateway status flag "online"
   std::vector<std::string> online_members;  // "rec/member": gateway online and an aggregate
-  std::uint64_t metrics_received = 0;       // aggregates stored
+  std::uint64_t metrics_received = 0;       // distinct aggregates stored (repeats not counted)
+  std::uint64_t metrics_duplicates = 0;     // aggregates stored more than once (at least once)
+  std::map<std::string, std::uint64_t> metrics_by_member;  // "rec/member": distinct aggregates
   std::uint64_t controls_issued = 0;
   std::uint64_t controls_completed = 0;  // SUCCESS
   std::uint64_t controls_failed = 0;     // FAILED, PARTIAL, TIMED_OUT

@@ -14,6 +14,8 @@
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 
+#include "bridge/bridge_settings.hpp"
+
 namespace recmesh::sim {
 namespace {
 
@@ -62,6 +64,7 @@ void issue_community(pki::Pki& pki, const Scenario& scenario) {
     for (const auto& member : rec.members) {
       pki.add_member(rec.id, member.id);
       request(pki::IdentityKind::kGateway, rec.id, member.id, "");
+      request(pki::IdentityKind::kBridge, rec.id, member.id, "");
       for (const auto& device : member.device_list()) {
         request(pki::IdentityKind::kDevice, rec.id, member.id, device.id);
       }
@@ -88,12 +91,36 @@ ProcessSpec launch_local_broker(pki::Pki& pki, const SimPaths& paths, const Memb
   options.member = member.id;
   options.member_port = ports.member;
   options.bridge_port = ports.bridge;
-  // Mosquitto's built-in bridge dials the member's backbone proxy, not the central broker.
-  options.bridge_to = broker::BuiltinBridge{"127.0.0.1", ports.proxy};
   const auto rendered =
       broker::render_local_broker(pki, options, paths.member_dir(member) / "broker");
   return mosquitto_process(paths, member.label() + "/local-broker", ComponentKind::kLocalBroker,
                            member.label(), rendered.config, {ports.member, ports.bridge});
+}
+
+ProcessSpec launch_bridge(const pki::Pki& pki, const SimPaths& paths, const MemberSpec& member,
+                          const MemberPorts& ports) {
+  bridge::BridgeSettings settings;
+  settings.rec = member.rec;
+  settings.member = member.id;
+  const auto files = pki.files_of(pki.find_by_common_name(settings.common_name()));
+  settings.local.host = "127.0.0.1";
+  settings.local.port = static_cast<std::uint16_t>(ports.bridge);
+  settings.local.cafile = files.cafile;
+  settings.local.certfile = files.chain;
+  settings.local.keyfile = files.key;
+  // The central broker, as the member sees it: through the proxy the timeline cuts and slows.
+  settings.central = settings.local;
+  settings.central.port = static_cast<std::uint16_t>(ports.proxy);
+  const fs::path dir = paths.member_dir(member);
+  settings.store_path = dir / "bridge.db";
+  // A restored link is found within a second, not after the default 10 s backoff.
+  settings.reconnect_initial = std::chrono::milliseconds(200);
+  settings.reconnect_max = std::chrono::milliseconds(1000);
+  write_file_atomic(dir / "bridge.yaml", bridge::bridge_schema().render_yaml(settings), 0640);
+  ProcessSpec spec = recmesh_process(paths, member.label() + "/bridge", ComponentKind::kBridge,
+                                     member.label(), "bridge", dir / "bridge.yaml");
+  spec.ready_log = "connected broker=local";
+  return spec;
 }
 
 ProcessSpec launch_gateway(const SimPaths& paths, const Scenario& scenario,
@@ -114,7 +141,8 @@ ProcessSpec launch_gateway(const SimPaths& paths, const Scenario& scenario,
 }
 
 ProcessSpec launch_devices(const SimPaths& paths, const Scenario& scenario,
-                           const MemberSpec& member, const MemberPorts& ports, std::uint64_t seed) {
+                           const MemberSpec& member, const MemberPorts& ports, std::uint64_t seed,
+                           const std::map<std::string, protocol::Timestamp>& crash_at) {
   const fs::path dir = paths.member_dir(member);
   std::string yaml = fmt::format(
       "broker: {{host: 127.0.0.1, port: {}}}\npki_dir: {}\nrec: {}\nmember: {}\n"
@@ -125,7 +153,11 @@ ProcessSpec launch_devices(const SimPaths& paths, const Scenario& scenario,
       std::max<long>(1, static_cast<long>(scenario.duration_s > 0 ? scenario.duration_s : 3600)),
       scenario.start_hour, scenario.time_scale, scenario.cloudiness);
   for (const auto& device : member.device_list()) {
-    yaml += fmt::format("  - {{id: {}, kind: {}}}\n", device.id, protocol::to_string(device.kind));
+    const auto crash = crash_at.find(device.id);
+    yaml += fmt::format("  - {{id: {}, kind: {}{}}}\n", device.id, protocol::to_string(device.kind),
+                        crash == crash_at.end()
+                            ? std::string()
+                            : ", crash_at: " + protocol::format_timestamp(crash->second));
   }
   write_file_atomic(dir / "devices.yaml", yaml, 0640);
   return recmesh_process(paths, member.label() + "/devices", ComponentKind::kDevices,

@@ -1,10 +1,12 @@
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "recmesh/pki/pki.hpp"
+#include "recmesh/protocol/timestamp.hpp"
 
 #include "sim/process_supervisor.hpp"
 #include "sim/scenario.hpp"
@@ -31,7 +33,8 @@ struct CentralPorts {
   int bridge = 0;
 };
 
-// A member's ports: the local broker's listeners and the backbone proxy its bridge dials.
+// A member's ports: the local broker's listeners and the backbone proxy through which its
+// bridge reaches the central broker's bridge listener.
 struct MemberPorts {
   int member = 0;
   int bridge = 0;
@@ -39,20 +42,27 @@ struct MemberPorts {
 };
 
 // One launcher per component kind: each renders its configuration under the run's directory
-// and returns the command line. Changing how a component is run (a bridging daemon instead of
-// Mosquitto's built-in bridge, a broker plugin, registration through the Security Manager)
-// stays inside its launcher.
+// and returns the command line. Changing how a component is run (a broker plugin, registration
+// through the Security Manager) stays inside its launcher.
 ProcessSpec launch_central_broker(pki::Pki& pki, const SimPaths& paths, const CentralPorts& ports);
 ProcessSpec launch_local_broker(pki::Pki& pki, const SimPaths& paths, const MemberSpec& member,
                                 const MemberPorts& ports);
+// `recmesh bridge` (docs/bridge.md) with the member's Bridge-CA certificate, from the local
+// broker's bridge listener to the central broker's, dialled through the member's backbone proxy;
+// its store-and-forward database is members/<rec>-<member>/bridge.db. It counts as up once it
+// has connected to the local broker (and so holds its subscriptions there).
+ProcessSpec launch_bridge(const pki::Pki& pki, const SimPaths& paths, const MemberSpec& member,
+                          const MemberPorts& ports);
 ProcessSpec launch_gateway(const SimPaths& paths, const Scenario& scenario,
                            const MemberSpec& member, const MemberPorts& ports);
+// `crash_at`: devices that crash at that instant (the timeline's crash-device events).
 ProcessSpec launch_devices(const SimPaths& paths, const Scenario& scenario,
-                           const MemberSpec& member, const MemberPorts& ports, std::uint64_t seed);
+                           const MemberSpec& member, const MemberPorts& ports, std::uint64_t seed,
+                           const std::map<std::string, protocol::Timestamp>& crash_at = {});
 ProcessSpec launch_ems(const SimPaths& paths, const Scenario& scenario, const CentralPorts& ports);
 
-// The community's certificates: a REC and member CAs, every device and gateway, the EMS engine
-// and the simulator's own observer identity (ems_sim).
+// The community's certificates: a REC and member CAs, every device, gateway and bridge, the EMS
+// engine and the simulator's own observer identity (ems_sim).
 void issue_community(pki::Pki& pki, const Scenario& scenario);
 
 // A fresh CA passphrase for a run's own PKI (32 hex digits from std::random_device).

@@ -12,6 +12,7 @@
 #include "recmesh/crypto/base64url.hpp"
 #include "recmesh/pki/pki.hpp"
 
+#include "bridge/bridge_settings.hpp"
 #include "sim/component_launchers.hpp"
 
 namespace recmesh::sim {
@@ -25,6 +26,7 @@ constexpr int kEmsPort = 8883;
 constexpr const char* kBrokerFiles = "/etc/recmesh/broker";
 constexpr const char* kTlsFiles = "/etc/recmesh/tls";
 constexpr const char* kConfigFiles = "/etc/recmesh/config";
+constexpr const char* kTrustFiles = "/etc/recmesh/pki";  // a pki_dir with public CA files only
 
 YAML::Node metadata(const std::string& name, const std::string& ns, const std::string& component) {
   YAML::Node m;
@@ -89,9 +91,17 @@ YAML::Node service(const std::string& name, const std::string& ns,
 }
 
 struct Mount {
+  Mount(std::string volume_name, bool secret_volume, std::string mount_path,
+        std::map<std::string, std::string> key_paths = {})
+      : volume(std::move(volume_name)),
+        is_secret(secret_volume),
+        path(std::move(mount_path)),
+        items(std::move(key_paths)) {}
+
   std::string volume;  // ConfigMap or Secret name
   bool is_secret = false;
   std::string path;
+  std::map<std::string, std::string> items;  // key -> relative path; empty: every key as a file
 };
 
 YAML::Node deployment(const std::string& name, const std::string& ns, const std::string& image,
@@ -133,6 +143,12 @@ YAML::Node deployment(const std::string& name, const std::string& ns, const std:
     } else {
       v["configMap"]["name"] = mount.volume;
     }
+    for (const auto& [key, path] : mount.items) {
+      YAML::Node item;
+      item["key"] = key;
+      item["path"] = path;
+      v[mount.is_secret ? "secret" : "configMap"]["items"].push_back(item);
+    }
     pod["spec"]["volumes"].push_back(v);
   }
   pod["spec"]["containers"].push_back(container);
@@ -168,6 +184,27 @@ std::map<std::string, fs::path> identity_files(pki::Pki& pki, const std::string&
                                                const std::string& stem) {
   const auto files = pki.files_of(pki.find_by_common_name(cn));
   return {{stem + ".crt", files.chain}, {stem + ".key", files.key}};
+}
+
+// The public files of `authorities` (chain, certificate and CRL of each CA) as a ConfigMap
+// `pki-trust` and the mount that lays them out as a pki_dir (ca/<id>/...) at kTrustFiles: what
+// the end-to-end handshakes read (docs/protocol/e2e.md). No key and no issued certificate.
+Mount trust_objects(pki::Pki& pki, const std::vector<std::string>& authorities,
+                    const std::string& ns, std::vector<YAML::Node>& out) {
+  std::map<std::string, std::string> files;
+  Mount mount("pki-trust", false, kTrustFiles);
+  for (const auto& id : authorities) {
+    for (const auto& [file, path] :
+         {std::pair<std::string, fs::path>{"chain.pem", pki.authority_chain_path(id)},
+          {"cert.pem", pki.authority_cert_path(id)},
+          {"crl.pem", pki.authority_crl_path(id)}}) {
+      const std::string key = fmt::format("{}.{}", id, file);
+      files[key] = read_file(path);
+      mount.items[key] = fmt::format("ca/{}/{}", id, file);
+    }
+  }
+  out.push_back(config_map("pki-trust", ns, files));
+  return mount;
 }
 
 void write_manifest(const fs::path& file, const std::vector<YAML::Node>& objects) {
@@ -218,22 +255,29 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
         {kEmsPort, kBridgePort}));
     objects.push_back(service("central-broker", kPlatformNamespace,
                               {{"ems", kEmsPort}, {"bridge", kBridgePort}}));
+    // The engine's end-to-end sessions check each member's certificates against its CA chain.
+    std::vector<std::string> every_authority;
+    for (const auto& authority : pki.authorities()) {
+      every_authority.push_back(authority.id);
+    }
+    const Mount ems_trust = trust_objects(pki, every_authority, kPlatformNamespace, objects);
     const std::string ems_yaml = fmt::format(
         "broker: {{host: {}, port: {}}}\ncafile: {}/ems-ca.pem\ncert: {}/engine.crt\n"
-        "key: {}/engine.key\ndatabase: /var/lib/recmesh/ems.db\npolicy_period_ms: {}\n"
+        "key: {}/engine.key\npki_dir: {}\ndatabase: /var/lib/recmesh/ems.db\n"
+        "policy_period_ms: {}\n"
         "control_timeout_ms: {}\nsurplus_threshold_w: {}\ndeficit_threshold_w: {}\n"
         "max_soc_percent: {}\nmin_soc_percent: {}\n",
-        central_host, kEmsPort, kTlsFiles, kTlsFiles, kTlsFiles, scenario.policy_period_ms,
-        scenario.control_timeout_ms, scenario.surplus_threshold_w, scenario.deficit_threshold_w,
-        scenario.max_soc_percent, scenario.min_soc_percent);
+        central_host, kEmsPort, kTlsFiles, kTlsFiles, kTlsFiles, kTrustFiles,
+        scenario.policy_period_ms, scenario.control_timeout_ms, scenario.surplus_threshold_w,
+        scenario.deficit_threshold_w, scenario.max_soc_percent, scenario.min_soc_percent);
     objects.push_back(config_map("ems-config", kPlatformNamespace, {{"ems.yaml", ems_yaml}}));
     auto tls = identity_files(pki, "ems_engine", "engine");
     tls["ems-ca.pem"] = pki.authority_chain_path("ems");
     objects.push_back(secret("ems-tls", kPlatformNamespace, tls));
-    objects.push_back(
-        deployment("ems", kPlatformNamespace, image,
-                   {"recmesh", "ems", "--config", std::string(kConfigFiles) + "/ems.yaml"},
-                   {{"ems-config", false, kConfigFiles}, {"ems-tls", true, kTlsFiles}}, {}));
+    objects.push_back(deployment(
+        "ems", kPlatformNamespace, image,
+        {"recmesh", "ems", "--config", std::string(kConfigFiles) + "/ems.yaml"},
+        {{"ems-config", false, kConfigFiles}, {"ems-tls", true, kTlsFiles}, ems_trust}, {}));
     written.push_back(out / "00-platform.yaml");
     write_manifest(written.back(), objects);
   }
@@ -250,7 +294,6 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
     options.bridge_port = kBridgePort;
     options.bind_address = "0.0.0.0";
     options.sans = {pki::SubjectAltName{pki::SubjectAltName::Type::kDns, broker_host}};
-    options.bridge_to = broker::BuiltinBridge{central_host, kBridgePort};
     const fs::path rendered = out / ".rendered" / ns;
     broker::render_local_broker(pki, options, rendered);
     broker_objects(rendered, ns, objects);
@@ -261,14 +304,43 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
     objects.push_back(
         service("local-broker", ns, {{"member", kMemberPort}, {"bridge", kBridgePort}}));
 
+    // The member's bridge: its own Deployment, from the local broker's bridge listener to the
+    // central broker's, with the member's Bridge-CA certificate; its store on the pod's disk.
+    {
+      bridge::BridgeSettings bridge;
+      bridge.rec = member->rec;
+      bridge.member = member->id;
+      bridge.local.host = broker_host;
+      bridge.local.port = kBridgePort;
+      bridge.local.cafile = std::string(kTlsFiles) + "/bridge-ca.pem";
+      bridge.local.certfile = std::string(kTlsFiles) + "/bridge.crt";
+      bridge.local.keyfile = std::string(kTlsFiles) + "/bridge.key";
+      bridge.central = bridge.local;
+      bridge.central.host = central_host;
+      bridge.store_path = "/var/lib/recmesh/bridge.db";
+      objects.push_back(config_map("bridge-config", ns,
+                                   {{"bridge.yaml", bridge::bridge_schema().render_yaml(bridge)}}));
+      auto bridge_tls = identity_files(pki, bridge.common_name(), "bridge");
+      bridge_tls["bridge-ca.pem"] =
+          pki.files_of(pki.find_by_common_name(bridge.common_name())).cafile;
+      objects.push_back(secret("bridge-tls", ns, bridge_tls));
+      objects.push_back(deployment(
+          "bridge", ns, image,
+          {"recmesh", "bridge", "--config", std::string(kConfigFiles) + "/bridge.yaml"},
+          {{"bridge-config", false, kConfigFiles}, {"bridge-tls", true, kTlsFiles}}, {}));
+    }
+
+    // The gateway's end-to-end sessions check the engine's certificate against the EMS CA.
+    const Mount gateway_trust = trust_objects(pki, {"root", "ems"}, ns, objects);
     const std::string member_ca =
         pki::authority_id(pki::AuthorityKind::kMember, member->rec, member->id);
     std::string gateway_yaml = fmt::format(
         "rec: {}\nmember: {}\nbroker: {{host: {}, port: {}}}\ncert: {}/gateway.crt\n"
-        "key: {}/gateway.key\ncafile: {}/member-ca.pem\ndatabase: /var/lib/recmesh/gateway.db\n"
+        "key: {}/gateway.key\ncafile: {}/member-ca.pem\npki_dir: {}\n"
+        "database: /var/lib/recmesh/gateway.db\n"
         "metrics_interval_ms: {}\ndevice_timeout_ms: {}\ndevices:\n",
         member->rec, member->id, broker_host, kMemberPort, kTlsFiles, kTlsFiles, kTlsFiles,
-        scenario.aggregate_interval_ms, scenario.device_timeout_ms);
+        kTrustFiles, scenario.aggregate_interval_ms, scenario.device_timeout_ms);
     std::string devices_yaml = fmt::format(
         "broker: {{host: {}, port: {}}}\nrec: {}\nmember: {}\nmetrics_interval_ms: {}\n"
         "seed: {}\ncrash_fraction: {}\nstart_hour: {}\ntime_scale: {}\ncloudiness: {}\n"
@@ -298,7 +370,8 @@ std::vector<fs::path> render_kubernetes(const Scenario& scenario, const fs::path
     objects.push_back(deployment(
         "gateway", ns, image,
         {"recmesh", "gateway", "--config", std::string(kConfigFiles) + "/gateway.yaml"},
-        {{"gateway-config", false, kConfigFiles}, {"gateway-tls", true, kTlsFiles}}, {}));
+        {{"gateway-config", false, kConfigFiles}, {"gateway-tls", true, kTlsFiles}, gateway_trust},
+        {}));
     objects.push_back(config_map("devices-config", ns, {{"devices.yaml", devices_yaml}}));
     objects.push_back(secret("devices-tls", ns, device_tls));
     objects.push_back(deployment(

@@ -23,6 +23,7 @@ struct ProcessSpec {
   std::vector<std::string> argv;  // argv[0] is an absolute path
   std::filesystem::path log;      // stdout and stderr, appended across restarts
   std::vector<int> ports;         // listeners that must accept TCP before it counts as up
+  std::string ready_log;          // if set, its log must contain this before it counts as up
 };
 
 struct ProcessExit {

@@ -75,6 +75,7 @@ const Names<FaultAction>& action_names() {
                                          {"restore-backbone", FaultAction::kRestoreBackbone},
                                          {"slow-backbone", FaultAction::kSlowBackbone},
                                          {"crash-devices", FaultAction::kCrashDevices},
+                                         {"crash-device", FaultAction::kCrashDevice},
                                          {"attack", FaultAction::kAttack}}};
   return names;
 }
@@ -232,6 +233,10 @@ TimelineEvent parse_event(std::string_view source, const Node& node, Key prefix)
     event.attack = attack_names().read(r, source, v, k);
     mark(k);
   });
+  r.on("device", [&](const Node& v, Key k) {
+    event.device = r.identifier(v, k);
+    mark(k);
+  });
   r.on("delay_ms", [&](const Node& v, Key k) {
     event.delay_ms = millis(r, v, k, 0, 60000);
     mark(k);
@@ -272,6 +277,12 @@ TimelineEvent parse_event(std::string_view source, const Node& node, Key prefix)
     case FaultAction::kRestoreBackbone:
     case FaultAction::kCrashDevices:
       allowed = {"rec", "member"};
+      break;
+    case FaultAction::kCrashDevice:
+      allowed = {"rec", "member", "device"};
+      if (event.device.empty()) {
+        fail_at(source, node, prefix + ".device", "required for crash-device");
+      }
       break;
     case FaultAction::kSlowBackbone:
       allowed = {"rec", "member", "delay_ms"};
@@ -329,9 +340,19 @@ void check_timeline(std::string_view source, Scenario& scenario) {
       fail(event, "member",
            fmt::format("{} is not a member's component", to_string(*event.component)));
     }
-    if (!event.member.empty() && scenario.find_member(event.rec, event.member) == nullptr) {
+    const MemberSpec* member =
+        event.member.empty() ? nullptr : scenario.find_member(event.rec, event.member);
+    if (!event.member.empty() && member == nullptr) {
       fail(event, "member",
            fmt::format("no member {}/{} in the scenario", event.rec, event.member));
+    }
+    if (!event.device.empty()) {
+      const auto devices = member->device_list();
+      if (std::none_of(devices.begin(), devices.end(),
+                       [&event](const SimDevice& d) { return d.id == event.device; })) {
+        fail(event, "device",
+             fmt::format("{} has no device {}", event.member_label(), event.device));
+      }
     }
     const std::string label = event.member_label();
     if (event.action == FaultAction::kCutBackbone) {
@@ -374,6 +395,9 @@ std::string TimelineEvent::describe() const {
   }
   if (!member.empty()) {
     out += " " + member_label();
+  }
+  if (!device.empty()) {
+    out += "/" + device;
   }
   if (action == FaultAction::kSlowBackbone) {
     out += fmt::format(" +{} ms", delay_ms);

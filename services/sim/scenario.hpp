@@ -43,8 +43,8 @@ struct RecSpec {
   std::vector<MemberSpec> members;
 };
 
-// Every kind of process the simulator starts. `bridge` is the member's link to the central
-// broker: today the local broker's built-in bridge, so killing it kills the local broker.
+// Every kind of process the simulator starts. `bridge` is the member's `recmesh bridge`, its
+// link to the central broker.
 enum class ComponentKind { kCentralBroker, kEms, kLocalBroker, kBridge, kGateway, kDevices };
 std::string_view to_string(ComponentKind kind);
 bool is_member_component(ComponentKind kind);
@@ -57,6 +57,7 @@ enum class FaultAction {
   kRestoreBackbone,  // accepts again
   kSlowBackbone,     // adds delay_ms to every chunk in both directions (0 restores full speed)
   kCrashDevices,     // SIGKILL of the member's device process
+  kCrashDevice,      // one device crashes: UNHEALTHY, no production until a reboot command
   kAttack,
 };
 std::string_view to_string(FaultAction action);
@@ -76,6 +77,7 @@ struct TimelineEvent {
   std::optional<ComponentKind> component;  // kill, stop, restart
   std::string rec;                         // member events (rec defaults to the only REC)
   std::string member;
+  std::string device;  // crash-device
   std::optional<AttackKind> attack;
   int delay_ms = 0;       // slow-backbone: 0 .. 60000
   int rate_per_s = 200;   // publish-flood: 1 .. 100000

@@ -156,6 +156,7 @@ Json report_json(const SimReport& r) {
           {"metrics_published", r.metrics_published},
           {"device_metrics_published", r.device_metrics_published},
           {"metrics_received_by_ems", r.metrics_received_by_ems},
+          {"metrics_duplicates", r.metrics_duplicates},
           {"controls_issued", r.controls_issued},
           {"controls_completed", r.controls_completed},
           {"controls_failed", r.controls_failed},

@@ -49,13 +49,14 @@ struct SimReport {
   std::uint64_t devices_online = 0;
   std::uint64_t metrics_published = 0;         // aggregates the gateways published
   std::uint64_t device_metrics_published = 0;  // device snapshots on the local brokers
-  std::uint64_t metrics_received_by_ems = 0;
+  std::uint64_t metrics_received_by_ems = 0;   // distinct aggregates the EMS engine stored
+  std::uint64_t metrics_duplicates = 0;        // aggregates it stored again (at least once)
   std::uint64_t controls_issued = 0;
   std::uint64_t controls_completed = 0;
   std::uint64_t controls_failed = 0;
   std::uint64_t controls_in_flight = 0;
   std::uint64_t security_events = 0;
-  std::int64_t lost_qos1 = 0;
+  std::int64_t lost_qos1 = 0;  // per member: published - received, at least 0; summed
   std::uint64_t messages_up = 0;
   std::uint64_t messages_down = 0;
   std::vector<InjectedFault> faults;

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <netinet/in.h>
 #include <regex>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -45,6 +46,17 @@ bool port_open(int port) {
   const bool open = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   ::close(fd);
   return open;
+}
+
+bool log_contains(const fs::path& log, const std::string& needle) {
+  std::ifstream in(log);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.find(needle) != std::string::npos) {
+      return true;
+    }
+  }
+  return false;
 }
 
 // Sums the numbers a daemon logs at each clean stop ("gateway stopped: 12 aggregates, ...").
@@ -104,13 +116,16 @@ class Simulation {
     MemberPorts ports;
     std::unique_ptr<BackboneProxy> proxy;
     std::size_t broker = 0;
+    std::size_t bridge = 0;
     std::size_t gateway = 0;
     std::size_t devices = 0;
+    std::uint64_t seed = 0;
   };
 
   void prepare();
   void start_central();
-  void wait_for_ports(const std::vector<std::size_t>& processes, const std::function<void()>& then);
+  void wait_until_up(const std::vector<std::size_t>& processes, const std::function<void()>& then);
+  void plan_device_crashes();
   void on_up();
   void tick();
   void inject(const TimelineEvent& event);
@@ -194,9 +209,11 @@ void Simulation::prepare() {
         std::make_unique<BackboneProxy>(loop_, member.ports.proxy, central_ports_.bridge);
     fs::create_directories(paths_.member_dir(*spec));
     member.broker = supervisor_->add(launch_local_broker(*pki_, paths_, *spec, member.ports));
+    member.bridge = supervisor_->add(launch_bridge(*pki_, paths_, *spec, member.ports));
     member.gateway = supervisor_->add(launch_gateway(paths_, scenario_, *spec, member.ports));
+    member.seed = seed++;
     member.devices =
-        supervisor_->add(launch_devices(paths_, scenario_, *spec, member.ports, seed++));
+        supervisor_->add(launch_devices(paths_, scenario_, *spec, member.ports, member.seed));
     members_.push_back(std::move(member));
   }
   // The observer: an EMS-CA identity of its own, never the engine's.
@@ -212,8 +229,8 @@ void Simulation::prepare() {
   attacker_ = std::make_unique<AttackRunner>(loop_, *pki_, paths_.dir / "attacker");
 }
 
-void Simulation::wait_for_ports(const std::vector<std::size_t>& processes,
-                                const std::function<void()>& then) {
+void Simulation::wait_until_up(const std::vector<std::size_t>& processes,
+                               const std::function<void()>& then) {
   const auto deadline = loop_.now() + std::chrono::milliseconds(scenario_.startup_timeout_ms);
   // Kept until the run ends: the poll re-arms itself through this pointer.
   pollers_.push_back(std::make_unique<std::function<void()>>());
@@ -223,20 +240,27 @@ void Simulation::wait_for_ports(const std::vector<std::size_t>& processes,
       return;
     }
     for (const std::size_t index : processes) {
-      for (const int port : supervisor_->spec(index).ports) {
-        if (!port_open(port)) {
-          if (loop_.now() > deadline) {
-            begin_stop(
-                fmt::format("failure: {} did not open 127.0.0.1:{} within {} ms; see {}",
-                            supervisor_->spec(index).name, port, scenario_.startup_timeout_ms,
-                            supervisor_->spec(index).log.string()),
-                true);
-            return;
-          }
-          timers_.push_back(loop_.add_timer(std::chrono::milliseconds(100), *poll));
-          return;
+      const ProcessSpec& spec = supervisor_->spec(index);
+      std::string missing;
+      for (const int port : spec.ports) {
+        if (missing.empty() && !port_open(port)) {
+          missing = fmt::format("open 127.0.0.1:{}", port);
         }
       }
+      if (missing.empty() && !spec.ready_log.empty() && !log_contains(spec.log, spec.ready_log)) {
+        missing = fmt::format("log \"{}\"", spec.ready_log);
+      }
+      if (missing.empty()) {
+        continue;
+      }
+      if (loop_.now() > deadline) {
+        begin_stop(fmt::format("failure: {} did not {} within {} ms; see {}", spec.name, missing,
+                               scenario_.startup_timeout_ms, spec.log.string()),
+                   true);
+        return;
+      }
+      timers_.push_back(loop_.add_timer(std::chrono::milliseconds(100), *poll));
+      return;
     }
     then();
   };
@@ -246,7 +270,7 @@ void Simulation::wait_for_ports(const std::vector<std::size_t>& processes,
 void Simulation::start_central() {
   supervisor_->start(central_);
   write_state(true);
-  wait_for_ports({central_}, [this] {
+  wait_until_up({central_}, [this] {
     supervisor_->start(ems_);
     std::vector<std::size_t> brokers;
     for (const auto& member : members_) {
@@ -254,16 +278,46 @@ void Simulation::start_central() {
       brokers.push_back(member.broker);
     }
     write_state(true);
-    wait_for_ports(brokers, [this] {
+    wait_until_up(brokers, [this] {
+      // Each bridge subscribes on its local broker before anything publishes there.
+      std::vector<std::size_t> bridges;
       for (const auto& member : members_) {
-        supervisor_->start(member.gateway);
-        supervisor_->start(member.devices);
+        supervisor_->start(member.bridge);
+        bridges.push_back(member.bridge);
       }
-      observer_->start();
       write_state(true);
-      on_up();
+      wait_until_up(bridges, [this] {
+        plan_device_crashes();
+        for (const auto& member : members_) {
+          supervisor_->start(member.gateway);
+          supervisor_->start(member.devices);
+        }
+        observer_->start();
+        write_state(true);
+        on_up();
+      });
     });
   });
+}
+
+// A device crashes inside its device process: its configuration names the instant, taken from
+// now, which is when the timeline starts.
+void Simulation::plan_device_crashes() {
+  const auto now =
+      std::chrono::time_point_cast<std::chrono::milliseconds>(std::chrono::system_clock::now());
+  for (const auto& member : members_) {
+    std::map<std::string, protocol::Timestamp> crash_at;
+    for (const auto& event : scenario_.timeline) {
+      if (event.action == FaultAction::kCrashDevice && event.rec == member.spec->rec &&
+          event.member == member.spec->id) {
+        crash_at.emplace(event.device, now + std::chrono::milliseconds(
+                                                 static_cast<std::int64_t>(event.at_s * 1000)));
+      }
+    }
+    if (!crash_at.empty()) {
+      (void)launch_devices(paths_, scenario_, *member.spec, member.ports, member.seed, crash_at);
+    }
+  }
 }
 
 void Simulation::on_up() {
@@ -297,8 +351,9 @@ std::optional<std::size_t> Simulation::component_index(const TimelineEvent& even
     }
     switch (kind) {
       case ComponentKind::kLocalBroker:
-      case ComponentKind::kBridge:  // Mosquitto's built-in bridge lives in the local broker
         return member.broker;
+      case ComponentKind::kBridge:
+        return member.bridge;
       case ComponentKind::kGateway:
         return member.gateway;
       default:
@@ -343,6 +398,11 @@ void Simulation::inject(const TimelineEvent& event) {
                                   : supervisor_->spec(*index).name + " was not running");
       return;
     }
+    case FaultAction::kCrashDevice:
+      record_fault(event, fmt::format("{} crashes in {} (pid {}): UNHEALTHY until a reboot command",
+                                      event.device, supervisor_->spec(member->devices).name,
+                                      supervisor_->pid(member->devices)));
+      return;
     case FaultAction::kCutBackbone:
       member->proxy->cut();
       record_fault(event, "backbone link down");
@@ -539,14 +599,19 @@ SimReport Simulation::build_report() {
   r.controls_completed = final_view.controls_completed;
   r.controls_failed = final_view.controls_failed;
   r.controls_in_flight = final_view.controls_in_flight;
+  r.metrics_duplicates = final_view.metrics_duplicates;
   static const std::regex aggregates(R"(gateway stopped: (\d+) aggregates)");
   static const std::regex device_metrics(R"(stopped: (\d+) metrics published)");
+  // Per member, so that one member's repeats cannot hide another's losses.
   for (const auto& member : members_) {
-    r.metrics_published += sum_logged(supervisor_->spec(member.gateway).log, aggregates);
+    const std::uint64_t published = sum_logged(supervisor_->spec(member.gateway).log, aggregates);
+    const auto received = final_view.metrics_by_member.find(member.spec->label());
+    const std::uint64_t stored =
+        received == final_view.metrics_by_member.end() ? 0 : received->second;
+    r.metrics_published += published;
+    r.lost_qos1 += published > stored ? static_cast<std::int64_t>(published - stored) : 0;
     r.device_metrics_published += sum_logged(supervisor_->spec(member.devices).log, device_metrics);
   }
-  r.lost_qos1 = std::max<std::int64_t>(0, static_cast<std::int64_t>(r.metrics_published) -
-                                              static_cast<std::int64_t>(r.metrics_received_by_ems));
   r.security_events = observer_ ? observer_->security_events() : 0;
   r.messages_up = observer_ ? observer_->messages_up() : 0;
   r.messages_down = observer_ ? observer_->messages_down() : 0;
@@ -596,6 +661,13 @@ void Simulation::write_state(bool running) {
 }
 
 int Simulation::run() {
+  // A large community holds several descriptors per member here (proxy sockets, pidfds) and
+  // in the central broker: use the whole allowance, which the children inherit.
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &files);
+  }
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

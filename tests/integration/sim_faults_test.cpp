@@ -73,13 +73,9 @@ TEST_F(SimFaultsTest, ABackboneCutIsBufferedAndNothingIsLostWhenTheLinkReturns) 
   ASSERT_NE(fault(report, "restore-backbone sun/alice"), nullptr);
   EXPECT_GE(report["metrics_published"].get<int>(), 30);
   EXPECT_TRUE(report["crashes"].empty()) << report["crashes"].dump(1);
-  if (report["lost_qos1"].get<int>() > 0) {
-    // Mosquitto's built-in bridge, which the simulator runs until the recmesh bridging module
-    // replaces it, does not hold a member's QoS 1 messages across a cut of the backbone.
-    GTEST_SKIP() << "the built-in bridge lost " << report["lost_qos1"] << " of "
-                 << report["metrics_published"] << " aggregates during a 20 s cut; "
-                 << "durable buffering needs the recmesh bridging module";
-  }
+  // The member's bridge held its aggregates in its store while the link was down and delivered
+  // every one of them when it came back (repeats are not counted twice).
+  EXPECT_EQ(report["lost_qos1"], 0) << report["metrics_published"] << " published";
   EXPECT_EQ(report["metrics_received_by_ems"], report["metrics_published"]);
 
   // Buffering: alice's aggregates of the cut arrived late, after the link came back; bob's never.
@@ -99,6 +95,76 @@ TEST_F(SimFaultsTest, ABackboneCutIsBufferedAndNothingIsLostWhenTheLinkReturns) 
   // Bob's link was never cut: whatever the machine's load adds to every delay, his aggregates are
   // not held for the length of the cut.
   EXPECT_LT(worst_delay_s["bob"], worst_delay_s["alice"] / 2);
+}
+
+// Every kind of component is killed or restarted once, and one device crashes on its own: the
+// community comes back each time, and no aggregate is lost on the way.
+TEST_F(SimFaultsTest, EveryComponentSurvivesKillsAndRestartsAndOneDeviceCrashes) {
+  const Json report =
+      run("name: components\nduration_s: 44\n"
+          "rates: {metrics_interval_ms: 1000, aggregate_interval_ms: 2000}\n"
+          "ems: {policy_period_ms: 0}\n"
+          "supervision: {restart: on-failure, restart_delay_ms: 300}\n"
+          "recs:\n  - id: sun\n    members:\n"
+          "      - {id: alice, devices: {pv: 1, battery: 1, passive_load: 1}}\n"
+          "      - {id: bob, devices: {pv: 1, passive_load: 1}}\n"
+          "timeline:\n"
+          "  - {at_s: 3, action: crash-device, member: alice, device: pv1}\n"
+          "  - {at_s: 5, action: kill, component: bridge, member: alice}\n"
+          "  - {at_s: 8, action: restart, component: bridge, member: bob}\n"
+          "  - {at_s: 11, action: restart, component: local-broker, member: alice}\n"
+          "  - {at_s: 15, action: kill, component: ems}\n"
+          "  - {at_s: 19, action: restart, component: central-broker}\n"
+          "  - {at_s: 24, action: restart, component: gateway, member: bob}\n"
+          "  - {at_s: 27, action: kill, component: devices, member: bob}\n"
+          "  - {at_s: 30, action: stop, component: bridge, member: bob}\n"
+          "  - {at_s: 33, action: restart, component: bridge, member: bob}\n");
+  ASSERT_TRUE(report.is_object());
+  // Each process the timeline hit ran again under a new PID; nothing exited on its own.
+  EXPECT_TRUE(report["crashes"].empty()) << report["crashes"].dump(1);
+  std::map<std::string, std::size_t> runs;
+  for (const auto& process : report["processes"]) {
+    runs[process["name"].get<std::string>()] = process["pids"].size();
+  }
+  for (const char* name : {"sun/alice/bridge", "sun/alice/local-broker", "ems", "central-broker",
+                           "sun/bob/gateway", "sun/bob/devices"}) {
+    EXPECT_EQ(runs[name], 2U) << name;
+  }
+  EXPECT_EQ(runs["sun/bob/bridge"], 3U);
+  EXPECT_EQ(runs["sun/alice/gateway"], 1U);
+  for (const char* what :
+       {"kill bridge sun/alice", "restart local-broker sun/alice", "kill ems",
+        "restart central-broker", "stop bridge sun/bob", "crash-device sun/alice/pv1"}) {
+    const Json* f = fault(report, what);
+    ASSERT_NE(f, nullptr) << what;
+    EXPECT_NE((*f)["outcome"].get<std::string>().find("(pid "), std::string::npos) << f->dump();
+  }
+  EXPECT_EQ(report["members_online"], 2);
+  // Every bridge keeps what it took until the central broker has it, and the brokers keep the
+  // bridges' and the EMS engine's sessions. What a fault can still cost is end to end: an
+  // aggregate that reaches the engine while its session with the gateway is being made again
+  // (after the engine or the member's broker restarted) is refused as `no-session`, a few per
+  // run on a loaded machine. The backbone-cut test above requires none lost; here the bulk must
+  // arrive.
+  EXPECT_GE(report["metrics_published"].get<int>(), 30);
+  EXPECT_GE(report["metrics_received_by_ems"].get<int>() * 5,
+            report["metrics_published"].get<int>() * 4)
+      << report["metrics_published"] << " published, " << report["metrics_received_by_ems"]
+      << " received";
+
+  // The crashed device says so and stays down (nothing rebooted it); the others are healthy.
+  SqliteDatabase db(dir() / "ems" / "ems.db", SqliteDatabase::Mode::kReadOnly);
+  auto rows =
+      db.prepare("SELECT member, component, info FROM components WHERE component LIKE 'device/%'");
+  std::map<std::string, std::string> info;
+  while (rows.step()) {
+    info[rows.column_text(0) + "/" + rows.column_text(1)] = rows.column_text(2);
+  }
+  EXPECT_NE(info["alice/device/pv1"].find("UNHEALTHY"), std::string::npos)
+      << info["alice/device/pv1"];
+  EXPECT_NE(info["alice/device/battery1"].find("HEALTHY"), std::string::npos);
+  EXPECT_EQ(info["alice/device/battery1"].find("UNHEALTHY"), std::string::npos);
+  EXPECT_EQ(info["bob/device/pv1"].find("UNHEALTHY"), std::string::npos) << info["bob/device/pv1"];
 }
 
 TEST_F(SimFaultsTest, AttacksAreRunAndTheirOutcomesReported) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "recmesh/core/error.hpp"
+#include "recmesh/protocol/timestamp.hpp"
 
 namespace recmesh::device {
 namespace {
@@ -72,6 +73,20 @@ TEST(DeviceConfig, RejectsOutOfRangeAndMissingValues) {
             std::string::npos);
   EXPECT_NE(error_of(devices + "  - id: a\n    kind: generator\n").find("duplicate id"),
             std::string::npos);
+}
+
+TEST(DeviceConfig, CrashAtIsAUtcInstant) {
+  const std::string head =
+      "pki_dir: /p\nrec: r1\nmember: m1\ndevices:\n  - id: a\n    kind: load\n";
+  const auto config = parse_device_config(head + "    crash_at: 2026-11-22T08:00:05.250Z\n", "d");
+  ASSERT_TRUE(config.devices[0].crash_at.has_value());
+  EXPECT_EQ(protocol::format_timestamp(*config.devices[0].crash_at), "2026-11-22T08:00:05.250Z");
+  for (const char* bad : {"tomorrow", "2026-11-22 08:00:05", "2026-11-22T08:00:05+01:00", "12"}) {
+    EXPECT_NE(error_of(head + "    crash_at: " + bad + "\n")
+                  .find("devices.yaml:7: devices[0].crash_at: expected a UTC timestamp"),
+              std::string::npos)
+        << bad;
+  }
 }
 
 }  // namespace

@@ -8,8 +8,12 @@
 
 #include <gtest/gtest.h>
 
+#include "recmesh/config/problem.hpp"
+#include "recmesh/core/file_io.hpp"
 #include "recmesh/crypto/base64url.hpp"
+#include "recmesh/e2e/handshake.hpp"
 
+#include "bridge/bridge_settings.hpp"
 #include "device/device_config.hpp"
 #include "ems/ems_config.hpp"
 #include "gateway/gateway_config.hpp"
@@ -97,15 +101,17 @@ TEST(KubernetesManifests, OneNamespacePerMemberWithEverythingItMounts) {
   EXPECT_EQ(ports[1]["port"].as<int>(), 8884);
 
   const auto& alice = objects.at("sun-alice");
-  for (const char* name : {"Deployment/local-broker", "Service/local-broker", "Deployment/gateway",
-                           "Deployment/devices", "Secret/devices-tls", "Secret/gateway-tls"}) {
+  for (const char* name :
+       {"Deployment/local-broker", "Service/local-broker", "Deployment/gateway",
+        "Deployment/devices", "Secret/devices-tls", "Secret/gateway-tls", "Deployment/bridge",
+        "ConfigMap/bridge-config", "Secret/bridge-tls", "ConfigMap/pki-trust"}) {
     EXPECT_TRUE(alice.contains(name)) << name;
   }
   const std::string conf =
       alice.at("ConfigMap/broker-config")["data"]["mosquitto.conf"].as<std::string>();
-  EXPECT_NE(conf.find("address central-broker.recmesh-platform.svc.cluster.local:8884"),
-            std::string::npos)
-      << conf;
+  // The member's link is its bridge Deployment, not a bridge inside the broker.
+  EXPECT_EQ(conf.find("connection "), std::string::npos) << conf;
+  EXPECT_EQ(conf.find("address "), std::string::npos) << conf;
   EXPECT_NE(conf.find("listener 8883 0.0.0.0"), std::string::npos);
   EXPECT_EQ(conf.find((tmp / "out").string()), std::string::npos);  // no host paths left
   const auto device_files = alice.at("Secret/devices-tls")["data"];
@@ -114,8 +120,67 @@ TEST(KubernetesManifests, OneNamespacePerMemberWithEverythingItMounts) {
   }
 
   // The rendered daemon configurations load with the daemons' own parsers.
-  EXPECT_NO_THROW(gateway::parse_gateway_config(
-      alice.at("ConfigMap/gateway-config")["data"]["gateway.yaml"].as<std::string>(), "gw"));
+  // The bridge's files checked where its Secret would be mounted.
+  const fs::path bridge_tls = tmp / "bridge-tls";
+  fs::create_directories(bridge_tls);
+  for (const auto& item : alice.at("Secret/bridge-tls")["data"]) {
+    write_file_atomic(bridge_tls / item.first.as<std::string>(),
+                      *crypto::base64_decode(item.second.as<std::string>()), 0600);
+  }
+  std::string bridge_yaml =
+      alice.at("ConfigMap/bridge-config")["data"]["bridge.yaml"].as<std::string>();
+  for (auto at = bridge_yaml.find("/etc/recmesh/tls"); at != std::string::npos;
+       at = bridge_yaml.find("/etc/recmesh/tls")) {
+    bridge_yaml.replace(at, std::string("/etc/recmesh/tls").size(), bridge_tls.string());
+  }
+  const auto bridge = bridge::bridge_schema().load_text(bridge_yaml, "bridge.yaml");
+  ASSERT_TRUE(bridge.ok()) << config::to_error(bridge.problems).what();
+  EXPECT_EQ(bridge.settings.common_name(), "bridge_sun_alice");
+  EXPECT_EQ(bridge.settings.local.host, "local-broker.sun-alice.svc.cluster.local");
+  EXPECT_EQ(bridge.settings.local.port, 8884);
+  EXPECT_EQ(bridge.settings.central.host, "central-broker.recmesh-platform.svc.cluster.local");
+  EXPECT_EQ(bridge.settings.central.port, 8884);
+  EXPECT_EQ(bridge.settings.store_path, "/var/lib/recmesh/bridge.db");
+  const auto gateway_config = gateway::parse_gateway_config(
+      alice.at("ConfigMap/gateway-config")["data"]["gateway.yaml"].as<std::string>(), "gw");
+  EXPECT_EQ(gateway_config.pki_dir, "/etc/recmesh/pki");
+  EXPECT_EQ(gateway_config.certfile, "/etc/recmesh/tls/gateway.crt");
+
+  // The trust ConfigMaps, laid out as their pods see them, are what the end-to-end handshakes
+  // read: the gateway the EMS CA, the engine every member CA.
+  const auto unpack = [&tmp](const std::map<std::string, YAML::Node>& in_ns,
+                             const std::string& name) {
+    const fs::path root = tmp / name;
+    for (const auto& [key, object] : in_ns) {
+      if (object["kind"].as<std::string>() != "Deployment") {
+        continue;
+      }
+      for (const auto& volume : object["spec"]["template"]["spec"]["volumes"]) {
+        if (!volume["configMap"] || volume["configMap"]["name"].as<std::string>() != "pki-trust") {
+          continue;
+        }
+        const auto data = in_ns.at("ConfigMap/pki-trust")["data"];
+        for (const auto& item : volume["configMap"]["items"]) {
+          const fs::path file = root / item["path"].as<std::string>();
+          fs::create_directories(file.parent_path());
+          write_file_atomic(file, data[item["key"].as<std::string>()].as<std::string>(), 0644);
+        }
+      }
+    }
+    return root;
+  };
+  const fs::path gateway_trust = unpack(alice, "alice-trust");
+  EXPECT_NO_THROW(e2e::PeerTrust::from_pki_dir(gateway_trust, "ems", "ems_engine"));
+  EXPECT_FALSE(fs::exists(gateway_trust / "ca" / "member_sun_alice"));  // only what it needs
+  const fs::path ems_trust = unpack(platform, "platform-trust");
+  EXPECT_NO_THROW(e2e::PeerTrust::from_pki_dir(ems_trust, "member_sun_bob", "rec_sun_bob_gateway"));
+  for (const auto& [ns, in_ns] : objects) {
+    if (in_ns.contains("ConfigMap/pki-trust")) {
+      for (const auto& item : in_ns.at("ConfigMap/pki-trust")["data"]) {
+        EXPECT_EQ(item.second.as<std::string>().find("PRIVATE KEY"), std::string::npos);
+      }
+    }
+  }
   const auto devices = device::parse_device_config(
       alice.at("ConfigMap/devices-config")["data"]["devices.yaml"].as<std::string>(), "dev");
   EXPECT_EQ(devices.devices.size(), 3U);

@@ -191,6 +191,16 @@ TEST(Scenario, RejectsInconsistentTimelines) {
   EXPECT_NE(timeline("  - {at_s: 1, action: slow-backbone, member: alice, delay_ms: 70000}\n")
                 .find("delay_ms: 70000 is outside 0 .. 60000"),
             std::string::npos);
+  EXPECT_NE(timeline("  - {at_s: 1, action: crash-device, member: alice}\n")
+                .find("timeline[0].device: required for crash-device"),
+            std::string::npos);
+  EXPECT_NE(timeline("  - {at_s: 1, action: crash-device, member: alice, device: pv9}\n")
+                .find("s.yaml:9: timeline.device: sun/alice has no device pv9"),
+            std::string::npos);
+  EXPECT_NE(timeline("  - {at_s: 1, action: crash-devices, member: alice, device: pv1}\n")
+                .find("timeline[0].device: not used by action crash-devices"),
+            std::string::npos);
+  EXPECT_EQ(timeline("  - {at_s: 1, action: crash-device, member: alice, device: pv2}\n"), "");
   // A cut that is never restored is allowed.
   EXPECT_EQ(timeline("  - {at_s: 1, action: cut-backbone, member: alice}\n"), "");
 }
