@@ -1,6 +1,8 @@
 // `recmesh ctl`: an operator's view of the EMS engine and its controls.
+#include <chrono>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,8 +28,23 @@ struct CtlFlags {
   std::string params = "{}";
   std::vector<std::string> devices;
   bool wait = false;
-  int timeout_s = 30;
+  int timeout_s = 0;  // 0: the engine's control_timeout and 5 s more
+  int take_timeout_s = 10;
+  std::string control_id;
 };
+
+void print_control(const nlohmann::json& result) {
+  std::cout << "control " << result.value("control_id", "") << ": "
+            << result.value("status", "not sent");
+  if (result.contains("diagnostic")) {
+    std::cout << "  report verified, signed by "
+              << result["diagnostic"].value("signer", std::string("?"));
+  }
+  std::cout << '\n';
+  if (result.contains("error")) {
+    std::cout << "error: " << result["error"].get<std::string>() << '\n';
+  }
+}
 
 void print_text(const std::string& what, const nlohmann::json& result) {
   if (what == "members") {
@@ -65,11 +82,7 @@ void print_text(const std::string& what, const nlohmann::json& result) {
     }
     return;
   }
-  std::cout << "control " << result.value("control_id", "") << ": "
-            << result.value("status", "not sent") << '\n';
-  if (result.contains("error")) {
-    std::cout << "error: " << result["error"].get<std::string>() << '\n';
-  }
+  print_control(result);
 }
 
 // Output is for the operator (or a script reading --json): diagnostics go to stderr.
@@ -86,6 +99,34 @@ int emit(const CtlFlags& flags, const std::string& what, const ems::CtlOutcome& 
     print_text(what, outcome.result);
   }
   return outcome.exit_code;
+}
+
+// Text mode shows each state as the control reaches it; --json prints only the final document.
+ems::CtlProgress progress_of(const CtlFlags& flags) {
+  if (flags.json) {
+    return {};
+  }
+  return [](const nlohmann::json& result) {
+    std::cout << "  " << result.value("status", "") << std::endl;
+  };
+}
+
+std::optional<std::chrono::milliseconds> watch_timeout(const CtlFlags& flags) {
+  if (flags.timeout_s == 0) {
+    return std::nullopt;
+  }
+  return std::chrono::seconds(flags.timeout_s);
+}
+
+void add_wait_options(CLI::App& cmd, CtlFlags& flags) {
+  cmd.add_flag("--wait", flags.wait, "Follow the control until it is final");
+  cmd.add_option("--timeout", flags.timeout_s,
+                 "Seconds to follow it (default: the engine's control_timeout_ms + 5 s)")
+      ->check(CLI::Range(1, 86400));
+  cmd.add_option("--take-timeout", flags.take_timeout_s,
+                 "Seconds the running engine has to take the request; after that it expires "
+                 "unsent and ctl exits 3 (default 10)")
+      ->check(CLI::Range(1, 3600));
 }
 
 }  // namespace
@@ -120,7 +161,8 @@ void add_ctl_command(CLI::App& app, Runner& run) {
     };
   });
 
-  auto* control = cmd->add_subcommand("control", "Send a member control");
+  auto* control = cmd->add_subcommand(
+      "control", "Hand a member control to the running EMS engine, which sends and tracks it");
   control->add_option("--rec", flags->rec, "REC ID")->required();
   control->add_option("--member", flags->member, "Member ID")->required();
   control
@@ -129,9 +171,7 @@ void add_ctl_command(CLI::App& app, Runner& run) {
       ->required();
   control->add_option("--params", flags->params, "JSON object of the control's params");
   control->add_option("--device", flags->devices, "Target device (repeatable)");
-  control->add_flag("--wait", flags->wait, "Wait for the final response");
-  control->add_option("--timeout", flags->timeout_s, "Seconds to wait (default 30)")
-      ->check(CLI::Range(1, 86400));
+  add_wait_options(*control, *flags);
   control->callback([&run, flags] {
     run = [flags] {
       log_to_stderr();
@@ -150,20 +190,21 @@ void add_ctl_command(CLI::App& app, Runner& run) {
       request.params = std::move(params);
       request.devices = flags->devices;
       request.wait = flags->wait;
-      request.timeout = std::chrono::seconds(flags->timeout_s);
-      return emit(*flags, "control",
-                  ems::ctl_send_control(ems::load_ems_config(flags->config), request));
+      request.timeout = watch_timeout(*flags);
+      request.take_timeout = std::chrono::seconds(flags->take_timeout_s);
+      return emit(
+          *flags, "control",
+          ems::ctl_send_control(ems::load_ems_config(flags->config), request, progress_of(*flags)));
     };
   });
 
   auto* diagnostic = cmd->add_subcommand(
-      "diagnostic", "Ask one device for a signed diagnostic report and verify it");
+      "diagnostic",
+      "Ask one device, through the engine, for a diagnostic report signed end to end");
   diagnostic->add_option("--rec", flags->rec, "REC ID")->required();
   diagnostic->add_option("--member", flags->member, "Member ID")->required();
   diagnostic->add_option("--device", flags->devices, "Device ID")->required()->expected(1);
-  diagnostic->add_flag("--wait", flags->wait, "Wait for the verified report");
-  diagnostic->add_option("--timeout", flags->timeout_s, "Seconds to wait (default 30)")
-      ->check(CLI::Range(1, 86400));
+  add_wait_options(*diagnostic, *flags);
   diagnostic->callback([&run, flags] {
     run = [flags] {
       log_to_stderr();
@@ -172,9 +213,27 @@ void add_ctl_command(CLI::App& app, Runner& run) {
       request.member = flags->member;
       request.diagnostic_device = flags->devices.front();
       request.wait = flags->wait;
-      request.timeout = std::chrono::seconds(flags->timeout_s);
-      return emit(*flags, "diagnostic",
-                  ems::ctl_diagnostic(ems::load_ems_config(flags->config), request));
+      request.timeout = watch_timeout(*flags);
+      request.take_timeout = std::chrono::seconds(flags->take_timeout_s);
+      return emit(
+          *flags, "diagnostic",
+          ems::ctl_diagnostic(ems::load_ems_config(flags->config), request, progress_of(*flags)));
+    };
+  });
+
+  auto* watch = cmd->add_subcommand(
+      "watch", "Follow a control in the EMS database until it is final (and verified)");
+  watch->add_option("control_id", flags->control_id, "The control's ID")->required();
+  watch
+      ->add_option("--timeout", flags->timeout_s,
+                   "Seconds to follow it (default: the engine's control_timeout_ms + 5 s)")
+      ->check(CLI::Range(1, 86400));
+  watch->callback([&run, flags] {
+    run = [flags] {
+      log_to_stderr();
+      return emit(*flags, "watch",
+                  ems::ctl_watch(ems::load_ems_config(flags->config), flags->control_id,
+                                 watch_timeout(*flags), progress_of(*flags)));
     };
   });
 }

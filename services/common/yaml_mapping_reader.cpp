@@ -11,15 +11,6 @@ namespace recmesh::services {
 
 namespace fs = std::filesystem;
 
-YAML::Node load_yaml(std::string_view yaml, std::string_view source) {
-  try {
-    return YAML::Load(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("{}:{}: {}", source, e.mark.line + 1, e.msg));
-  }
-}
-
 void fail_at(std::string_view source, const YAML::Node& node, std::string_view key,
              std::string_view problem) {
   throw Error(ErrorCode::kInvalidArgument,

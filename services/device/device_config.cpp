@@ -1,5 +1,5 @@
-// The device simulator's configuration in YAML. Kept to this one file so that it can move to the
-// shared configuration framework without touching the simulator.
+// The device simulator's configuration in YAML; what it shares with the gateway's and the EMS
+// engine's is in services/common/daemon_config.
 #include "device/device_config.hpp"
 
 #include <cmath>
@@ -15,6 +15,8 @@
 #include "recmesh/core/identifier.hpp"
 #include "recmesh/protocol/timestamp.hpp"
 
+#include "common/daemon_config.hpp"
+#include "common/daemon_logging.hpp"
 #include "common/yaml_mapping_reader.hpp"
 
 namespace recmesh::device {
@@ -28,57 +30,44 @@ using services::MappingReader;
 DeviceSpec parse_device(std::string_view source, const YAML::Node& node, const std::string& prefix,
                         const fs::path& base_dir) {
   DeviceSpec spec;
-  MappingReader r(source, node, prefix, base_dir);
-  bool has_id = false;
-  bool has_kind = false;
-  r.on("id", [&](const YAML::Node& v, const std::string& k) {
-    spec.id = r.identifier(v, k);
-    has_id = true;
-  });
-  r.on("kind", [&](const YAML::Node& v, const std::string& k) {
-    const auto kind = protocol::parse_device_kind(r.text(v, k));
-    if (!kind) {
-      fail_at(source, v, k, "expected one of generator, load, passive-load, accumulator, meter");
-    }
-    spec.kind = *kind;
-    has_kind = true;
-  });
-  r.on("rec", [&](const YAML::Node& v, const std::string& k) { spec.rec = r.identifier(v, k); });
-  r.on("member",
-       [&](const YAML::Node& v, const std::string& k) { spec.member = r.identifier(v, k); });
-  r.on("cert", [&](const YAML::Node& v, const std::string& k) { spec.certfile = r.path(v, k); });
-  r.on("key", [&](const YAML::Node& v, const std::string& k) { spec.keyfile = r.path(v, k); });
-  r.on("cafile", [&](const YAML::Node& v, const std::string& k) { spec.cafile = r.path(v, k); });
-  r.on("rated_power_w", [&](const YAML::Node& v, const std::string& k) {
-    spec.rated_power_w = r.number(v, k, 0, 1e9);
-  });
-  r.on("capacity_wh", [&](const YAML::Node& v, const std::string& k) {
-    spec.capacity_wh = r.number(v, k, 1, 1e9);
-  });
-  r.on("initial_soc_percent", [&](const YAML::Node& v, const std::string& k) {
-    spec.initial_soc_percent = r.number(v, k, 0, 100);
-  });
-  r.on("initially_on",
-       [&](const YAML::Node& v, const std::string& k) { spec.initially_on = r.boolean(v, k); });
-  r.on("voltage_v",
-       [&](const YAML::Node& v, const std::string& k) { spec.voltage_v = r.number(v, k, 1, 1e5); });
-  r.on("profile_w", [&](const YAML::Node& v, const std::string& k) {
-    spec.profile_w = r.number(v, k, -1e9, 1e9);
-  });
-  r.on("crash_at", [&](const YAML::Node& v, const std::string& k) {
-    const auto at = protocol::parse_timestamp(r.text(v, k));
-    if (!at) {
-      fail_at(source, v, k, "expected a UTC timestamp YYYY-MM-DDTHH:MM:SS.mmmZ");
-    }
-    spec.crash_at = *at;
-  });
-  r.read();
-  if (!has_id) {
-    fail_at(source, node, prefix + ".id", "required");
-  }
-  if (!has_kind) {
-    fail_at(source, node, prefix + ".kind", "required");
-  }
+  services::read_device_entry(
+      source, node, prefix, base_dir, spec.id, spec.kind, [&](MappingReader& r) {
+        r.on("rec",
+             [&](const YAML::Node& v, const std::string& k) { spec.rec = r.identifier(v, k); });
+        r.on("member",
+             [&](const YAML::Node& v, const std::string& k) { spec.member = r.identifier(v, k); });
+        r.on("cert",
+             [&](const YAML::Node& v, const std::string& k) { spec.certfile = r.path(v, k); });
+        r.on("key",
+             [&](const YAML::Node& v, const std::string& k) { spec.keyfile = r.path(v, k); });
+        r.on("cafile",
+             [&](const YAML::Node& v, const std::string& k) { spec.cafile = r.path(v, k); });
+        r.on("rated_power_w", [&](const YAML::Node& v, const std::string& k) {
+          spec.rated_power_w = r.number(v, k, 0, 1e9);
+        });
+        r.on("capacity_wh", [&](const YAML::Node& v, const std::string& k) {
+          spec.capacity_wh = r.number(v, k, 1, 1e9);
+        });
+        r.on("initial_soc_percent", [&](const YAML::Node& v, const std::string& k) {
+          spec.initial_soc_percent = r.number(v, k, 0, 100);
+        });
+        r.on("initially_on", [&](const YAML::Node& v, const std::string& k) {
+          spec.initially_on = r.boolean(v, k);
+        });
+        r.on("voltage_v", [&](const YAML::Node& v, const std::string& k) {
+          spec.voltage_v = r.number(v, k, 1, 1e5);
+        });
+        r.on("profile_w", [&](const YAML::Node& v, const std::string& k) {
+          spec.profile_w = r.number(v, k, -1e9, 1e9);
+        });
+        r.on("crash_at", [&](const YAML::Node& v, const std::string& k) {
+          const auto at = protocol::parse_timestamp(r.text(v, k));
+          if (!at) {
+            fail_at(source, v, k, "expected a UTC timestamp YYYY-MM-DDTHH:MM:SS.mmmZ");
+          }
+          spec.crash_at = *at;
+        });
+      });
   if (spec.profile_w && spec.kind != protocol::DeviceKind::kMeter) {
     fail_at(source, node, prefix + ".profile_w", "only a meter has a profile");
   }
@@ -108,7 +97,17 @@ DeviceFleetConfig parse_device_config(std::string_view yaml, std::string_view so
   const YAML::Node root = services::load_yaml(yaml, source);
   DeviceFleetConfig config;
   MappingReader r(source, root, "", base_dir);
-  services::on_member_side_keys(r, config);
+  r.on("broker", [&](const YAML::Node& v, const std::string& k) {
+    services::read_broker(source, v, k, config.broker_host, config.broker_port);
+  });
+  r.on("logging", [&](const YAML::Node& v, const std::string& k) {
+    config.logging = services::read_log_settings(source, v, k);
+  });
+  r.on("pki_dir",
+       [&](const YAML::Node& v, const std::string& k) { config.pki_dir = r.path(v, k); });
+  r.on("rec", [&](const YAML::Node& v, const std::string& k) { config.rec = r.identifier(v, k); });
+  r.on("member",
+       [&](const YAML::Node& v, const std::string& k) { config.member = r.identifier(v, k); });
   r.on("diagnostic", [&](const YAML::Node& v, const std::string& k) {
     MappingReader d(source, v, k, base_dir);
     d.on("ems_ca",
@@ -157,14 +156,9 @@ DeviceFleetConfig parse_device_config(std::string_view yaml, std::string_view so
     config.reboot_delay = std::chrono::milliseconds(r.integer(v, k, 0, 600000));
   });
   r.on("devices", [&](const YAML::Node& v, const std::string& k) {
-    if (!v.IsSequence()) {
-      fail_at(source, v, k, "expected a list of devices");
-    }
-    std::size_t index = 0;
-    for (const auto& item : v) {
-      config.devices.push_back(
-          parse_device(source, item, fmt::format("{}[{}]", k, index++), base_dir));
-    }
+    services::read_list(source, v, k, [&](const YAML::Node& item, const std::string& key) {
+      config.devices.push_back(parse_device(source, item, key, base_dir));
+    });
   });
   r.read();
   if (config.devices.empty()) {
@@ -218,18 +212,9 @@ void DeviceFleetConfig::resolve_and_validate() {
       if (spec.rec.empty() || spec.member.empty()) {
         invalid(where + ": rec and member are needed to find its files in pki_dir");
       }
-      const fs::path issued =
-          pki_dir / "issued" / fmt::format("rec_{}_{}_{}", spec.rec, spec.member, spec.id);
-      if (spec.certfile.empty()) {
-        spec.certfile = issued / "chain.pem";
-      }
-      if (spec.keyfile.empty()) {
-        spec.keyfile = issued / "key.pem";
-      }
-      if (spec.cafile.empty()) {
-        spec.cafile =
-            pki_dir / "ca" / fmt::format("member_{}_{}", spec.rec, spec.member) / "chain.pem";
-      }
+      services::fill_member_files(pki_dir,
+                                  fmt::format("rec_{}_{}_{}", spec.rec, spec.member, spec.id),
+                                  spec.rec, spec.member, spec.certfile, spec.keyfile, spec.cafile);
     }
     if (spec.certfile.empty() || spec.keyfile.empty() || spec.cafile.empty()) {
       invalid(where + ": cert, key and cafile are required without pki_dir");

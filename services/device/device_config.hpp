@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "recmesh/log/log_settings.hpp"
 #include "recmesh/protocol/device_commands.hpp"
 
 namespace recmesh::device {
@@ -55,6 +56,7 @@ struct DeviceFleetConfig {
   std::size_t recent_command_ids = 256;          // per device, for duplicate detection: 1 .. 1e6
   std::chrono::milliseconds reboot_delay{1000};  // offline time of a reboot: 0 .. 10 min
   std::vector<DeviceSpec> devices;               // at least one
+  log::LogSettings logging;  // level and format (human or JSON lines); flags override them
 
   // Fills per-device defaults (rec, member, files from pki_dir, EMS trust from pki_dir) and
   // checks ranges and uniqueness; throws Error(kInvalidArgument) naming the key.

@@ -11,6 +11,8 @@
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 
+#include "common/daemon_config.hpp"
+#include "common/daemon_logging.hpp"
 #include "common/e2e_settings_reader.hpp"
 #include "common/yaml_mapping_reader.hpp"
 
@@ -48,13 +50,7 @@ constexpr std::int64_t kDayMs = 86'400'000;
 
 EmsConfig parse_ems_config(std::string_view yaml, std::string_view source,
                            const fs::path& base_dir) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(yaml));
-  } catch (const YAML::Exception& e) {
-    throw Error(ErrorCode::kInvalidArgument,
-                fmt::format("{}:{}: {}", source, e.mark.line + 1, e.msg));
-  }
+  const YAML::Node root = services::load_yaml(yaml, source);
   EmsConfig c;
   const Reader r(source, base_dir);
   using N = const YAML::Node&;
@@ -63,13 +59,8 @@ EmsConfig parse_ems_config(std::string_view yaml, std::string_view source,
       source, root, "",
       {
           {"broker",
-           [&](N broker, K prefix) {
-             read_mapping(source, broker, prefix,
-                          {{"host", [&](N v, K k) { c.broker_host = r.text(v, k); }},
-                           {"port", [&](N v, K k) {
-                              c.broker_port = static_cast<int>(r.integer(v, k, 1, 65535));
-                            }}});
-           }},
+           [&](N v, K k) { services::read_broker(source, v, k, c.broker_host, c.broker_port); }},
+          {"logging", [&](N v, K k) { c.logging = services::read_log_settings(source, v, k); }},
           {"client_id", [&](N v, K k) { c.client_id = r.text(v, k); }},
           {"pki_dir", [&](N v, K k) { c.pki_dir = r.path(v, k); }},
           {"cafile", [&](N v, K k) { c.cafile = r.path(v, k); }},

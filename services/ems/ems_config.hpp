@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "recmesh/e2e/settings.hpp"
+#include "recmesh/log/log_settings.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/protocol/control_messages.hpp"
 
@@ -35,6 +36,7 @@ struct EmsConfig {
   protocol::RetryPolicy retry_policy{2, 1000, true};
   // End-to-end protection with each member's gateway (docs/protocol/e2e.md, "Settings").
   e2e::E2eSettings e2e;
+  log::LogSettings logging;  // level and format (human or JSON lines); flags override them
 
   // Fills file defaults from pki_dir and checks that the engine's files are given.
   void resolve_and_validate();

@@ -2,15 +2,15 @@
 
 #include <memory>
 #include <optional>
+#include <pwd.h>
+#include <thread>
 #include <unistd.h>
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
-#include "recmesh/core/file_io.hpp"
-#include "recmesh/crypto/jws.hpp"
-#include "recmesh/mqtt/event_loop.hpp"
-#include "recmesh/mqtt/mqtt_client.hpp"
+#include "recmesh/core/error.hpp"
+#include "recmesh/core/identifier.hpp"
+#include "recmesh/protocol/timestamp.hpp"
 #include "recmesh/protocol/topics.hpp"
 
 #include "ems/ems_engine.hpp"
@@ -21,7 +21,12 @@ namespace {
 
 constexpr int kDone = 0;
 constexpr int kControlFailed = 1;
+constexpr int kUsage = 2;
 constexpr int kCouldNotRun = 3;
+constexpr std::chrono::milliseconds kPoll{100};
+constexpr std::chrono::seconds kWatchMargin{5};
+
+using Clock = std::chrono::steady_clock;
 
 CtlOutcome could_not_run(std::string message) {
   return {kCouldNotRun, nlohmann::json{{"error", std::move(message)}}};
@@ -35,226 +40,226 @@ nlohmann::json parse_or_string(const std::string& text) {
   return parsed.is_discarded() ? nlohmann::json(text) : parsed;
 }
 
+std::int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Who the request is from, for the engine's log and the requests table.
+std::string requester() {
+  const uid_t uid = ::getuid();
+  const passwd* entry = ::getpwuid(uid);
+  return fmt::format("{} (uid {}, pid {})", entry != nullptr ? entry->pw_name : "?", uid,
+                     ::getpid());
+}
+
+// The engine's database, opened as `mode`. Who can write it can control the community
+// (docs/ems.md, "Who may control"): a failure says so and names the file.
+std::unique_ptr<EmsStore> open_store(const EmsConfig& config, SqliteDatabase::Mode mode) {
+  try {
+    return std::make_unique<EmsStore>(config.database, mode);
+  } catch (const std::exception& e) {
+    const bool writing = mode != SqliteDatabase::Mode::kReadOnly;
+    throw Error(ErrorCode::kPermissionDenied,
+                fmt::format("cannot open the EMS database {} {}: {}{}", config.database.string(),
+                            writing ? "for writing" : "for reading", e.what(),
+                            writing ? " (ctl queues controls there for the running engine; only "
+                                      "who may write it may control the community)"
+                                    : ""));
+  }
+}
+
+// The document ctl prints for a request and the control it became.
+nlohmann::json describe(const std::string& control_id, const std::optional<RequestRow>& request,
+                        const std::optional<ControlRow>& control) {
+  nlohmann::json out{{"control_id", control_id}};
+  if (request) {
+    out["rec"] = request->rec;
+    out["member"] = request->member;
+    out["type"] = request->type;
+    out["requested_by"] = request->requested_by;
+    out["status"] = request->state;  // until the control exists
+    if (!request->error.empty()) {
+      out["error"] = request->error;
+    }
+    if (!request->device.empty()) {
+      out["device"] = request->device;
+    }
+    if (!request->command_id.empty()) {
+      out["command_id"] = request->command_id;
+    }
+    if (!request->report.empty()) {
+      out["diagnostic"] = parse_or_string(request->report);
+    }
+  }
+  if (control) {
+    out["rec"] = control->rec;
+    out["member"] = control->member;
+    out["type"] = control->type;
+    out["sequence"] = control->sequence;
+    out["issued_at"] = control->issued_at;
+    out["status"] = control->state;
+    out["updated_at"] = control->updated_at;
+    out["last_response"] = parse_or_string(control->last_response);
+  }
+  return out;
+}
+
+bool is_diagnostic_request(const std::optional<RequestRow>& request) {
+  return request && !request->device.empty();
+}
+
+// Done following: final, and a succeeded diagnostic request has its verified report.
+bool finished(const std::optional<RequestRow>& request, const std::optional<ControlRow>& control) {
+  if (request && (request->state == kRequestExpired || request->state == kRequestRefused)) {
+    return true;
+  }
+  if (!control || !is_final_state(control->state)) {
+    return false;
+  }
+  return !is_diagnostic_request(request) || control->state != "SUCCESS" || !request->report.empty();
+}
+
+CtlOutcome follow(EmsStore& store, const std::string& control_id, Clock::time_point deadline,
+                  const CtlProgress& progress) {
+  std::string last_status;
+  while (true) {
+    const auto request = store.request(control_id);
+    const auto control = store.control(control_id);
+    if (!request && !control) {
+      return could_not_run("no control or request " + control_id + " in the EMS database");
+    }
+    nlohmann::json result = describe(control_id, request, control);
+    const std::string status = result.value("status", "");
+    if (progress && status != last_status) {
+      progress(result);
+    }
+    last_status = status;
+    if (finished(request, control)) {
+      if (request && (request->state == kRequestExpired || request->state == kRequestRefused)) {
+        return {kCouldNotRun, result};
+      }
+      if (status == "SUCCESS") {
+        return {kDone, result};
+      }
+      return {kControlFailed, result};
+    }
+    if (Clock::now() >= deadline) {
+      result["error"] = is_diagnostic_request(request) && control && control->state == "SUCCESS"
+                            ? "no verified diagnostic report"
+                            : "still " + status + " when the watch timed out";
+      return {kControlFailed, result};
+    }
+    std::this_thread::sleep_for(kPoll);
+  }
+}
+
+std::chrono::milliseconds default_watch(const EmsConfig& config) {
+  return config.control_timeout + kWatchMargin;
+}
+
 }  // namespace
 
-CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& request) {
+CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& request,
+                            const CtlProgress& progress) {
   const auto topic = protocol::central_member_topic(protocol::Channel::kMemberControl, request.rec,
                                                     request.member);
-  const auto response_topic = protocol::central_member_topic(
-      protocol::Channel::kMemberControlResponse, request.rec, request.member);
-  if (!topic || !response_topic) {
-    return could_not_run(topic ? response_topic.status().message : topic.status().message);
+  if (!topic) {
+    return {kUsage, nlohmann::json{{"error", topic.status().message}}};
   }
-  protocol::MemberControl control;
-  control.control_id = protocol::Uuid::random_v4();
-  control.member_id = request.member;
-  control.device_ids = request.devices;
-  control.type = request.type;
-  control.intent = request.type == protocol::MemberControlType::kDiagnostic
-                       ? protocol::ControlIntent::kIdempotent
-                       : protocol::ControlIntent::kNonIdempotent;
-  control.params = request.params;
-  control.issued_by = config.client_id;
-  control.issued_at = now_timestamp();
-  control.expire_at = control.issued_at + config.control_ttl;
-  control.retry_policy = config.retry_policy;
-  {
-    EmsStore store(config.database, SqliteDatabase::Mode::kCreate);
-    control.sequence = store.next_sequence(
-        static_cast<std::uint64_t>(control.issued_at.time_since_epoch().count()));
+  if (!request.params.is_object()) {
+    return {kUsage, nlohmann::json{{"error", "params: expected a JSON object"}}};
   }
-  // Diagnostic: the signed command for the device, and how to check its report.
-  const std::string& device = request.diagnostic_device;
-  std::optional<protocol::DeviceCommand> command;
-  std::unique_ptr<crypto::JwsVerifier> verifier;
-  std::string report_topic;
-  std::string report_local_topic;
-  if (!device.empty()) {
-    const auto command_topic =
-        protocol::local_device_topic(protocol::Channel::kDeviceControl, device);
-    auto central_report = protocol::central_device_topic(protocol::Channel::kDeviceDiagnostic,
-                                                         request.rec, request.member, device);
-    auto local_report = protocol::local_device_topic(protocol::Channel::kDeviceDiagnostic, device);
-    if (!command_topic || !central_report || !local_report) {
-      return {2, nlohmann::json{{"error", "invalid device ID"}}};
-    }
-    report_topic = *central_report;
-    report_local_topic = *local_report;
-    if (config.pki_dir.empty()) {
-      return could_not_run("ctl diagnostic needs pki_dir for the member CA");
-    }
-    try {
-      const auto member_ca =
-          config.pki_dir / "ca" / fmt::format("member_{}_{}", request.rec, request.member);
-      crypto::SignerTrust trust;
-      trust.issuer_pem = read_file(member_ca / "cert.pem");
-      trust.crl_pem = read_file(member_ca / "crl.pem");
-      trust.allowed_signers = {fmt::format("rec_{}_{}_{}", request.rec, request.member, device)};
-      verifier = std::make_unique<crypto::JwsVerifier>(trust);
-      const auto signer = crypto::JwsSigner::from_files(config.certfile, config.keyfile);
-      command.emplace();
-      command->control_id = control.control_id;
-      command->command_id = protocol::Uuid::random_v4();
-      command->device_id = device;
-      command->type = protocol::DeviceCommandType::kDiagnostic;
-      command->issued_by = config.client_id;
-      command->issued_at = control.issued_at;
-      command->expire_at = control.expire_at;
-      command->sequence = control.sequence;
-      const auto encoded = command->encode();
-      if (!encoded) {
-        return could_not_run(encoded.status().message);
-      }
-      control.params = {{"signed_commands", {{device, signer.sign(*command_topic, *encoded)}}}};
-    } catch (const std::exception& e) {
-      return could_not_run(e.what());
+  for (const auto& device : request.devices) {
+    if (!is_valid_identifier(device)) {
+      return {kUsage, nlohmann::json{{"error", "invalid device ID: " + device}}};
     }
   }
-  const auto payload = control.encode();
-  if (!payload) {
-    return {2, nlohmann::json{{"error", payload.status().message}}};
-  }
+  RequestRow row;
+  row.control_id = protocol::Uuid::random_v4().str();
+  row.rec = request.rec;
+  row.member = request.member;
+  row.type = std::string(protocol::to_string(request.type));
+  row.params = request.params.dump();
+  row.devices = nlohmann::json(request.devices).dump();
+  row.device = request.diagnostic_device;
+  row.requested_by = requester();
+  row.requested_at_ms = unix_ms();
+  row.take_by_ms = row.requested_at_ms + request.take_timeout.count();
+  row.state = std::string(kRequestQueued);
 
-  mqtt::EventLoop loop;
-  mqtt::MqttClientOptions options = config.mqtt_options();
-  options.client_id = fmt::format("{}-ctl-{}", config.client_id, ::getpid());
-  options.clean_session = true;
-  options.reconnect.initial = std::chrono::milliseconds(200);
-
-  nlohmann::json responses = nlohmann::json::array();
-  std::optional<std::string> final_status;
-  nlohmann::json report;  // the verified diagnostic report
-  std::string report_error;
-  bool delivered = false;
-  bool published = false;
-  std::string error;
-  std::unique_ptr<mqtt::MqttClient> client;
-  bool stopping = false;
-  const auto finish = [&] {
-    if (!stopping) {
-      stopping = true;
-      client->stop();
-    }
-  };
-
-  mqtt::MqttClientCallbacks callbacks;
-  callbacks.on_subscribe = [&](const std::string& filter, int granted) {
-    if (granted == 128) {
-      error = "the broker refused the subscription to " + filter;
-      finish();
-      return;
-    }
-    if (!published) {
-      published = true;
-      auto sent = client->publish(*topic, *payload, 1);
-      if (!sent) {
-        error = sent.status().message;
-        finish();
-      }
-    }
-  };
-  callbacks.on_delivered = [&](mqtt::MessageId) {
-    delivered = true;
-    if (!request.wait) {
-      finish();
-    }
-  };
-  callbacks.on_message = [&](const mqtt::IncomingMessage& message) {
-    if (!report_topic.empty() && message.topic == report_topic) {
-      // The device signed it for its local topic; the bridge only renamed it.
-      const auto verified = verifier->verify(report_local_topic, message.payload);
-      if (!verified) {
-        report_error = "report refused: " + verified.status().message;
-        return;
-      }
-      auto decoded = protocol::DiagnosticReport::decode(verified->payload);
-      if (!decoded || decoded->command_id != command->command_id) {
-        return;  // another command's report
-      }
-      report = {{"signer", verified->signer}, {"report", nlohmann::json::parse(verified->payload)}};
-      if (request.wait) {
-        finish();
-      }
-      return;
-    }
-    auto response = protocol::MemberControlResponse::decode(message.payload);
-    if (!response || response->control_id != control.control_id ||
-        response->gateway_id != fmt::format("rec_{}_{}_gateway", request.rec, request.member)) {
-      return;  // another control's, or not a response at all
-    }
-    responses.push_back(parse_or_string(response->encode().value()));
-    const std::string status(protocol::to_string(response->status));
-    if (is_final_state(status) && !final_status) {
-      final_status = status;
-      // A diagnostic is done with its report; only a failure ends it without one.
-      if (device.empty() || status != "SUCCESS") {
-        finish();
-      }
-    }
-  };
-  callbacks.on_connect_failed = [&](const Status& reason) { error = reason.message; };
-  callbacks.on_stopped = [&] { loop.stop(); };
+  std::unique_ptr<EmsStore> store;
   try {
-    client = std::make_unique<mqtt::MqttClient>(loop, options, std::move(callbacks));
+    store = open_store(config, SqliteDatabase::Mode::kReadWrite);
+    store->put_request(row);
   } catch (const std::exception& e) {
     return could_not_run(e.what());
   }
-  (void)client->subscribe(*response_topic, 1);
-  if (!report_topic.empty()) {
-    (void)client->subscribe(report_topic, 1);
-  }
-  client->start();
-  const auto deadline = loop.add_timer(request.timeout, finish);
-  loop.run();
-  loop.cancel_timer(deadline);
 
-  nlohmann::json result{{"control_id", control.control_id.str()},
-                        {"rec", request.rec},
-                        {"member", request.member},
-                        {"type", protocol::to_string(request.type)},
-                        {"sequence", control.sequence},
-                        {"delivered", delivered},
-                        {"responses", responses}};
-  if (!delivered) {
-    result["error"] = error.empty() ? "the broker did not acknowledge the control" : error;
-    return {kCouldNotRun, result};
+  // Handed over once the engine issued it (the control exists) or refused it.
+  const auto take_deadline = Clock::now() + request.take_timeout;
+  while (true) {
+    const auto current = store->request(row.control_id);
+    if (current && current->state != kRequestQueued &&
+        (current->state != kRequestTaken || store->control(row.control_id))) {
+      break;
+    }
+    if (Clock::now() >= take_deadline && current && current->state == kRequestQueued &&
+        store->expire_request(row.control_id)) {
+      nlohmann::json result = describe(row.control_id, store->request(row.control_id), {});
+      result["error"] = fmt::format(
+          "the EMS engine did not take the request within {} s, so nothing was sent: is "
+          "`recmesh ems` running with the database {}?",
+          std::chrono::duration_cast<std::chrono::seconds>(request.take_timeout).count(),
+          config.database.string());
+      return {kCouldNotRun, result};
+    }
+    if (Clock::now() >= take_deadline + kWatchMargin) {
+      // Taken, but no control row: the engine stopped between the two writes.
+      return {kCouldNotRun, describe(row.control_id, store->request(row.control_id), std::nullopt)};
+    }
+    std::this_thread::sleep_for(kPoll);
   }
-  if (command) {
-    result["command_id"] = command->command_id.str();
+  const auto taken = store->request(row.control_id);
+  if (taken->state == kRequestRefused) {
+    return {kCouldNotRun, describe(row.control_id, taken, std::nullopt)};
   }
   if (!request.wait) {
-    result["status"] = "ISSUED";
-    return {kDone, result};
+    return {kDone, describe(row.control_id, taken, store->control(row.control_id))};
   }
-  if (command) {
-    if (!report.is_null()) {
-      result["status"] = final_status.value_or("REPORTED");
-      result["diagnostic"] = report;
-      return {kDone, result};
-    }
-    result["status"] = final_status.value_or(std::string(kStateTimedOut));
-    result["error"] = report_error.empty() ? "no verified diagnostic report" : report_error;
-    return {kControlFailed, result};
-  }
-  if (!final_status) {
-    result["status"] = std::string(kStateTimedOut);
-    return {kControlFailed, result};
-  }
-  result["status"] = *final_status;
-  return {*final_status == "SUCCESS" ? kDone : kControlFailed, result};
+  return follow(*store, row.control_id,
+                Clock::now() + request.timeout.value_or(default_watch(config)), progress);
 }
 
-CtlOutcome ctl_diagnostic(const EmsConfig& config, CtlControlRequest request) {
+CtlOutcome ctl_diagnostic(const EmsConfig& config, CtlControlRequest request,
+                          const CtlProgress& progress) {
+  if (!is_valid_identifier(request.diagnostic_device)) {
+    return {kUsage, nlohmann::json{{"error", "invalid device ID: " + request.diagnostic_device}}};
+  }
   request.type = protocol::MemberControlType::kDiagnostic;
   request.devices = {request.diagnostic_device};
   request.params = nlohmann::json::object();
-  return ctl_send_control(config, request);
+  return ctl_send_control(config, request, progress);
+}
+
+CtlOutcome ctl_watch(const EmsConfig& config, const std::string& control_id,
+                     std::optional<std::chrono::milliseconds> timeout,
+                     const CtlProgress& progress) {
+  std::unique_ptr<EmsStore> store;
+  try {
+    store = open_store(config, SqliteDatabase::Mode::kReadOnly);
+  } catch (const std::exception& e) {
+    return could_not_run(e.what());
+  }
+  return follow(*store, control_id, Clock::now() + timeout.value_or(default_watch(config)),
+                progress);
 }
 
 CtlOutcome ctl_list_members(const EmsConfig& config) {
-  EmsStore store(config.database, SqliteDatabase::Mode::kReadOnly);
+  const auto store = open_store(config, SqliteDatabase::Mode::kReadOnly);
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& m : store.members()) {
+  for (const auto& m : store->members()) {
     out.push_back({{"rec", m.rec},
                    {"member", m.member},
                    {"updated_at", m.updated_at},
@@ -264,9 +269,9 @@ CtlOutcome ctl_list_members(const EmsConfig& config) {
 }
 
 CtlOutcome ctl_list_devices(const EmsConfig& config) {
-  EmsStore store(config.database, SqliteDatabase::Mode::kReadOnly);
+  const auto store = open_store(config, SqliteDatabase::Mode::kReadOnly);
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& c : store.components()) {
+  for (const auto& c : store->components()) {
     out.push_back(
         {{"rec", c.rec},
          {"member", c.member},
@@ -279,9 +284,9 @@ CtlOutcome ctl_list_devices(const EmsConfig& config) {
 }
 
 CtlOutcome ctl_list_controls(const EmsConfig& config) {
-  EmsStore store(config.database, SqliteDatabase::Mode::kReadOnly);
+  const auto store = open_store(config, SqliteDatabase::Mode::kReadOnly);
   nlohmann::json out = nlohmann::json::array();
-  for (const auto& c : store.controls()) {
+  for (const auto& c : store->controls()) {
     out.push_back({{"control_id", c.control_id},
                    {"rec", c.rec},
                    {"member", c.member},

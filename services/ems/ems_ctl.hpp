@@ -1,6 +1,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,22 +26,36 @@ struct CtlControlRequest {
   protocol::MemberControlType type = protocol::MemberControlType::kStoreSurplus;
   nlohmann::json params = nlohmann::json::object();
   std::vector<std::string> devices;
-  bool wait = false;
-  std::chrono::milliseconds timeout{30000};  // for the broker's PUBACK and, with wait, the answer
-  // Set for `ctl diagnostic`: the control carries a diagnostic DeviceCommand for this device,
-  // signed with the engine's key and bound to /device/<d>/control, and with `wait` the device's
-  // signed report on /<rec>/<member>/device/<d>/diagnostic is verified against the member CA
-  // (from pki_dir).
+  // Set for `ctl diagnostic`: the engine signs a diagnostic DeviceCommand for this device and
+  // keeps the device's report once it verifies against the member CA.
   std::string diagnostic_device;
+  // The running engine must take the request within this time, or it expires unsent.
+  std::chrono::milliseconds take_timeout{10000};
+  bool wait = false;  // follow the control to its final state
+  // With `wait`: how long to follow it; empty: the engine's control_timeout and 5 s more.
+  std::optional<std::chrono::milliseconds> timeout;
 };
 
-// Publishes one member control as the engine's identity (its own client ID, clean session) and,
-// with `wait`, follows /<rec>/<member>/control/response to a final status. The control's sequence
-// is reserved in the EMS database, shared with the engine.
-CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& request);
+// Called by ctl_watch with the control's document each time its state changes.
+using CtlProgress = std::function<void(const nlohmann::json& result)>;
+
+// Queues one member control for the running EMS engine in its database (docs/ems.md, "Operator
+// requests") and waits until the engine took and issued it: the engine seals it with the
+// member's end-to-end session, publishes it and tracks it like its own controls. With `wait`,
+// then follows it as ctl_watch does. Nothing is sent when the engine does not take it within
+// take_timeout (exit 3).
+CtlOutcome ctl_send_control(const EmsConfig& config, const CtlControlRequest& request,
+                            const CtlProgress& progress = {});
 
 // `ctl diagnostic`: ctl_send_control with request.diagnostic_device set.
-CtlOutcome ctl_diagnostic(const EmsConfig& config, CtlControlRequest request);
+CtlOutcome ctl_diagnostic(const EmsConfig& config, CtlControlRequest request,
+                          const CtlProgress& progress = {});
+
+// Follows a control in the database until it is final (and, for a diagnostic request that
+// succeeded, until its verified report is kept) or `timeout` passes.
+CtlOutcome ctl_watch(const EmsConfig& config, const std::string& control_id,
+                     std::optional<std::chrono::milliseconds> timeout,
+                     const CtlProgress& progress = {});
 
 // The EMS database's members with their last aggregate, and components with their status.
 CtlOutcome ctl_list_members(const EmsConfig& config);

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "recmesh/core/error.hpp"
+#include "recmesh/core/file_io.hpp"
 #include "recmesh/crypto/jws.hpp"
 #include "recmesh/protocol/limits.hpp"
 #include "recmesh/protocol/timestamp.hpp"
@@ -26,6 +27,18 @@ using protocol::MemberControlType;
 // The first refusals of a run are logged one by one, then one line per kLogEvery.
 constexpr std::uint64_t kLogFirst = 20;
 constexpr std::uint64_t kLogEvery = 1000;
+// How often the engine looks whether ctl queued a request (one PRAGMA read when nothing did).
+constexpr std::chrono::milliseconds kRequestPoll{100};
+
+[[noreturn]] void fail(const std::string& why) {
+  throw Error(ErrorCode::kInvalidArgument, why);
+}
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 int status_rank(std::string_view state) {
   if (state == kStateIssued) {
@@ -115,6 +128,9 @@ EmsEngine::~EmsEngine() {
   if (policy_timer_ != 0) {
     loop_.cancel_timer(policy_timer_);
   }
+  if (requests_timer_ != 0) {
+    loop_.cancel_timer(requests_timer_);
+  }
 }
 
 void EmsEngine::start() {
@@ -124,6 +140,24 @@ void EmsEngine::start() {
   }
   client_->start();
   schedule_policy();
+  take_requests();
+  schedule_requests();
+}
+
+void EmsEngine::schedule_requests() {
+  requests_timer_ = loop_.add_timer(kRequestPoll, [this] {
+    requests_timer_ = 0;
+    try {
+      // data_version moves only when another connection (ctl) committed: one cheap read.
+      if (const auto version = store_.data_version(); version != requests_version_) {
+        requests_version_ = version;
+        take_requests();
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("ems: cannot read operator requests: {}", e.what());
+    }
+    schedule_requests();
+  });
 }
 
 void EmsEngine::track(const std::string& control_id, Tracked tracked,
@@ -161,6 +195,10 @@ void EmsEngine::stop(std::function<void()> done) {
   if (policy_timer_ != 0) {
     loop_.cancel_timer(policy_timer_);
     policy_timer_ = 0;
+  }
+  if (requests_timer_ != 0) {
+    loop_.cancel_timer(requests_timer_);
+    requests_timer_ = 0;
   }
   // Open controls stay open in the database: the next start tracks them again.
   for (auto& [id, tracked] : tracked_) {
@@ -282,13 +320,17 @@ void EmsEngine::on_message(const mqtt::IncomingMessage& received) {
       case Channel::kDeviceDiagnostic:
       case Channel::kGatewayDiagnostic:
       case Channel::kBridgeDiagnostic:
-        // Signed by the reporter; `recmesh ctl diagnostic` verifies it against the member CA.
+        // Signed by the reporter; a report that answers an operator's request is verified
+        // against the member CA and kept with the request.
         if (!looks_like_jws(message.payload)) {
           refuse(message.topic, "not a JWS compact serialization");
           return;
         }
         store_.put_diagnostic(rec, member, component_of(*topic), message.payload, now);
         ++counters_.diagnostics_stored;
+        if (topic->channel == Channel::kDeviceDiagnostic) {
+          match_diagnostic_report(rec, member, topic->device, message.payload);
+        }
         return;
       case Channel::kMemberKeysResponse:
         ++counters_.ignored;
@@ -331,7 +373,7 @@ void EmsEngine::handle_response(const std::string& rec, const std::string& membe
   }
   const auto it = tracked_.find(response->control_id.str());
   if (it == tracked_.end()) {
-    // Issued by an operator (`recmesh ctl`) or by an earlier run: theirs to watch.
+    // Not one this engine tracks: already final and forgotten, or never issued here.
     ++counters_.ignored;
     return;
   }
@@ -385,15 +427,12 @@ void EmsEngine::on_timeout(const std::string& control_id) {
   }
 }
 
-Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const std::string& member,
-                                                 MemberControlType type, nlohmann::json params,
-                                                 std::vector<std::string> devices) {
-  auto topic = protocol::central_member_topic(Channel::kMemberControl, rec, member);
-  if (!topic) {
-    return topic.status();
-  }
+protocol::MemberControl EmsEngine::make_control(const std::string& member, MemberControlType type,
+                                                nlohmann::json params,
+                                                std::vector<std::string> devices,
+                                                const protocol::Uuid& control_id) {
   protocol::MemberControl control;
-  control.control_id = protocol::Uuid::random_v4();
+  control.control_id = control_id;
   control.member_id = member;
   control.device_ids = std::move(devices);
   control.type = type;
@@ -406,6 +445,26 @@ Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const s
   control.sequence = store_.next_sequence(
       static_cast<std::uint64_t>(control.issued_at.time_since_epoch().count()));
   control.retry_policy = config_.retry_policy;
+  return control;
+}
+
+Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const std::string& member,
+                                                 MemberControlType type, nlohmann::json params,
+                                                 std::vector<std::string> devices) {
+  if (auto topic = protocol::central_member_topic(Channel::kMemberControl, rec, member); !topic) {
+    return topic.status();
+  }
+  return send(rec, make_control(member, type, std::move(params), std::move(devices),
+                                protocol::Uuid::random_v4()));
+}
+
+Result<protocol::MemberControl> EmsEngine::send(const std::string& rec,
+                                                protocol::MemberControl control) {
+  const std::string& member = control.member_id;
+  auto topic = protocol::central_member_topic(Channel::kMemberControl, rec, member);
+  if (!topic) {
+    return topic.status();
+  }
   auto payload = control.encode();
   if (!payload) {
     return payload.status();
@@ -419,6 +478,7 @@ Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const s
   }
   const std::string id = control.control_id.str();
   const std::string issued_at = protocol::format_timestamp(control.issued_at);
+  const MemberControlType type = control.type;
   store_.put_control({id, rec, member, std::string(protocol::to_string(type)),
                       static_cast<std::int64_t>(control.sequence), issued_at,
                       std::string(kStateIssued), issued_at, ""},
@@ -428,6 +488,143 @@ Result<protocol::MemberControl> EmsEngine::issue(const std::string& rec, const s
   spdlog::info("ems: issued {} {} to {}/{} (sequence {})", protocol::to_string(type), id, rec,
                member, control.sequence);
   return control;
+}
+
+void EmsEngine::take_requests() {
+  for (const RequestRow& row : store_.queued_requests()) {
+    if (row.take_by_ms < now_ms()) {
+      if (store_.expire_request(row.control_id)) {
+        ++counters_.requests_expired;
+        spdlog::warn("ems: request {} of {} expired before it was taken; not sent", row.control_id,
+                     row.requested_by);
+      }
+      continue;
+    }
+    if (!store_.take_request(row.control_id, now_ms())) {
+      continue;  // ctl gave up on it meanwhile
+    }
+    try {
+      take_request(row);
+    } catch (const std::exception& e) {
+      store_.refuse_request(row.control_id, e.what());
+      ++counters_.requests_refused;
+      spdlog::error("ems: request {} of {} refused: {}", row.control_id, row.requested_by,
+                    e.what());
+    }
+  }
+}
+
+// The request was written by someone allowed to write the database, and is still checked like
+// any input: an ID, a type, a params object, device IDs; the control's encoder checks the rest.
+void EmsEngine::take_request(const RequestRow& row) {
+  const auto id = protocol::Uuid::parse(row.control_id);
+  const auto type = protocol::parse_member_control_type(row.type);
+  auto params = nlohmann::json::parse(row.params, nullptr, false);
+  const auto devices = nlohmann::json::parse(row.devices, nullptr, false);
+  if (!id || !type) {
+    fail(!id ? fmt::format("control_id: {}", id.status().message)
+             : fmt::format("type: {}", type.status().message));
+  }
+  if (!params.is_object()) {
+    fail("params: expected a JSON object");
+  }
+  std::vector<std::string> device_ids;
+  if (!devices.is_array()) {
+    fail("devices: expected a JSON array");
+  }
+  for (const auto& d : devices) {
+    if (!d.is_string()) {
+      fail("devices: expected device IDs");
+    }
+    device_ids.push_back(d.get<std::string>());
+  }
+  if (auto topic = protocol::central_member_topic(Channel::kMemberControl, row.rec, row.member);
+      !topic) {
+    fail(topic.status().message);
+  }
+  protocol::MemberControl control =
+      make_control(row.member, *type, std::move(params), std::move(device_ids), *id);
+  if (!row.device.empty()) {
+    const std::string command_id = sign_diagnostic(row.rec, row.member, row.device, control);
+    store_.set_request_command(row.control_id, command_id);
+  }
+  auto sent = send(row.rec, std::move(control));
+  if (!sent) {
+    fail(sent.status().message);
+  }
+  ++counters_.requests_taken;
+  spdlog::info("ems: request {} of {} issued", row.control_id, row.requested_by);
+}
+
+std::string EmsEngine::sign_diagnostic(const std::string& rec, const std::string& member,
+                                       const std::string& device,
+                                       protocol::MemberControl& control) const {
+  const auto command_topic = protocol::local_device_topic(Channel::kDeviceControl, device);
+  if (!command_topic) {
+    throw Error(ErrorCode::kInvalidArgument, "device: " + command_topic.status().message);
+  }
+  protocol::DeviceCommand command;
+  command.control_id = control.control_id;
+  command.command_id = protocol::Uuid::random_v4();
+  command.device_id = device;
+  command.type = protocol::DeviceCommandType::kDiagnostic;
+  command.issued_by = config_.client_id;
+  command.issued_at = control.issued_at;
+  command.expire_at = control.expire_at;
+  command.sequence = control.sequence;
+  auto encoded = command.encode();
+  if (!encoded) {
+    throw Error(ErrorCode::kInvalidArgument, encoded.status().message);
+  }
+  // Signed with the engine's own key: the device verifies it against the EMS CA and its CRL,
+  // whoever carried it (docs/protocol/signed-messages.md).
+  const auto signer = crypto::JwsSigner::from_files(config_.certfile, config_.keyfile);
+  control.type = MemberControlType::kDiagnostic;
+  control.device_ids = {device};
+  control.params = {{"signed_commands", {{device, signer.sign(*command_topic, *encoded)}}}};
+  spdlog::debug("ems: diagnostic command {} for {}/{}/{} signed", command.command_id.str(), rec,
+                member, device);
+  return command.command_id.str();
+}
+
+void EmsEngine::match_diagnostic_report(const std::string& rec, const std::string& member,
+                                        const std::string& device, std::string_view payload) {
+  const auto waiting = store_.awaiting_reports(rec, member, device);
+  if (waiting.empty()) {
+    return;
+  }
+  const auto local_topic = protocol::local_device_topic(Channel::kDeviceDiagnostic, device);
+  if (!local_topic || config_.pki_dir.empty()) {
+    return;
+  }
+  // The device signed it for its local topic; the bridge only renamed it.
+  const auto member_ca = config_.pki_dir / "ca" / fmt::format("member_{}_{}", rec, member);
+  crypto::SignerTrust trust;
+  trust.issuer_pem = read_file(member_ca / "cert.pem");
+  trust.crl_pem = read_file(member_ca / "crl.pem");
+  trust.allowed_signers = {fmt::format("rec_{}_{}_{}", rec, member, device)};
+  const crypto::JwsVerifier verifier(trust);
+  const auto verified = verifier.verify(*local_topic, payload);
+  if (!verified) {
+    ++counters_.reports_refused;
+    spdlog::warn("ems: security event: diagnostic report of {}/{}/{} refused: {}", rec, member,
+                 device, verified.status().message);
+    return;
+  }
+  const auto report = protocol::DiagnosticReport::decode(verified->payload);
+  if (!report || !report->command_id) {
+    return;  // a report after an update or reset, not an answer
+  }
+  for (const RequestRow& row : waiting) {
+    if (row.command_id == report->command_id->str()) {
+      const nlohmann::json kept{{"signer", verified->signer},
+                                {"report", nlohmann::json::parse(verified->payload)}};
+      store_.set_request_report(row.control_id, kept.dump());
+      ++counters_.reports_verified;
+      spdlog::info("ems: verified diagnostic report of {}/{}/{} for request {}", rec, member,
+                   device, row.control_id);
+    }
+  }
 }
 
 bool EmsEngine::has_open_energy_control(const std::string& rec, const std::string& member) const {

@@ -36,6 +36,11 @@ struct EmsCounters {
   std::uint64_t controls_timed_out = 0;
   std::uint64_t controls_resumed = 0;  // open controls of an earlier run tracked again at start
   std::uint64_t logs_received = 0;     // member log records (opened end to end)
+  std::uint64_t requests_taken = 0;    // operator requests (`recmesh ctl`) issued
+  std::uint64_t requests_refused = 0;  // ... that could not be issued
+  std::uint64_t requests_expired = 0;  // ... found past their take_by
+  std::uint64_t reports_verified = 0;  // diagnostic reports that answered a request
+  std::uint64_t reports_refused = 0;   // ... that failed verification
 };
 
 // The EMS engine (docs/ems.md): on the central broker as ems_engine, it stores what members
@@ -59,6 +64,9 @@ class EmsEngine {
                                         std::vector<std::string> devices = {});
   // One round of the community policy (also run every policy_period).
   void run_policy();
+  // Issues every operator request queued in the database (`recmesh ctl`, docs/ems.md,
+  // "Operator requests"); also run whenever another process commits to the database.
+  void take_requests();
 
   // Called on the loop thread each time a tracked control moves to a new state (RECEIVED, ...,
   // TIMED_OUT), after it is stored: for tools that follow controls as they happen.
@@ -87,6 +95,18 @@ class EmsEngine {
     mqtt::MonotonicClock::TimePoint received;
   };
 
+  protocol::MemberControl make_control(const std::string& member, protocol::MemberControlType type,
+                                       nlohmann::json params, std::vector<std::string> devices,
+                                       const protocol::Uuid& control_id);
+  Result<protocol::MemberControl> send(const std::string& rec, protocol::MemberControl control);
+  void take_request(const RequestRow& row);
+  // Signs the diagnostic command for `device` into control.params.signed_commands; returns its
+  // command ID.
+  std::string sign_diagnostic(const std::string& rec, const std::string& member,
+                              const std::string& device, protocol::MemberControl& control) const;
+  void match_diagnostic_report(const std::string& rec, const std::string& member,
+                               const std::string& device, std::string_view payload);
+  void schedule_requests();
   void on_message(const mqtt::IncomingMessage& message);
   void refuse(std::string_view topic, std::string_view why);
   void handle_response(const std::string& rec, const std::string& member, std::string_view payload);
@@ -104,6 +124,8 @@ class EmsEngine {
   std::map<std::string, Tracked> tracked_;  // by control ID
   std::map<std::pair<std::string, std::string>, Latest> latest_;
   mqtt::EventLoop::TimerId policy_timer_ = 0;
+  mqtt::EventLoop::TimerId requests_timer_ = 0;
+  std::int64_t requests_version_ = -1;  // the database's data_version at the last look
   EmsCounters counters_;
   std::function<void()> on_stopped_;
   ControlObserver observer_;

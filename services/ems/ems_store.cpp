@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -13,7 +15,25 @@ bool is_final_state(std::string_view state) {
   return state == "SUCCESS" || state == "PARTIAL" || state == "FAILED" || state == kStateTimedOut;
 }
 
-EmsStore::EmsStore(const std::filesystem::path& path, SqliteDatabase::Mode mode) : db_(path, mode) {
+namespace {
+
+// Who can write the database can control the community: a new one is the engine's alone (0600;
+// SQLite gives its -wal and -shm files the same mode). Operators are let in by group.
+const std::filesystem::path& create_private(const std::filesystem::path& path,
+                                            SqliteDatabase::Mode mode) {
+  if (mode == SqliteDatabase::Mode::kCreate) {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  return path;
+}
+
+}  // namespace
+
+EmsStore::EmsStore(const std::filesystem::path& path, SqliteDatabase::Mode mode)
+    : db_(create_private(path, mode), mode) {
   if (mode == SqliteDatabase::Mode::kReadOnly) {
     return;
   }
@@ -38,7 +58,14 @@ EmsStore::EmsStore(const std::filesystem::path& path, SqliteDatabase::Mode mode)
       " member TEXT NOT NULL, type TEXT NOT NULL, sequence INTEGER NOT NULL,"
       " issued_at TEXT NOT NULL, state TEXT NOT NULL, updated_at TEXT NOT NULL,"
       " payload TEXT NOT NULL, last_response TEXT NOT NULL DEFAULT '');"
-      "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);");
+      "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+      "CREATE TABLE IF NOT EXISTS requests(control_id TEXT PRIMARY KEY, rec TEXT NOT NULL,"
+      " member TEXT NOT NULL, type TEXT NOT NULL, params TEXT NOT NULL, devices TEXT NOT NULL,"
+      " device TEXT NOT NULL DEFAULT '', requested_by TEXT NOT NULL,"
+      " requested_at_ms INTEGER NOT NULL, take_by_ms INTEGER NOT NULL, state TEXT NOT NULL,"
+      " error TEXT NOT NULL DEFAULT '', command_id TEXT NOT NULL DEFAULT '',"
+      " report TEXT NOT NULL DEFAULT '');"
+      "CREATE INDEX IF NOT EXISTS requests_by_state ON requests(state);");
 }
 
 void EmsStore::put_member_metrics(std::string_view rec, std::string_view member,
@@ -173,12 +200,121 @@ std::vector<ComponentRow> EmsStore::components() {
 }
 
 std::int64_t EmsStore::count(std::string_view table) {
-  static constexpr std::array<std::string_view, 5> kTables{"members", "metrics", "components",
-                                                           "diagnostics", "controls"};
+  static constexpr std::array<std::string_view, 6> kTables{"members",     "metrics",  "components",
+                                                           "diagnostics", "controls", "requests"};
   if (std::find(kTables.begin(), kTables.end(), table) == kTables.end()) {
     throw Error(ErrorCode::kInvalidArgument, fmt::format("no table {}", table));
   }
   auto s = db_.prepare(fmt::format("SELECT count(*) FROM {}", table));
+  s.step();
+  return s.column_int(0);
+}
+
+namespace {
+
+constexpr const char* kRequestColumns =
+    "SELECT control_id, rec, member, type, params, devices, device, requested_by,"
+    " requested_at_ms, take_by_ms, state, error, command_id, report FROM requests";
+
+RequestRow read_request(const SqliteStatement& s) {
+  return {s.column_text(0),  s.column_text(1), s.column_text(2),  s.column_text(3),
+          s.column_text(4),  s.column_text(5), s.column_text(6),  s.column_text(7),
+          s.column_int(8),   s.column_int(9),  s.column_text(10), s.column_text(11),
+          s.column_text(12), s.column_text(13)};
+}
+
+std::vector<RequestRow> read_requests(SqliteStatement& s) {
+  std::vector<RequestRow> out;
+  while (s.step()) {
+    out.push_back(read_request(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+void EmsStore::put_request(const RequestRow& row) {
+  db_.prepare(
+         "INSERT INTO requests(control_id, rec, member, type, params, devices, device,"
+         " requested_by, requested_at_ms, take_by_ms, state) VALUES(?,?,?,?,?,?,?,?,?,?,?)")
+      .bind(1, row.control_id)
+      .bind(2, row.rec)
+      .bind(3, row.member)
+      .bind(4, row.type)
+      .bind(5, row.params)
+      .bind(6, row.devices)
+      .bind(7, row.device)
+      .bind(8, row.requested_by)
+      .bind(9, row.requested_at_ms)
+      .bind(10, row.take_by_ms)
+      .bind(11, row.state)
+      .run();
+}
+
+std::vector<RequestRow> EmsStore::queued_requests() {
+  auto s = db_.prepare(std::string(kRequestColumns) +
+                       " WHERE state='QUEUED' ORDER BY requested_at_ms, control_id");
+  return read_requests(s);
+}
+
+bool EmsStore::take_request(std::string_view control_id, std::int64_t now_ms) {
+  db_.cached(
+         "UPDATE requests SET state='TAKEN' WHERE control_id=? AND state='QUEUED'"
+         " AND take_by_ms>=?")
+      .bind(1, control_id)
+      .bind(2, now_ms)
+      .run();
+  return db_.changes() == 1;
+}
+
+bool EmsStore::expire_request(std::string_view control_id) {
+  db_.cached("UPDATE requests SET state='EXPIRED' WHERE control_id=? AND state='QUEUED'")
+      .bind(1, control_id)
+      .run();
+  return db_.changes() == 1;
+}
+
+void EmsStore::refuse_request(std::string_view control_id, std::string_view error) {
+  db_.cached("UPDATE requests SET state='REFUSED', error=? WHERE control_id=?")
+      .bind(1, error)
+      .bind(2, control_id)
+      .run();
+}
+
+void EmsStore::set_request_command(std::string_view control_id, std::string_view command_id) {
+  db_.cached("UPDATE requests SET command_id=? WHERE control_id=?")
+      .bind(1, command_id)
+      .bind(2, control_id)
+      .run();
+}
+
+void EmsStore::set_request_report(std::string_view control_id, std::string_view report) {
+  db_.cached("UPDATE requests SET report=? WHERE control_id=?")
+      .bind(1, report)
+      .bind(2, control_id)
+      .run();
+}
+
+std::optional<RequestRow> EmsStore::request(std::string_view control_id) {
+  auto s = db_.prepare(std::string(kRequestColumns) + " WHERE control_id=?");
+  s.bind(1, control_id);
+  if (!s.step()) {
+    return std::nullopt;
+  }
+  return read_request(s);
+}
+
+std::vector<RequestRow> EmsStore::awaiting_reports(std::string_view rec, std::string_view member,
+                                                   std::string_view device) {
+  auto s = db_.prepare(std::string(kRequestColumns) +
+                       " WHERE state='TAKEN' AND type='diagnostic' AND report='' AND rec=?"
+                       " AND member=? AND device=?");
+  s.bind(1, rec).bind(2, member).bind(3, device);
+  return read_requests(s);
+}
+
+std::int64_t EmsStore::data_version() {
+  auto s = db_.prepare("PRAGMA data_version");  // finalized at once: holds no read lock
   s.step();
   return s.column_int(0);
 }

@@ -17,6 +17,14 @@ inline constexpr std::string_view kStateIssued = "ISSUED";
 inline constexpr std::string_view kStateTimedOut = "TIMED_OUT";
 bool is_final_state(std::string_view state);
 
+// Where an operator's request (`recmesh ctl`) stands (docs/ems.md, "Operator requests"): QUEUED
+// until the engine takes it; TAKEN once the engine issued it as the control of the same ID;
+// EXPIRED when nobody took it by take_by; REFUSED when the engine could not issue it (`error`).
+inline constexpr std::string_view kRequestQueued = "QUEUED";
+inline constexpr std::string_view kRequestTaken = "TAKEN";
+inline constexpr std::string_view kRequestExpired = "EXPIRED";
+inline constexpr std::string_view kRequestRefused = "REFUSED";
+
 struct MemberRow {
   std::string rec;
   std::string member;
@@ -45,9 +53,27 @@ struct ControlRow {
   std::string last_response;  // the last MemberControlResponse, JSON or ""
 };
 
+struct RequestRow {
+  std::string control_id;  // the ID the control will carry
+  std::string rec;
+  std::string member;
+  std::string type;            // a member control type
+  std::string params = "{}";   // JSON object
+  std::string devices = "[]";  // JSON array of device IDs
+  std::string device;          // diagnostic: the device asked for a signed report
+  std::string requested_by;    // who asked: "<user> (uid <n>, pid <n>)"
+  std::int64_t requested_at_ms = 0;
+  std::int64_t take_by_ms = 0;  // not issued after this (Unix ms)
+  std::string state;            // kRequest*
+  std::string error;            // REFUSED: why
+  std::string command_id;       // diagnostic: the signed device command
+  std::string report;           // diagnostic: {"signer": ..., "report": ...} once verified
+};
+
 // The EMS engine's SQLite database: latest member metrics and their history, component status,
-// diagnostic arrivals and every control with its state. One writer (the engine); `recmesh ctl`
-// opens it read-only.
+// diagnostic arrivals, every control with its state, and the operators' requests. The engine
+// writes everything but the requests, which `recmesh ctl` queues and the engine takes; who can
+// write the file can control the community (docs/ems.md, "Who may control").
 class EmsStore {
  public:
   EmsStore(const std::filesystem::path& path, SqliteDatabase::Mode mode);
@@ -69,6 +95,23 @@ class EmsStore {
   std::vector<MemberRow> members();
   std::vector<ComponentRow> components();
   std::int64_t count(std::string_view table);
+
+  // Operator requests. put_request() queues; take_request() moves one QUEUED request whose
+  // take_by has not passed to TAKEN, and expire_request() one QUEUED request to EXPIRED: each
+  // true only for the caller that made the change, so the engine and ctl never both win.
+  void put_request(const RequestRow& row);
+  std::vector<RequestRow> queued_requests();
+  bool take_request(std::string_view control_id, std::int64_t now_ms);
+  bool expire_request(std::string_view control_id);
+  void refuse_request(std::string_view control_id, std::string_view error);
+  void set_request_command(std::string_view control_id, std::string_view command_id);
+  void set_request_report(std::string_view control_id, std::string_view report);
+  std::optional<RequestRow> request(std::string_view control_id);
+  // TAKEN diagnostic requests of the device still without a verified report.
+  std::vector<RequestRow> awaiting_reports(std::string_view rec, std::string_view member,
+                                           std::string_view device);
+  // Changes when another connection commits: the engine's cheap "anything queued?" check.
+  std::int64_t data_version();
 
   // The next control sequence of the issuer: above both the last one stored and the wall clock
   // in milliseconds, so sequences stay monotonic across restarts and across processes that

@@ -1,4 +1,5 @@
-// The gateway's configuration in YAML, in the same style as the device simulator's.
+// The gateway's configuration in YAML; what it shares with the device simulator's and the EMS
+// engine's is in services/common/daemon_config.
 #include "gateway/gateway_config.hpp"
 
 #include <cmath>
@@ -13,6 +14,8 @@
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/identifier.hpp"
 
+#include "common/daemon_config.hpp"
+#include "common/daemon_logging.hpp"
 #include "common/e2e_settings_reader.hpp"
 #include "common/yaml_mapping_reader.hpp"
 
@@ -32,31 +35,12 @@ std::chrono::milliseconds millis(const MappingReader& r, const YAML::Node& v, co
 GatewayDevice parse_device(std::string_view source, const YAML::Node& node,
                            const std::string& prefix, const fs::path& base_dir) {
   GatewayDevice device;
-  MappingReader r(source, node, prefix, base_dir);
-  bool has_id = false;
-  bool has_kind = false;
-  r.on("id", [&](const YAML::Node& v, const std::string& k) {
-    device.id = r.identifier(v, k);
-    has_id = true;
-  });
-  r.on("kind", [&](const YAML::Node& v, const std::string& k) {
-    const auto kind = protocol::parse_device_kind(r.text(v, k));
-    if (!kind) {
-      fail_at(source, v, k, "expected one of generator, load, passive-load, accumulator, meter");
-    }
-    device.kind = *kind;
-    has_kind = true;
-  });
-  r.on("capacity_wh", [&](const YAML::Node& v, const std::string& k) {
-    device.capacity_wh = r.number(v, k, 1, 1e9);
-  });
-  r.read();
-  if (!has_id) {
-    fail_at(source, node, prefix + ".id", "required");
-  }
-  if (!has_kind) {
-    fail_at(source, node, prefix + ".kind", "required");
-  }
+  services::read_device_entry(source, node, prefix, base_dir, device.id, device.kind,
+                              [&](MappingReader& r) {
+                                r.on("capacity_wh", [&](const YAML::Node& v, const std::string& k) {
+                                  device.capacity_wh = r.number(v, k, 1, 1e9);
+                                });
+                              });
   return device;
 }
 
@@ -80,7 +64,17 @@ GatewayConfig parse_gateway_config(std::string_view yaml, std::string_view sourc
   const YAML::Node root = services::load_yaml(yaml, source);
   GatewayConfig config;
   MappingReader r(source, root, "", base_dir);
-  services::on_member_side_keys(r, config);
+  r.on("broker", [&](const YAML::Node& v, const std::string& k) {
+    services::read_broker(source, v, k, config.broker_host, config.broker_port);
+  });
+  r.on("logging", [&](const YAML::Node& v, const std::string& k) {
+    config.logging = services::read_log_settings(source, v, k);
+  });
+  r.on("pki_dir",
+       [&](const YAML::Node& v, const std::string& k) { config.pki_dir = r.path(v, k); });
+  r.on("rec", [&](const YAML::Node& v, const std::string& k) { config.rec = r.identifier(v, k); });
+  r.on("member",
+       [&](const YAML::Node& v, const std::string& k) { config.member = r.identifier(v, k); });
   r.on("cert", [&](const YAML::Node& v, const std::string& k) { config.certfile = r.path(v, k); });
   r.on("key", [&](const YAML::Node& v, const std::string& k) { config.keyfile = r.path(v, k); });
   r.on("cafile", [&](const YAML::Node& v, const std::string& k) { config.cafile = r.path(v, k); });
@@ -118,14 +112,9 @@ GatewayConfig parse_gateway_config(std::string_view yaml, std::string_view sourc
     i.read();
   });
   r.on("devices", [&](const YAML::Node& v, const std::string& k) {
-    if (!v.IsSequence()) {
-      fail_at(source, v, k, "expected a list of devices");
-    }
-    std::size_t index = 0;
-    for (const auto& item : v) {
-      config.devices.push_back(
-          parse_device(source, item, fmt::format("{}[{}]", k, index++), base_dir));
-    }
+    services::read_list(source, v, k, [&](const YAML::Node& item, const std::string& key) {
+      config.devices.push_back(parse_device(source, item, key, base_dir));
+    });
   });
   r.read();
   if (config.devices.empty()) {
@@ -159,16 +148,7 @@ void GatewayConfig::resolve_and_validate() {
     invalid("outbox_max_messages: outside 1 .. 10000000");
   }
   if (!pki_dir.empty()) {
-    const fs::path issued = pki_dir / "issued" / common_name();
-    if (certfile.empty()) {
-      certfile = issued / "chain.pem";
-    }
-    if (keyfile.empty()) {
-      keyfile = issued / "key.pem";
-    }
-    if (cafile.empty()) {
-      cafile = pki_dir / "ca" / fmt::format("member_{}_{}", rec, member) / "chain.pem";
-    }
+    services::fill_member_files(pki_dir, common_name(), rec, member, certfile, keyfile, cafile);
   }
   if (certfile.empty() || keyfile.empty() || cafile.empty()) {
     invalid("cert, key and cafile are required without pki_dir");

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "recmesh/e2e/settings.hpp"
+#include "recmesh/log/log_settings.hpp"
 #include "recmesh/protocol/device_commands.hpp"
 
 namespace recmesh::gateway {
@@ -46,6 +47,7 @@ struct GatewayConfig {
   // End-to-end protection with the EMS engine (docs/protocol/e2e.md, "Settings"); it verifies
   // the engine against <pki_dir>/ca/ems and its CRLs.
   e2e::E2eSettings e2e;
+  log::LogSettings logging;  // level and format (human or JSON lines); flags override them
 
   // The gateway's common name, rec_<rec>_<member>_gateway.
   std::string common_name() const;

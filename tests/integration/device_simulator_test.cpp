@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <spawn.h>
+#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -20,6 +21,7 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/secret.hpp"
@@ -29,6 +31,7 @@
 #include "recmesh/protocol/control_messages.hpp"
 #include "recmesh/protocol/telemetry_messages.hpp"
 
+#include "child_process.hpp"
 #include "device/device_fleet.hpp"
 #include "loop_thread.hpp"
 #include "mqtt_probe.hpp"
@@ -551,6 +554,47 @@ TEST_F(DeviceSimulatorTest, ProcessPublishesOfflineOnSigtermAndWillOnKill) {
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFSIGNALED(status));
   ASSERT_TRUE(next_on("/device/pv1/status", offline, 20s));  // the broker's Last Will
+}
+
+// The daemon's command line: --check-config names the file, line and key of a problem (exit 2),
+// and --log-format json makes every line a JSON object.
+TEST_F(DeviceSimulatorTest, CliChecksItsConfigurationAndLogsJsonLines) {
+  issue_devices({"pv1"});
+  const fs::path config = tmp_ / "devices.yaml";
+  const std::string body = fmt::format(
+      "broker:\n  port: {}\npki_dir: {}\nrec: r1\nmember: m1\nmetrics_interval_ms: 200\n"
+      "crash_fraction: 0\ndevices:\n  - id: pv1\n    kind: generator\n",
+      port_, pki_dir().string());
+  std::ofstream(config) << body << "    colour: red\n";
+  const auto bad = testing::run_recmesh({"device", "--config", config.string(), "--check-config"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("devices.yaml:11: devices[0].colour: unknown key"), std::string::npos)
+      << bad.err;
+  std::ofstream(config) << body << "logging:\n  format: json\n";
+  const auto ok = testing::run_recmesh({"device", "--config", config.string(), "--check-config"});
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+
+  observer_ = std::make_unique<testing::MqttTestClient>("observer");
+  ASSERT_TRUE(observer_->connect(port_, cafile_, gateway_chain_, gateway_key_).accepted());
+  ASSERT_TRUE(observer_->subscribe("/device/pv1/status"));
+  const fs::path log = tmp_ / "device.log";
+  testing::ChildProcess devices(
+      {testing::recmesh_binary(), "device", "--config", config.string(), "--log-level", "debug"},
+      log);
+  ASSERT_TRUE(next_on("/device/pv1/status",
+                      [](const testing::ReceivedMessage& m) { return m.payload == "online"; }));
+  EXPECT_EQ(devices.signal_and_wait(SIGTERM, 15s), 0);
+  std::istringstream lines(read_file(log));
+  std::size_t count = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) {
+      const auto json = nlohmann::json::parse(line, nullptr, false);
+      ASSERT_TRUE(json.is_object()) << "not a JSON line: " << line;
+      EXPECT_EQ(json.value("component", ""), "device") << line;
+      ++count;
+    }
+  }
+  EXPECT_GE(count, 1U);
 }
 
 }  // namespace

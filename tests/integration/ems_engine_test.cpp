@@ -1,14 +1,18 @@
-// The EMS engine against real brokers: a central Mosquitto, a member's local Mosquitto with the
-// built-in bridge, certificates of our PKI and a test client playing the member's gateway.
+// The EMS engine against real brokers: a central Mosquitto, a member's local Mosquitto bridged to
+// it by `recmesh bridge`, certificates of our PKI and a test client playing the member's gateway
+// behind end-to-end protection (on, as it is by default): what the engine reads and sends is
+// sealed, so the probe opens and seals like the real gateway.
 #include "ems/ems_engine.hpp"
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -27,6 +31,7 @@
 
 #include "child_process.hpp"
 #include "device/device_fleet.hpp"
+#include "e2e_probe.hpp"
 #include "loop_thread.hpp"
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
@@ -60,7 +65,9 @@ class EmsEngineTest : public ::testing::Test {
     gateway_ = std::make_unique<testing::MqttTestClient>("rec_r1_m1_gateway");
     ASSERT_TRUE(
         gateway_->connect(local_port_, member_cafile_, gateway_chain_, gateway_key_).accepted());
-    ASSERT_TRUE(gateway_->subscribe("/platform/control"));
+    probe_ = std::make_unique<testing::E2eProbe>(testing::E2eProbe::Side::kMember, *gateway_,
+                                                 pki_dir(), "r1", "m1");
+    ASSERT_TRUE(probe_->subscribe({"/platform/control"}));
   }
 
   void TearDown() override {
@@ -85,8 +92,6 @@ class EmsEngineTest : public ::testing::Test {
     config.database = tmp_ / "ems.db";
     config.policy_period = 0ms;
     config.control_timeout = 10s;
-    // The test client plays the gateway in clear; the protected path is e2e_test's.
-    config.e2e.enabled = false;
     config.resolve_and_validate();
     return config;
   }
@@ -103,6 +108,9 @@ class EmsEngineTest : public ::testing::Test {
   // Stops the running engine cleanly and starts a new one on the same database.
   void restart_engine(EmsConfig config) {
     ASSERT_TRUE(loop_.stop_and_wait(*engine_));
+    // The engine closed its end-to-end session on the way out: the probe reads the close, so
+    // that its next message starts a session with the new engine.
+    (void)probe_->wait_for_message(1s);
     start_engine(std::move(config));
   }
 
@@ -131,8 +139,10 @@ class EmsEngineTest : public ::testing::Test {
   bool publish_metrics_until_stored(const protocol::MemberMetrics& m, std::uint64_t count = 1) {
     const auto deadline = std::chrono::steady_clock::now() + 20s;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (!gateway_->publish("/platform/metrics/aggregate", m.encode().value())) {
-        return false;
+      // The first hellos may cross before the engine has subscribed: a failed handshake is
+      // tried again until the deadline.
+      if (!probe_->publish("/platform/metrics/aggregate", m.encode().value(), 3s)) {
+        continue;
       }
       if (eventually([&] { return engine_->counters().metrics_stored >= count; }, 500ms)) {
         return true;
@@ -146,12 +156,12 @@ class EmsEngineTest : public ::testing::Test {
     const fs::path path = tmp_ / "ems.yaml";
     std::ofstream out(path);
     out << "broker:\n  port: " << central_ems_port_ << "\npki_dir: " << pki_dir().string()
-        << "\ndatabase: " << (tmp_ / "ems.db").string() << "\ne2e:\n  enabled: false\n";
+        << "\ndatabase: " << (tmp_ / "ems.db").string() << "\n";
     return path;
   }
 
   std::optional<MemberControl> next_control(std::chrono::milliseconds timeout = 15s) {
-    const auto message = gateway_->wait_for_message(timeout);
+    const auto message = probe_->wait_for_message(timeout);
     if (!message || message->topic != "/platform/control") {
       return std::nullopt;
     }
@@ -170,7 +180,7 @@ class EmsEngineTest : public ::testing::Test {
     r.gateway_id = gateway_id;
     r.status = status;
     r.issued_at = now_timestamp();
-    ASSERT_TRUE(gateway_->publish("/platform/control/response", r.encode().value()));
+    ASSERT_TRUE(probe_->publish("/platform/control/response", r.encode().value()));
   }
 
   testing::TempDir tmp_;
@@ -179,6 +189,7 @@ class EmsEngineTest : public ::testing::Test {
   int local_port_ = 0;
   fs::path gateway_chain_, gateway_key_, member_cafile_;
   std::unique_ptr<testing::MqttTestClient> gateway_;
+  std::unique_ptr<testing::E2eProbe> probe_;
   testing::LoopThread loop_;
   std::unique_ptr<EmsEngine> engine_;
   std::unique_ptr<device::DeviceFleet> fleet_;
@@ -320,15 +331,24 @@ TEST_F(EmsEngineTest, BadInputIsCountedAndChangesNothing) {
   const auto control = next_control();
   ASSERT_TRUE(control);
 
-  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "{not json"));
-  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", std::string(1 << 20, 'x')));
-  ASSERT_TRUE(gateway_->publish("/platform/control/response", "[]"));
+  // Sealed by the member's own session, then refused by the decoders.
+  ASSERT_TRUE(probe_->publish("/platform/metrics/aggregate", "{not json"));
+  ASSERT_TRUE(probe_->publish("/platform/control/response", "[]"));
   ASSERT_TRUE(gateway_->publish("/smart-gateway/status", "maybe"));
   // A response naming another member's gateway, for a control issued to m1.
   respond(*control, MemberControlStatus::kSuccess, "rec_r1_m2_gateway");
+  // Not sealed at all: the end-to-end layer drops them before any decoder.
+  const auto refused_before = on_loop([&] { return engine_->e2e()->stats().refused_total(); });
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "{not json"));
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", std::string(1 << 20, 'x')));
+  ASSERT_TRUE(gateway_->publish("/platform/control/response", "[]"));
 
   ASSERT_TRUE(eventually([&] { return engine_->counters().bad_input >= 4; }))
       << on_loop([&] { return engine_->counters().bad_input; });
+  // (The 1 MiB one may already be dropped on the way by a broker's or the bridge's size limit.)
+  ASSERT_TRUE(eventually([&] {
+    return engine_->e2e()->stats().refused_total() >= refused_before + 2;
+  })) << on_loop([&] { return engine_->e2e()->stats().refused_total(); }) - refused_before;
   // Still alive, still reading, and nothing changed.
   const auto stored = on_loop([&] { return engine_->counters().metrics_stored; });
   ASSERT_TRUE(publish_metrics_until_stored(metrics(300, 40), stored + 1));
@@ -338,7 +358,7 @@ TEST_F(EmsEngineTest, BadInputIsCountedAndChangesNothing) {
   EXPECT_EQ(protocol::MemberMetrics::decode(members[0].metrics)->net_exchange_w, 300);
 }
 
-TEST_F(EmsEngineTest, CtlSendsAControlAndWaitsForItsFinalResponse) {
+TEST_F(EmsEngineTest, CtlHandsAControlToTheEngineAndWatchesItToSuccess) {
   start_engine(base_config());
   ASSERT_TRUE(publish_metrics_until_stored(metrics(-700, 60)));
   const fs::path config = write_config();
@@ -351,37 +371,120 @@ TEST_F(EmsEngineTest, CtlSendsAControlAndWaitsForItsFinalResponse) {
   EXPECT_EQ(listed[0]["member"], "m1");
   EXPECT_EQ(listed[0]["metrics"]["net_exchange_w"], -700);
 
-  auto ctl = std::async(std::launch::async, [&] {
-    return testing::run_recmesh({"ctl", "--config", config.string(), "--json", "control", "--rec",
-                                 "r1", "--member", "m1", "--type", "activate-load", "--device",
-                                 "ev1", "--params", R"({"power_w":3000})", "--wait", "--timeout",
-                                 "20"});
-  });
+  // ctl queues it in the database; the engine seals it for m1's session, sends and tracks it.
+  const auto sent = testing::run_recmesh(
+      {"ctl", "--config", config.string(), "--json", "control", "--rec", "r1", "--member", "m1",
+       "--type", "activate-load", "--device", "ev1", "--params", R"({"power_w":3000})"});
+  ASSERT_EQ(sent.exit_code, 0) << sent.err << sent.out;
+  const auto issued = nlohmann::json::parse(sent.out);
+  EXPECT_EQ(issued["status"], "ISSUED");
+  const std::string id = issued["control_id"];
   const auto control = next_control(20s);
   ASSERT_TRUE(control);
+  EXPECT_EQ(control->control_id.str(), id);
   EXPECT_EQ(control->type, MemberControlType::kActivateLoad);
+  EXPECT_EQ(control->issued_by, "ems_engine");
   EXPECT_EQ(control->device_ids, std::vector<std::string>{"ev1"});
+  EXPECT_EQ(control->params.at("power_w"), 3000);
+  EXPECT_EQ(on_loop([&] { return engine_->control_state(id); }), "ISSUED");
+  EXPECT_EQ(on_loop([&] { return engine_->counters().requests_taken; }), 1U);
+
+  auto watch = std::async(std::launch::async, [&] {
+    return testing::run_recmesh(
+        {"ctl", "--config", config.string(), "--json", "watch", id, "--timeout", "20"});
+  });
   respond(*control, MemberControlStatus::kReceived);
   respond(*control, MemberControlStatus::kExecuting);
   respond(*control, MemberControlStatus::kSuccess);
-  const auto result = ctl.get();
+  const auto result = watch.get();
   ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
   const auto json = nlohmann::json::parse(result.out);
   EXPECT_EQ(json["status"], "SUCCESS");
-  EXPECT_EQ(json["control_id"], control->control_id.str());
-  EXPECT_EQ(json["responses"].size(), 3U);
-  // The engine did not issue it, so it leaves it alone.
-  EXPECT_FALSE(on_loop([&] { return engine_->control_state(control->control_id.str()); }));
+  EXPECT_EQ(json["control_id"], id);
+  EXPECT_EQ(json["last_response"]["status"], "SUCCESS");
+  EXPECT_EQ(on_loop([&] { return engine_->control_state(id); }), "SUCCESS");
 
+  // --wait follows it to the engine's own timeout when nobody answers.
   const auto unanswered = testing::run_recmesh(
       {"ctl", "--config", config.string(), "--json", "control", "--rec", "r1", "--member", "m1",
        "--type", "cover-deficit", "--wait", "--timeout", "2"});
   EXPECT_EQ(unanswered.exit_code, 1) << unanswered.err;
-  EXPECT_EQ(nlohmann::json::parse(unanswered.out)["status"], "TIMED_OUT");
+  EXPECT_NE(nlohmann::json::parse(unanswered.out)["status"], "SUCCESS");
 
   const auto usage = testing::run_recmesh({"ctl", "--config", config.string(), "control", "--rec",
                                            "r1", "--member", "m1", "--type", "explode"});
   EXPECT_EQ(usage.exit_code, 2);
+  const auto bad_member =
+      testing::run_recmesh({"ctl", "--config", config.string(), "control", "--rec", "r1",
+                            "--member", "M_1", "--type", "cover-deficit"});
+  EXPECT_EQ(bad_member.exit_code, 2);
+}
+
+// Without a running engine nothing is sent: the request expires and ctl says why.
+TEST_F(EmsEngineTest, CtlRefusesWhenTheEngineDoesNotTakeTheRequest) {
+  start_engine(base_config());
+  ASSERT_TRUE(loop_.stop_and_wait(*engine_));
+  const fs::path config = write_config();
+  const auto started = std::chrono::steady_clock::now();
+  const auto result = testing::run_recmesh({"ctl", "--config", config.string(), "--json", "control",
+                                            "--rec", "r1", "--member", "m1", "--type",
+                                            "store-surplus", "--take-timeout", "1", "--wait"});
+  EXPECT_EQ(result.exit_code, 3) << result.err << result.out;
+  const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json["status"], "EXPIRED");
+  EXPECT_NE(json["error"].get<std::string>().find("did not take"), std::string::npos);
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 15s);
+
+  // A restarted engine does not send the expired request, and sends nothing else.
+  start_engine(base_config());
+  EXPECT_FALSE(next_control(2s));
+  EXPECT_EQ(on_loop([&] { return engine_->counters().controls_issued; }), 0U);
+  EXPECT_EQ(on_loop([&] {
+              return engine_->store().request(json["control_id"].get<std::string>())->state;
+            }),
+            "EXPIRED");
+}
+
+// Who can write the EMS database can control the community: ctl without that right refuses.
+TEST_F(EmsEngineTest, CtlRefusesWithoutTheRightToWriteTheDatabase) {
+  start_engine(base_config());
+  const fs::path config = write_config();
+  EXPECT_EQ(fs::status(tmp_ / "ems.db").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  std::vector<std::string> as_other;
+  if (::geteuid() == 0) {
+    // root reads every file: ask as an account without rights on it.
+    as_other = {"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"};
+    fs::permissions(tmp_.path(), fs::perms::others_read | fs::perms::others_exec,
+                    fs::perm_options::add);
+    fs::permissions(config, fs::perms::others_read, fs::perm_options::add);
+  } else {
+    fs::permissions(tmp_ / "ems.db", fs::perms::none);
+  }
+  std::vector<std::string> args = as_other;
+  for (const std::string& arg :
+       {testing::recmesh_binary(), std::string("ctl"), std::string("--config"), config.string(),
+        std::string("--json"), std::string("control"), std::string("--rec"), std::string("r1"),
+        std::string("--member"), std::string("m1"), std::string("--type"),
+        std::string("store-surplus")}) {
+    args.push_back(arg);
+  }
+  const auto result = testing::run_command(args);
+  EXPECT_EQ(result.exit_code, 3) << result.err << result.out;
+  EXPECT_NE(result.out.find("cannot open the EMS database"), std::string::npos) << result.out;
+  EXPECT_FALSE(next_control(1s));
+  EXPECT_EQ(on_loop([&] { return engine_->store().count("requests"); }), 0);
+
+  // A database that does not exist is not created by ctl.
+  const fs::path elsewhere = tmp_ / "elsewhere.yaml";
+  std::ofstream(elsewhere) << "broker:\n  port: " << central_ems_port_
+                           << "\npki_dir: " << pki_dir().string()
+                           << "\ndatabase: " << (tmp_ / "none.db").string() << "\n";
+  const auto missing =
+      testing::run_recmesh({"ctl", "--config", elsewhere.string(), "--json", "control", "--rec",
+                            "r1", "--member", "m1", "--type", "store-surplus"});
+  EXPECT_EQ(missing.exit_code, 3) << missing.err;
+  EXPECT_FALSE(fs::exists(tmp_ / "none.db"));
 }
 
 // The gateway's part is played here: it forwards the signed command it cannot forge to the
@@ -424,7 +527,7 @@ TEST_F(EmsEngineTest, CtlDiagnosticReturnsTheDeviceReportVerifiedAgainstTheMembe
   bool completed = false;
   const auto deadline = std::chrono::steady_clock::now() + 25s;
   while (!completed && std::chrono::steady_clock::now() < deadline) {
-    const auto m = gateway_->wait_for_message(200ms);
+    const auto m = probe_->wait_for_message(200ms);
     if (!m) {
       continue;
     }
@@ -449,9 +552,11 @@ TEST_F(EmsEngineTest, CtlDiagnosticReturnsTheDeviceReportVerifiedAgainstTheMembe
   const auto result = ctl.get();
   ASSERT_EQ(result.exit_code, 0) << result.err << result.out;
   const auto json = nlohmann::json::parse(result.out);
+  EXPECT_EQ(json["status"], "SUCCESS");
   EXPECT_EQ(json["diagnostic"]["signer"], "rec_r1_m1_pv1");
   EXPECT_EQ(json["diagnostic"]["report"]["command_id"], json["command_id"]);
   EXPECT_EQ(json["diagnostic"]["report"]["trigger"], "command");
+  EXPECT_EQ(on_loop([&] { return engine_->counters().reports_verified; }), 1U);
 }
 
 TEST_F(EmsEngineTest, RecmeshEmsRunsAsAProcessAndStopsOnSigterm) {
@@ -462,13 +567,20 @@ TEST_F(EmsEngineTest, RecmeshEmsRunsAsAProcessAndStopsOnSigterm) {
   }
   const auto checked = testing::run_recmesh({"ems", "--config", config.string(), "--check-config"});
   ASSERT_EQ(checked.exit_code, 0) << checked.err;
-  testing::ChildProcess ems({testing::recmesh_binary(), "ems", "--config", config.string()},
-                            tmp_ / "ems.log");
+  const fs::path bad = tmp_ / "bad.yaml";
+  std::ofstream(bad) << "broker:\n  port: 1\npolicy_period: 5\n";
+  const auto refused = testing::run_recmesh({"ems", "--config", bad.string(), "--check-config"});
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.err.find("bad.yaml:3: policy_period: unknown key"), std::string::npos)
+      << refused.err;
+  testing::ChildProcess ems(
+      {testing::recmesh_binary(), "ems", "--config", config.string(), "--log-format", "json"},
+      tmp_ / "ems.log");
   bool listed = false;
   const auto deadline = std::chrono::steady_clock::now() + 20s;
   while (!listed && std::chrono::steady_clock::now() < deadline) {
-    ASSERT_TRUE(
-        gateway_->publish("/platform/metrics/aggregate", metrics(1500, 30).encode().value()));
+    // The first hellos may reach the broker before the new process has subscribed: retry.
+    (void)probe_->publish("/platform/metrics/aggregate", metrics(1500, 30).encode().value(), 2s);
     std::this_thread::sleep_for(300ms);
     const auto members =
         testing::run_recmesh({"ctl", "--config", config.string(), "--json", "members"});
@@ -497,8 +609,19 @@ TEST_F(EmsEngineTest, RecmeshEmsRunsAsAProcessAndStopsOnSigterm) {
   }
   EXPECT_TRUE(tracked);
   EXPECT_TRUE(ems.running());
-  ems.stop();
-  EXPECT_FALSE(ems.running());
+  EXPECT_EQ(ems.signal_and_wait(SIGTERM, 15s), 0);
+  // Every line it wrote is one JSON object.
+  std::istringstream lines(read_file(tmp_ / "ems.log"));
+  std::size_t count = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.empty()) {
+      const auto json = nlohmann::json::parse(line, nullptr, false);
+      ASSERT_TRUE(json.is_object()) << "not a JSON line: " << line;
+      EXPECT_EQ(json.value("component", ""), "ems");
+      ++count;
+    }
+  }
+  EXPECT_GE(count, 2U);
 }
 
 }  // namespace

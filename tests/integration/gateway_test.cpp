@@ -1,15 +1,19 @@
 // The smart gateway against a real Mosquitto with certificates of our PKI and simulated devices
 // in-process: metrics aggregation, the remote control protocol end to end, its durable command
-// log across a restart, device logs, and refusal of bad input.
+// log across a restart, device logs, and refusal of bad input. End-to-end protection is on, as it
+// is by default: the test client plays the EMS engine's end (as if through the bridge), sealing
+// controls and opening what the gateway sends.
 #include "gateway/gateway.hpp"
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -18,7 +22,9 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
+#include "recmesh/core/file_io.hpp"
 #include "recmesh/core/secret.hpp"
 #include "recmesh/crypto/jws.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
@@ -26,7 +32,9 @@
 #include "recmesh/protocol/control_messages.hpp"
 #include "recmesh/protocol/telemetry_messages.hpp"
 
+#include "child_process.hpp"
 #include "device/device_fleet.hpp"
+#include "e2e_probe.hpp"
 #include "loop_thread.hpp"
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
@@ -71,6 +79,8 @@ class GatewayTest : public ::testing::Test {
     ems_ = std::make_unique<testing::MqttTestClient>("ems-side");
     ASSERT_TRUE(ems_->connect(port_, cafile_, gateway_chain_, gateway_key_).accepted());
     ASSERT_TRUE(ems_->subscribe("/platform/#"));
+    platform_ = std::make_unique<testing::E2eProbe>(testing::E2eProbe::Side::kPlatform, *ems_,
+                                                    pki_dir(), "r1", "m1");
   }
 
   void TearDown() override {
@@ -99,9 +109,6 @@ class GatewayTest : public ::testing::Test {
                       {"bat1", DeviceKind::kAccumulator, 10000},
                       {"ev1", DeviceKind::kLoad, 10000},
                       {"ev2", DeviceKind::kLoad, 10000}};
-    // The test client plays the platform in clear on the local broker; the protected path is
-    // e2e_test's.
-    config.e2e.enabled = false;
     config.resolve_and_validate();
     return config;
   }
@@ -141,6 +148,7 @@ class GatewayTest : public ::testing::Test {
   }
 
   void start_gateway(GatewayConfig config) {
+    sealed_ = config.e2e.enabled;
     on_loop([&] {
       gateway_ = std::make_unique<Gateway>(loop_.loop(), std::move(config));
       gateway_->start();
@@ -186,7 +194,8 @@ class GatewayTest : public ::testing::Test {
       std::chrono::milliseconds timeout = 15s) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < deadline) {
-      auto message = ems_->wait_for_message(100ms);
+      // Opened by the platform's end when the gateway seals; as sent otherwise.
+      auto message = sealed_ ? platform_->wait_for_message(100ms) : ems_->wait_for_message(100ms);
       if (message && message->topic == topic && (!accept || accept(*message))) {
         return message;
       }
@@ -230,8 +239,10 @@ class GatewayTest : public ::testing::Test {
     return c;
   }
 
-  void send(const MemberControl& c) {
-    ASSERT_TRUE(ems_->publish("/platform/control", c.encode().value()));
+  void send(const MemberControl& c) { send_raw(c.encode().value()); }
+  // What the platform's end seals and sends on /platform/control.
+  void send_raw(const std::string& payload) {
+    ASSERT_TRUE(platform_->publish("/platform/control", payload));
   }
 
   static const protocol::DeviceResult* result_of(const MemberControlResponse& r,
@@ -252,6 +263,8 @@ class GatewayTest : public ::testing::Test {
   fs::path cafile_;
   std::unique_ptr<crypto::JwsSigner> ems_engine_;
   std::unique_ptr<testing::MqttTestClient> ems_;
+  std::unique_ptr<testing::E2eProbe> platform_;
+  bool sealed_ = true;  // the running gateway's e2e setting
   testing::LoopThread loop_;
   std::unique_ptr<device::DeviceFleet> fleet_;
   std::unique_ptr<Gateway> gateway_;
@@ -466,7 +479,7 @@ TEST_F(GatewayTest, ForwardsASignedDiagnosticUntouched) {
   diagnostic.expire_at = diagnostic.issued_at + 60s;
   diagnostic.sequence = ++sequence_;
   const std::string jws = ems_engine_->sign("/device/pv1/control", diagnostic.encode().value());
-  ASSERT_TRUE(ems_->publish("/platform/control", jws));
+  send_raw(jws);
   MemberControl as_control;
   as_control.control_id = *diagnostic.control_id;
   const auto done = response(as_control, MemberControlStatus::kSuccess);
@@ -486,7 +499,7 @@ TEST_F(GatewayTest, ForwardsASignedDiagnosticUntouched) {
   diagnostic.sequence = ++sequence_;
   std::string forged = ems_engine_->sign("/device/pv1/control", diagnostic.encode().value());
   forged[forged.size() - 5] = forged[forged.size() - 5] == 'A' ? 'B' : 'A';
-  ASSERT_TRUE(ems_->publish("/platform/control", forged));
+  send_raw(forged);
   const auto event = next_on("/platform/logs/ERROR", [](const testing::ReceivedMessage& m) {
     const auto record = protocol::LogRecord::decode(m.payload);
     return record && record->source == "pv1" && record->fields &&
@@ -568,6 +581,8 @@ TEST_F(GatewayTest, OutboxDeliversPlatformMessagesInOrderAfterABrokerOutage) {
   ASSERT_TRUE(probe->subscribe("/platform/metrics/#"));
   GatewayConfig config = gateway_config();
   config.metrics_interval = 200ms;
+  // The outbox sits below the end-to-end layer; a plain probe reads the aggregates' order.
+  config.e2e.enabled = false;
   start_gateway(config);
   std::optional<protocol::Timestamp> end;
   ASSERT_TRUE(chained_aggregates(*probe, 2, end));
@@ -591,8 +606,10 @@ TEST_F(GatewayTest, OutboxIsBoundedAndSurvivesACrash) {
   GatewayConfig config = gateway_config();
   config.metrics_interval = 200ms;
   config.outbox_max_messages = 3;
+  config.e2e.enabled = false;  // as above: the outbox's bounds, read in clear
   start_gateway(config);
   ASSERT_TRUE(next_on("/platform/metrics/aggregate"));
+  platform_.reset();
   ems_.reset();
   broker().stop();
   // Full: the oldest go, counted.
@@ -642,18 +659,23 @@ TEST_F(GatewayTest, BadInputKeepsTheGatewayServing) {
   const auto put = [&](const std::string& topic, const std::string& payload) {
     ASSERT_TRUE(ems_->publish(topic, payload));
   };
-  put("/platform/control", "{not json");
-  put("/platform/control", R"({"control_id": 7})");
-  put("/platform/control", std::string(1024 * 1024, 'x'));
+  // Sealed by the platform's own session: the control decoder refuses them.
+  send_raw("{not json");
+  send_raw(R"({"control_id": 7})");
   auto other = control(MemberControlType::kActivateLoad, {"ev1"});
   other.member_id = "m2";
+  send_raw(other.encode().value());
+  // Not sealed: the end-to-end layer drops them first; oversize goes even before that.
+  const auto e2e_refused = on_loop([&] { return gateway_->e2e()->stats().refused_total(); });
+  put("/platform/control", "{not json");
   put("/platform/control", other.encode().value());
+  put("/platform/control", std::string(1024 * 1024, 'x'));
   // The message layer refuses an unknown device command while decoding, like any bad field.
   auto unknown = control(MemberControlType::kDeviceCommand, {"ev1"},
                          {{"command", "reboot"}, {"params", nlohmann::json::object()}});
   std::string unknown_text = unknown.encode().value();
   unknown_text.replace(unknown_text.find("\"reboot\""), 8, "\"explode\"");
-  put("/platform/control", unknown_text);
+  send_raw(unknown_text);
   put("/device/ev1/control/response", "[]");
   protocol::DeviceCommandResponse stray;
   stray.command_id = protocol::Uuid::random_v4();
@@ -669,7 +691,10 @@ TEST_F(GatewayTest, BadInputKeepsTheGatewayServing) {
   EXPECT_GE(counters.refused_malformed, 7u);
   EXPECT_EQ(counters.refused_other_member, 1u);
   EXPECT_EQ(counters.refused_unknown_command, 1u);
+  EXPECT_EQ(counters.refused_oversize, 1u);
   EXPECT_EQ(counters.device_commands_sent, 0u);
+  EXPECT_TRUE(
+      eventually([&] { return gateway_->e2e()->stats().refused_total() >= e2e_refused + 2; }));
   // Still serving.
   const auto c = control(MemberControlType::kActivateLoad, {"ev1"});
   send(c);
@@ -716,8 +741,53 @@ TEST_F(GatewayTest, CliChecksItsConfiguration) {
            "devices:\n  - id: pv1\n    kind: generator\n";
   }
   const auto bad = testing::run_recmesh({"gateway", "--config", file.string(), "--check-config"});
-  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("gateway.yaml:5: surprise: unknown key"), std::string::npos) << bad.err;
+  const auto no_config = testing::run_recmesh({"gateway", "--check-config"});
+  EXPECT_EQ(no_config.exit_code, 2);
+}
+
+// `recmesh gateway` as a process: logs as JSON lines on request, publishes its retained
+// `offline` on SIGTERM and exits 0.
+TEST_F(GatewayTest, ProcessLogsJsonLinesAndStopsCleanlyOnSigterm) {
+  const fs::path file = tmp_ / "gateway.yaml";
+  std::ofstream(file) << "rec: r1\nmember: m1\npki_dir: " << pki_dir().string()
+                      << "\ndatabase: gw.db\nbroker:\n  port: " << port_
+                      << "\nlogging:\n  level: debug\n"
+                      << "devices:\n  - id: pv1\n    kind: generator\n";
+  ASSERT_TRUE(ems_->subscribe("/smart-gateway/status"));
+  sealed_ = false;  // the status flag is read as it travels, in clear
+  const fs::path log = tmp_ / "gateway.log";
+  testing::ChildProcess gateway(
+      {testing::recmesh_binary(), "gateway", "--config", file.string(), "--log-format", "json"},
+      log);
+  ASSERT_TRUE(next_on("/smart-gateway/status", [](const testing::ReceivedMessage& m) {
+    return m.payload == "online";
+  })) << read_file(log);
+  EXPECT_EQ(gateway.signal_and_wait(SIGTERM, 15s), 0);
+  ASSERT_TRUE(next_on("/smart-gateway/status",
+                      [](const testing::ReceivedMessage& m) { return m.payload == "offline"; }));
+  // Retained: a client that comes later still reads `offline`.
+  testing::MqttTestClient later("later");
+  ASSERT_TRUE(later.connect(port_, cafile_, gateway_chain_, gateway_key_).accepted());
+  ASSERT_TRUE(later.subscribe("/smart-gateway/status"));
+  const auto retained = later.wait_for_message(5s);
+  ASSERT_TRUE(retained);
+  EXPECT_EQ(retained->payload, "offline");
+
+  std::istringstream lines(read_file(log));
+  std::size_t count = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) {
+      continue;
+    }
+    const auto json = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_TRUE(json.is_object()) << "not a JSON line: " << line;
+    EXPECT_EQ(json.value("component", ""), "gateway") << line;
+    EXPECT_TRUE(json.contains("ts") && json.contains("level") && json.contains("msg")) << line;
+    ++count;
+  }
+  EXPECT_GE(count, 2U);
 }
 
 }  // namespace

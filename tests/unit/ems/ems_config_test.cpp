@@ -84,5 +84,18 @@ TEST(EmsStoreTest, StatusAndInfoUpdateOneComponentRow) {
   EXPECT_EQ(rows[0].updated_at, "t2");
 }
 
+TEST(EmsConfigTest, LoggingBlockIsSharedWithTheOtherDaemons) {
+  const EmsConfig c = parse_ems_config("logging:\n  level: debug\n  format: json\n", "ems.yaml");
+  EXPECT_EQ(c.logging.level, log::Level::kDebug);
+  EXPECT_EQ(c.logging.format, log::Format::kJson);
+  EXPECT_EQ(parse_ems_config("{}", "ems.yaml").logging.format, log::Format::kHuman);
+  EXPECT_EQ(error_of("logging:\n  format: xml\n"),
+            "ems.yaml:2: logging.format: expected human or json");
+  EXPECT_EQ(error_of("logging:\n  colour: red\n"),
+            "ems.yaml:2: logging.colour: unknown key (allowed: format, level)");
+  EXPECT_EQ(error_of("broker:\n  host: ''\n"),
+            "ems.yaml:2: broker.host: expected a host name or address");
+}
+
 }  // namespace
 }  // namespace recmesh::ems
