@@ -68,6 +68,11 @@ struct Options {
   std::chrono::milliseconds step{4000};     // one rate step of the lossless search
   std::chrono::milliseconds latency{5000};  // one latency run at 5k msg/s
   int repetitions = 3;                      // latency runs, medians taken
+  // For profiling one part: "lossless", "latency" or "flood" alone; empty: everything.
+  std::string only;
+  int flood_base = 1000;  // the lossless rate the flood doubles when the ladder did not run
+  std::string variant;    // "recmesh" or "builtin" alone; empty: both
+  int ladder_from = 0;    // skip the ladder's rungs below this rate
 };
 
 // --- processes and ports -------------------------------------------------------------------------
@@ -635,6 +640,9 @@ Lossless find_lossless(const World& world, Variant variant, std::size_t payload,
                                        16000, 18000, 20000, 24000, 28000, 32000, 40000};
   Lossless out;
   for (const int rate : ladder) {
+    if (rate < options.ladder_from) {
+      continue;
+    }
     Deployment deployment(world, variant, options);
     Load load(world);
     if (!load.ready(15s)) {
@@ -661,6 +669,7 @@ struct Latency {
   double p99_ms = 0;
   double e2e_cpu_share = 0;  // seal + open over the CPU of brokers, bridge, producer, consumer
   std::size_t e2e_overhead_bytes = 0;
+  double e2e_us_per_message = 0;  // seal + open of one message
 };
 
 Latency measure_latency(const World& world, Variant variant, std::size_t payload,
@@ -668,6 +677,7 @@ Latency measure_latency(const World& world, Variant variant, std::size_t payload
   std::vector<double> p50;
   std::vector<double> p99;
   std::vector<double> share;
+  std::vector<double> per_message;
   std::size_t overhead = 0;
   for (int i = 0; i < options.repetitions; ++i) {
     Deployment deployment(world, variant, options);
@@ -684,7 +694,9 @@ Latency measure_latency(const World& world, Variant variant, std::size_t payload
     const double e2e_before = load.e2e_cpu_seconds();
     const RunResult r = load.run(kLatencyRate, options.latency, payload);
     const double cpu = pipeline_cpu() - cpu_before;
-    share.push_back(cpu > 0 ? (load.e2e_cpu_seconds() - e2e_before) / cpu : 0.0);
+    const double e2e = load.e2e_cpu_seconds() - e2e_before;
+    share.push_back(cpu > 0 ? e2e / cpu : 0.0);
+    per_message.push_back(r.acked > 0 ? e2e * 1e6 / static_cast<double>(r.acked) : 0.0);
     overhead = load.e2e_overhead_bytes();
     p50.push_back(r.p50_ms);
     p99.push_back(r.p99_ms);
@@ -692,7 +704,25 @@ Latency measure_latency(const World& world, Variant variant, std::size_t payload
                  std::string(name_of(variant)).c_str(), payload, r.p50_ms, r.p99_ms,
                  static_cast<unsigned long long>(r.lost));
   }
-  return {median(p50), median(p99), median(share), overhead};
+  return {median(p50), median(p99), median(share), overhead, median(per_message)};
+}
+
+// The median of each figure over the runs.
+Latency median_latency(const std::vector<Latency>& runs) {
+  const auto of = [&](auto field) {
+    std::vector<double> values;
+    for (const Latency& run : runs) {
+      values.push_back(static_cast<double>(run.*field));
+    }
+    return median(values);
+  };
+  Latency out;
+  out.p50_ms = of(&Latency::p50_ms);
+  out.p99_ms = of(&Latency::p99_ms);
+  out.e2e_cpu_share = of(&Latency::e2e_cpu_share);
+  out.e2e_us_per_message = of(&Latency::e2e_us_per_message);
+  out.e2e_overhead_bytes = runs.empty() ? 0 : runs.back().e2e_overhead_bytes;
+  return out;
 }
 
 RunResult flood(const World& world, Variant variant, int rate, std::size_t payload,
@@ -733,20 +763,56 @@ int run(const Options& options) {
     int builtin = 0;
   };
   std::vector<SizeFigures> sizes{{64}, {1024}};
+  const auto wanted = [&](std::string_view part) {
+    return options.only.empty() || options.only == part;
+  };
+  const bool ours_wanted = options.variant.empty() || options.variant == "recmesh";
+  const bool theirs_wanted = options.variant.empty() || options.variant == "builtin";
   for (auto& size : sizes) {
-    size.recmesh = find_lossless(world, Variant::kRecmesh, size.payload, options).rate;
-    size.builtin = find_lossless(world, Variant::kBuiltin, size.payload, options).rate;
+    if (wanted("lossless")) {
+      if (ours_wanted) {
+        size.recmesh = find_lossless(world, Variant::kRecmesh, size.payload, options).rate;
+      }
+      if (theirs_wanted) {
+        size.builtin = find_lossless(world, Variant::kBuiltin, size.payload, options).rate;
+      }
+    }
   }
 
   std::fprintf(stderr, "\nlatency at %d msg/s, 64 B, median of %d runs:\n", kLatencyRate,
                options.repetitions);
-  const Latency ours = measure_latency(world, Variant::kRecmesh, 64, options);
-  const Latency theirs = measure_latency(world, Variant::kBuiltin, 64, options);
+  Latency ours;
+  Latency theirs;
+  if (wanted("latency")) {
+    // One run of each in turn, so that both see the same changes of the machine's load.
+    Options once = options;
+    once.repetitions = 1;
+    std::vector<Latency> our_runs;
+    std::vector<Latency> their_runs;
+    for (int i = 0; i < options.repetitions; ++i) {
+      if (ours_wanted) {
+        our_runs.push_back(measure_latency(world, Variant::kRecmesh, 64, once));
+      }
+      if (theirs_wanted) {
+        their_runs.push_back(measure_latency(world, Variant::kBuiltin, 64, once));
+      }
+    }
+    ours = median_latency(our_runs);
+    theirs = median_latency(their_runs);
+  }
 
-  const int flood_rate = 2 * std::max(sizes[0].recmesh, 1000);
+  const int flood_rate = 2 * std::max(sizes[0].recmesh, options.flood_base);
   std::fprintf(stderr, "\nflood at 2x recmesh bridge's lossless rate (64 B):\n");
-  const RunResult our_flood = flood(world, Variant::kRecmesh, flood_rate, 64, options);
-  const RunResult their_flood = flood(world, Variant::kBuiltin, flood_rate, 64, options);
+  RunResult our_flood;
+  RunResult their_flood;
+  if (wanted("flood")) {
+    if (ours_wanted) {
+      our_flood = flood(world, Variant::kRecmesh, flood_rate, 64, options);
+    }
+    if (theirs_wanted) {
+      their_flood = flood(world, Variant::kBuiltin, flood_rate, 64, options);
+    }
+  }
 
   const auto ratio = [](double a, double b) -> std::optional<double> {
     return b > 0 ? std::optional<double>(a / b) : std::nullopt;
@@ -759,7 +825,7 @@ int run(const Options& options) {
       lossless_ratio = r;
     }
   }
-  std::printf("\nbridge: local broker -> bridge -> central broker, QoS 1, mTLS 1.3, one run\n");
+  std::printf("\nbridge: local broker -> bridge -> central broker, QoS 1, mTLS 1.3\n");
   std::printf("%-28s %14s %16s %8s\n", "", "recmesh bridge", "mosquitto bridge", "ratio");
   for (const auto& size : sizes) {
     std::printf("%-28s %14d %16d %8s\n", fmt::format("lossless msg/s, {} B", size.payload).c_str(),
@@ -775,21 +841,22 @@ int run(const Options& options) {
   std::printf("%-28s %14llu %16llu\n", "acknowledged in the flood",
               static_cast<unsigned long long>(our_flood.acked),
               static_cast<unsigned long long>(their_flood.acked));
-  std::printf(
-      "e2e: src/e2e had not landed when this benchmark was written: e2e figures are null\n");
+  std::printf("%-28s %14zu\n", "e2e overhead bytes/message", ours.e2e_overhead_bytes);
+  std::printf("%-28s %14.2f\n", "e2e us/message (seal+open)", ours.e2e_us_per_message);
+  std::printf("%-28s %14.4f\n", "e2e share of pipeline CPU", ours.e2e_cpu_share);
   std::printf(
       "{\"benchmark\":\"bridge\",\"quick\":%s,\"lossless_rate_64\":%d,\"lossless_rate_64_builtin\":"
       "%d,"
       "\"lossless_rate_1k\":%d,\"lossless_rate_1k_builtin\":%d,\"lossless_ratio\":%s,"
       "\"p50_ms_5k\":%.3f,\"p50_ms_5k_builtin\":%.3f,\"p99_ms_5k\":%.3f,\"p99_ms_5k_builtin\":%.3f,"
       "\"p99_ratio_5k\":%s,\"flood_rate\":%d,\"flood_lost\":%llu,\"flood_lost_builtin\":%llu,"
-      "\"e2e_overhead_bytes\":%zu,\"e2e_cpu_share\":%.4f}\n",
+      "\"e2e_overhead_bytes\":%zu,\"e2e_us_per_message\":%.2f,\"e2e_cpu_share\":%.4f}\n",
       options.quick ? "true" : "false", sizes[0].recmesh, sizes[0].builtin, sizes[1].recmesh,
       sizes[1].builtin, json_number(lossless_ratio).c_str(), ours.p50_ms, theirs.p50_ms,
       ours.p99_ms, theirs.p99_ms, json_number(ratio(ours.p99_ms, theirs.p99_ms)).c_str(),
       flood_rate, static_cast<unsigned long long>(our_flood.lost),
       static_cast<unsigned long long>(their_flood.lost), ours.e2e_overhead_bytes,
-      ours.e2e_cpu_share);
+      ours.e2e_us_per_message, ours.e2e_cpu_share);
   std::error_code ignored;
   fs::remove_all(dir, ignored);
   return 0;
@@ -806,11 +873,22 @@ int main(int argc, char** argv) {
       options.quick = true;
       options.step = std::chrono::milliseconds(2000);
       options.latency = std::chrono::milliseconds(3000);
-      options.repetitions = 1;
+      options.repetitions = 3;
     } else if (arg == "--recmesh" && i + 1 < argc) {
       options.recmesh = argv[++i];
+    } else if (arg == "--only" && i + 1 < argc) {
+      options.only = argv[++i];
+    } else if (arg == "--flood-base" && i + 1 < argc) {
+      options.flood_base = std::stoi(argv[++i]);
+    } else if (arg == "--variant" && i + 1 < argc) {
+      options.variant = argv[++i];
+    } else if (arg == "--ladder-from" && i + 1 < argc) {
+      options.ladder_from = std::stoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: recmesh-bench-bridge [--quick] [--recmesh PATH]\n");
+      std::fprintf(stderr,
+                   "usage: recmesh-bench-bridge [--quick] [--recmesh PATH] "
+                   "[--only lossless|latency|flood] [--variant recmesh|builtin] "
+                   "[--ladder-from MSG_PER_S] [--flood-base MSG_PER_S]\n");
       return 2;
     }
   }

@@ -23,6 +23,8 @@ constexpr double kResumeShare = 0.9;
 // The clients' own queues only ever hold what the bridge hands them within max_inflight, the
 // status flag and the status info.
 constexpr std::size_t kClientQueueSlack = 16;
+// The longest a removal waits for a commit when no batch of appends carries it.
+constexpr auto kRemovalCommitDelay = 100ms;
 
 std::string info_topic(std::string_view status_topic) {
   return std::string(status_topic) + "/info";
@@ -89,8 +91,10 @@ Bridge::Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry
 }
 
 Bridge::~Bridge() {
-  if (info_timer_ != 0) {
-    loop_.cancel_timer(info_timer_);
+  for (const mqtt::EventLoop::TimerId timer : {info_timer_, commit_timer_}) {
+    if (timer != 0) {
+      loop_.cancel_timer(timer);
+    }
   }
 }
 
@@ -377,17 +381,14 @@ void Bridge::on_delivered(Side side, mqtt::MessageId id) {
 }
 
 void Bridge::schedule_commit() {
-  if (commit_posted_) {
+  if (commit_timer_ != 0) {
     return;
   }
-  commit_posted_ = true;
-  // Removals need not be durable at once (a message sent again is a duplicate, not a loss),
-  // so one commit serves every PUBACK of a loop round.
-  loop_.post([this, alive = std::weak_ptr<int>(alive_)] {
-    if (alive.expired()) {
-      return;
-    }
-    commit_posted_ = false;
+  // Removals need not be durable at once (a message sent again is a duplicate, not a loss):
+  // they ride with the next batch of appends, or are committed by this timer when the stream
+  // stops, so that a PUBACK costs no commit of its own.
+  commit_timer_ = loop_.add_timer(kRemovalCommitDelay, [this] {
+    commit_timer_ = 0;
     commit_now();
   });
 }
@@ -403,7 +404,9 @@ void Bridge::pump(Route& route) {
   if (stopping_ || !far.connected()) {
     return;
   }
-  if (!commit_now()) {  // never forward what a crash could still undo
+  // Never forward what a crash could still undo. (Staged removals may wait: a crash before
+  // their commit sends a message twice, never zero times.)
+  if (store_.has_staged_appends() && !commit_now()) {
     return;
   }
   while (!route.unsent.empty() &&
@@ -418,6 +421,7 @@ void Bridge::pump(Route& route) {
     route.in_flight.emplace(*sent, std::move(next));
     route.unsent.pop_front();
   }
+  far.flush();  // on the wire now, not after the next poll round
 }
 
 void Bridge::update_blocking() {

@@ -106,12 +106,12 @@ class Bridge {
   std::uint64_t depth_ = 0;
   std::uint64_t bytes_ = 0;
   bool blocked_ = false;
-  bool commit_posted_ = false;
   bool stopping_ = false;
   bool failed_ = false;  // the store failed: the process exits without acknowledging more
   int clients_running_ = 0;
   std::function<void()> on_stopped_;
   mqtt::EventLoop::TimerId info_timer_ = 0;
+  mqtt::EventLoop::TimerId commit_timer_ = 0;  // commits staged removals
   BridgeCounters counters_;
 
   metrics::Counter& dropped_overflow_;
@@ -128,7 +128,6 @@ class Bridge {
   metrics::Gauge& central_connected_;
   log::RateLimitedLog rejected_log_;
   log::RateLimitedLog dropped_log_;
-  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 // `recmesh bridge`: runs a Bridge on its own event loop until the context asks it to stop.

@@ -14,7 +14,7 @@ namespace recmesh::bridge {
 
 // How hard a commit pushes the store to disk.
 enum class StoreSync {
-  kProcess,  // WAL, synchronous=NORMAL: a committed message survives a crash of the process
+  kProcess,  // WAL, synchronous=OFF: a committed message survives a crash of the process
   kPower,    // WAL, synchronous=FULL: it also survives a crash of the machine (fsync per commit)
 };
 
@@ -50,6 +50,8 @@ class MessageStore {
   // Makes everything staged durable; does nothing when nothing is staged.
   void commit();
   bool has_staged() const { return open_; }
+  // Whether an append is staged (removals alone need not be durable at once).
+  bool has_staged_appends() const { return appends_staged_; }
   std::uint64_t commits() const { return commits_; }
 
  private:
@@ -57,6 +59,7 @@ class MessageStore {
 
   SqliteDatabase db_;
   bool open_ = false;
+  bool appends_staged_ = false;
   std::uint64_t commits_ = 0;
 };
 

@@ -200,6 +200,18 @@ class ConfigWriter {
   bool guarded_ = false;
 };
 
+// What a broker holds for one subscriber: the bridging module on a local broker, the EMS
+// engine on the central one (docs/bridge.md, "Tuning"). Mosquitto 2.0 applies these to every
+// client of the broker.
+constexpr const char* kQueueSettings =
+    "\n# Outgoing QoS 1 window and backlog per client (global in Mosquitto 2.0). The bridging\n"
+    "# module acknowledges a batch once its store committed it: a wide window keeps the stream\n"
+    "# flowing, and a deep queue absorbs a burst instead of dropping what the broker already\n"
+    "# acknowledged to its publisher.\n"
+    "max_inflight_messages 1000\n"
+    "max_queued_messages 1000000\n"
+    "max_queued_bytes 134217728\n";
+
 // CA chain and CRL of one authority, copied as <role>-ca.pem and <role>-crl.pem.
 std::pair<fs::path, fs::path> trust_files(ConfigWriter& writer, pki::Pki& pki,
                                           const std::string& role, const std::string& ca_id) {
@@ -403,6 +415,7 @@ RenderedBroker render_local_broker(pki::Pki& pki, const LocalBrokerOptions& opti
     writer.listener({"management", *options.management_port, options.bind_address, "ems"},
                     "Management: the Security Manager only (EMS CA)", mgmt_bundle, mgmt_crl);
   }
+  writer.append(kQueueSettings);
   if (options.bridge_to) {
     writer.append(bridge_section(writer, pki, options, issued));
   }
@@ -434,6 +447,7 @@ RenderedBroker render_central_broker(pki::Pki& pki, const CentralBrokerOptions& 
   auto [bridge_bundle, bridge_crl] = trust_files(writer, pki, "bridge", "bridge");
   writer.listener({"bridge", options.bridge_port, options.bind_address, "bridge"},
                   "Bridge backbone (Bridge CA)", bridge_bundle, bridge_crl);
+  writer.append(kQueueSettings);
   RenderedBroker guarded;
   if (options.guard) {
     add_guard(writer, pki, *options.guard, policy::BrokerId::central(),

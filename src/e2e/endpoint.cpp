@@ -1,5 +1,7 @@
 #include "recmesh/e2e/endpoint.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace recmesh::e2e {
@@ -38,20 +40,31 @@ std::uint64_t EndpointStats::refused_total() const {
 // ---- PeerLink -----------------------------------------------------------------------------
 
 void PeerLink::install(Session session, Clock::TimePoint now, std::chrono::seconds grace) {
-  if (current_) {
-    previous_ = std::move(current_);
-    previous_until_ = now + grace;
-  }
+  retire(now, grace);
   current_ = std::move(session);
+}
+
+void PeerLink::retire(Clock::TimePoint now, std::chrono::seconds grace) {
+  std::erase_if(retired_, [now](const Retired& r) { return now > r.until; });
+  if (!current_) {
+    return;
+  }
+  retired_.push_front({std::move(*current_), now + grace});
+  current_.reset();
+  if (retired_.size() > kMaxRetired) {
+    retired_.pop_back();
+  }
 }
 
 void PeerLink::drop() {
   current_.reset();
-  previous_.reset();
+  retired_.clear();
 }
 
 bool PeerLink::holds(std::uint32_t session_id) const {
-  return (current_ && current_->id() == session_id) || (previous_ && previous_->id() == session_id);
+  return (current_ && current_->id() == session_id) ||
+         std::any_of(retired_.begin(), retired_.end(),
+                     [session_id](const Retired& r) { return r.session.id() == session_id; });
 }
 
 Checked<std::string> PeerLink::open(std::string_view bound, std::string_view envelope,
@@ -63,11 +76,11 @@ Checked<std::string> PeerLink::open(std::string_view bound, std::string_view env
   if (current_ && current_->id() == view->header.session_id) {
     return current_->open(bound, *view);
   }
-  if (previous_ && previous_->id() == view->header.session_id) {
-    if (now <= previous_until_) {
-      return previous_->open(bound, *view);
+  std::erase_if(retired_, [now](const Retired& r) { return now > r.until; });
+  for (auto& r : retired_) {
+    if (r.session.id() == view->header.session_id) {
+      return r.session.open(bound, *view);
     }
-    previous_.reset();
   }
   if (!current_) {
     return reject(Failure::kNoSession, "no session established");
@@ -114,7 +127,11 @@ Checked<std::monostate> MemberEndpoint::refuse(Rejection r) {
 }
 
 void MemberEndpoint::start() {
-  send_hello();
+  // A reconnect to the local broker keeps the session: a hello would make the engine retire
+  // it and re-handshake for nothing.
+  if (!link_.established()) {
+    send_hello();
+  }
 }
 
 void MemberEndpoint::poll() {
@@ -209,7 +226,7 @@ Checked<std::monostate> MemberEndpoint::on_keys(std::string_view payload) {
     if (*opened != kClosePayload) {
       return refuse(reject(Failure::kMalformed, "unknown sealed message on the keys topic"));
     }
-    link_.drop();
+    link_.retire(clock_->now(), settings_.epoch_grace);
     ++stats_.closes;
     return std::monostate{};
   }
@@ -397,7 +414,7 @@ Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& re
       return refuse<std::monostate>(
           reject(Failure::kMalformed, "unknown sealed message on the keys topic"));
     }
-    m.link.drop();
+    m.link.retire(clock_->now(), settings_.epoch_grace);
     ++stats_.closes;
     return std::monostate{};
   }
@@ -419,7 +436,7 @@ Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& re
     ++stats_.hellos;
     // The gateway holds no session (it restarted): ours is dead, new messages wait for the next.
     if (m.link.established()) {
-      m.link.drop();
+      m.link.retire(clock_->now(), settings_.epoch_grace);
     }
     connect(rec, member_id);
     return std::monostate{};
@@ -449,7 +466,7 @@ Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& re
 void PlatformEndpoint::peer_offline(const std::string& rec, const std::string& member_id) {
   const auto it = members_.find(Key(rec, member_id));
   if (it != members_.end()) {
-    it->second.link.drop();
+    it->second.link.retire(clock_->now(), settings_.epoch_grace);
   }
 }
 

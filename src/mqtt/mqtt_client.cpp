@@ -618,7 +618,18 @@ void MqttClient::read_socket() {
   call_library([this] { return mosquitto_loop_read(handle_.get(), 1); });
   if (stats_.received != before) {
     notify(callbacks_.on_messages_received, "on_messages_received");
+    // The batch is handled: its acknowledgements go out now rather than a poll round later.
+    flush();
   }
+}
+
+void MqttClient::flush() {
+  assert(loop_.in_loop_thread());
+  if (library_depth_ > 0 || !handle_ || socket_ < 0 || state_ != State::kConnected ||
+      !mosquitto_want_write(handle_.get())) {
+    return;
+  }
+  call_library([this] { return mosquitto_loop_write(handle_.get(), 1); });
 }
 
 void MqttClient::pause_reading(bool paused) {

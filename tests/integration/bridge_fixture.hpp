@@ -19,8 +19,10 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -298,17 +300,42 @@ class BridgeWorld {
   std::vector<std::unique_ptr<mqtt::MqttClient>> clients_;
 };
 
-// A steady QoS 1 stream: the gateway publishes `/platform/metrics/seq` with payload "<n>" at
-// `rate_per_s`; the EMS engine's persistent session counts what crosses. A message counts as
-// acknowledged once the local broker's PUBACK reached the publisher.
+// How a SequenceStream writes and reads its payloads; both run on the loop thread.
+struct StreamCodec {
+  // The payload of the stream's n-th message and the number it is counted by.
+  std::function<std::pair<std::string, std::int64_t>(std::int64_t n)> encode;
+  // The number of a received payload, or nothing when the consumer refuses it (a replay).
+  std::function<std::optional<std::int64_t>(std::string_view payload)> decode;
+};
+
+// Payload "<n>", counted by n.
+inline StreamCodec plain_codec() {
+  return {[](std::int64_t n) {
+            return std::pair{std::to_string(n), n};
+          },
+          [](std::string_view payload) -> std::optional<std::int64_t> {
+            return std::stoll(std::string(payload));
+          }};
+}
+
+// A steady QoS 1 stream: the gateway publishes `/platform/metrics/seq` at `rate_per_s`; the
+// EMS engine's persistent session counts what crosses. A message counts as acknowledged once
+// the local broker's PUBACK reached the publisher.
 class SequenceStream {
  public:
-  SequenceStream(BridgeWorld& world, int rate_per_s) : world_(world), rate_(rate_per_s) {
+  SequenceStream(BridgeWorld& world, int rate_per_s, StreamCodec codec = plain_codec())
+      : world_(world), rate_(rate_per_s), codec_(std::move(codec)) {
     mqtt::MqttClientCallbacks sub;
     sub.on_message = [this](const mqtt::IncomingMessage& message) {
       std::lock_guard lock(mutex_);
       ++received_total_;
-      received_.insert(std::stoll(std::string(message.payload)));
+      const std::optional<std::int64_t> seq = codec_.decode(message.payload);
+      if (!seq) {
+        ++refused_;
+        return;
+      }
+      received_.insert(*seq);
+      ++accepted_[*seq];
     };
     sub.on_subscribe = [this](const std::string&, int) { subscribed_ = true; };
     subscriber_ = &world_.add_client("ems_engine", world_.ems_port(), world_.engine(), sub);
@@ -369,6 +396,27 @@ class SequenceStream {
     std::lock_guard lock(mutex_);
     return received_total_;
   }
+  // Published and not yet acknowledged by the local broker.
+  std::size_t unacknowledged() {
+    std::lock_guard lock(mutex_);
+    return pending_.size();
+  }
+  // Received payloads the codec refused (replays the consumer dropped).
+  std::uint64_t refused() {
+    std::lock_guard lock(mutex_);
+    return refused_;
+  }
+  // Numbers the consumer accepted more than once.
+  std::vector<std::int64_t> accepted_twice() {
+    std::lock_guard lock(mutex_);
+    std::vector<std::int64_t> out;
+    for (const auto& [seq, times] : accepted_) {
+      if (times > 1) {
+        out.push_back(seq);
+      }
+    }
+    return out;
+  }
   // Acknowledged messages that have not crossed.
   std::vector<std::int64_t> missing() {
     std::lock_guard lock(mutex_);
@@ -391,8 +439,8 @@ class SequenceStream {
     }
     {
       std::lock_guard lock(mutex_);
-      const std::int64_t seq = next_++;
-      auto id = publisher_->publish("/platform/metrics/seq", std::to_string(seq), 1, false);
+      auto [payload, seq] = codec_.encode(next_++);
+      auto id = publisher_->publish("/platform/metrics/seq", payload, 1, false);
       if (id) {
         pending_[*id] = seq;
       }
@@ -406,6 +454,7 @@ class SequenceStream {
 
   BridgeWorld& world_;
   int rate_;
+  StreamCodec codec_;
   std::shared_ptr<bool> running_ = std::make_shared<bool>(true);  // loop thread
   mqtt::MqttClient* publisher_ = nullptr;
   mqtt::MqttClient* subscriber_ = nullptr;
@@ -416,6 +465,8 @@ class SequenceStream {
   std::set<std::int64_t> acked_;                     // guarded by mutex_
   std::set<std::int64_t> received_;                  // guarded by mutex_
   std::uint64_t received_total_ = 0;                 // guarded by mutex_
+  std::uint64_t refused_ = 0;                        // guarded by mutex_
+  std::map<std::int64_t, int> accepted_;             // guarded by mutex_
 };
 
 }  // namespace recmesh::testing

@@ -142,10 +142,10 @@ TEST_F(SimFaultsTest, EveryComponentSurvivesKillsAndRestartsAndOneDeviceCrashes)
   EXPECT_EQ(report["members_online"], 2);
   // Every bridge keeps what it took until the central broker has it, and the brokers keep the
   // bridges' and the EMS engine's sessions. What a fault can still cost is end to end: an
-  // aggregate that reaches the engine while its session with the gateway is being made again
-  // (after the engine or the member's broker restarted) is refused as `no-session`, a few per
-  // run on a loaded machine. The backbone-cut test above requires none lost; here the bulk must
-  // arrive.
+  // aggregate sealed into a session that the restarted engine no longer holds is refused as
+  // `no-session`, a few per run on a loaded machine (a restart of the member's broker costs
+  // none: tests/integration/e2e_restart_test.cpp). The backbone-cut test above requires none lost;
+  // here the bulk must arrive.
   EXPECT_GE(report["metrics_published"].get<int>(), 30);
   EXPECT_GE(report["metrics_received_by_ems"].get<int>() * 5,
             report["metrics_published"].get<int>() * 4)

@@ -45,7 +45,7 @@ struct EndpointStats {
   std::uint64_t refused_of(Failure f) const { return refused[static_cast<std::size_t>(f)]; }
 };
 
-// Shared by both ends: the current session, the previous one during its grace, and the queue.
+// Shared by both ends: the current session, earlier ones during their grace, and the queue.
 class PeerLink {
  public:
   struct Queued {
@@ -55,12 +55,20 @@ class PeerLink {
     bool retain = false;
   };
 
+  // Sessions that still open during their grace: a peer's reconnects, a re-handshake, an
+  // offline flag or a close in quick succession must not cut off what is still in flight.
+  static constexpr std::size_t kMaxRetired = 4;
+
   bool established() const { return current_.has_value(); }
   Session* current() { return current_ ? &*current_ : nullptr; }
   // Installs a new session; the old one keeps opening for `grace`.
   void install(Session session, Clock::TimePoint now, std::chrono::seconds grace);
+  // Ends the current session for sending; it keeps opening for `grace` (what the peer sealed
+  // in it before it stopped, reconnected or said hello is still on its way).
+  void retire(Clock::TimePoint now, std::chrono::seconds grace);
+  // Forgets every session at once.
   void drop();
-  // Opens with the session the envelope names (current, or previous in its grace).
+  // Opens with the session the envelope names (current, or a retired one in its grace).
   Checked<std::string> open(std::string_view bound, std::string_view envelope,
                             Clock::TimePoint now);
   // Seals and publishes what was queued, in order, once a session exists.
@@ -72,9 +80,13 @@ class PeerLink {
   const std::deque<Queued>& queue() const { return queue_; }
 
  private:
+  struct Retired {
+    Session session;
+    Clock::TimePoint until;
+  };
+
   std::optional<Session> current_;
-  std::optional<Session> previous_;
-  Clock::TimePoint previous_until_{};
+  std::deque<Retired> retired_;  // newest first, at most kMaxRetired
   std::deque<Queued> queue_;
 };
 
@@ -88,7 +100,8 @@ class MemberEndpoint {
                  std::function<PeerTrust()> platform_trust, E2eSettings settings,
                  RawPublish publish, const Clock& clock = SystemClock::instance());
 
-  // Sends a hello: asks the EMS engine for a handshake.
+  // Sends a hello (asks the EMS engine for a handshake) unless a session exists already:
+  // called at every connect to the local broker.
   void start();
   // Periodic work: a new hello while no session exists, every handshake_timeout.
   void poll();

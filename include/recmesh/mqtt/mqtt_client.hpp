@@ -164,6 +164,10 @@ class MqttClient {
   // also leaves PINGRESP unread, so the connection drops after about two keepalives and is
   // made again.
   void pause_reading(bool paused);
+  // Writes now what libmosquitto holds for the socket (with acknowledge_after_handling it only
+  // queues), instead of at the loop's next writable event: one poll round less per message.
+  // Does nothing from inside this client's own callbacks, where the loop writes it later.
+  void flush();
   bool reading_paused() const { return reading_paused_; }
 
   State state() const { return state_; }

@@ -66,6 +66,28 @@ TEST(MessageStoreTest, RemovedMessagesStayRemoved) {
   EXPECT_EQ(all[0].topic, "/b");
 }
 
+TEST(MessageStoreTest, StagedRemovalsAloneAreNotStagedAppends) {
+  testing::TempDir dir;
+  MessageStore store(dir / "s.db", StoreSync::kProcess);
+  StoredMessage a = message(BridgeDirection::kOut, "/a", "1");
+  store.append(a);
+  EXPECT_TRUE(store.has_staged_appends());
+  store.commit();
+  EXPECT_FALSE(store.has_staged_appends());
+  store.remove(a.id);
+  EXPECT_TRUE(store.has_staged());
+  EXPECT_FALSE(store.has_staged_appends());  // the bridge may forward without committing this
+  StoredMessage b = message(BridgeDirection::kOut, "/b", "2");
+  store.append(b);
+  EXPECT_TRUE(store.has_staged_appends());
+  store.commit();
+  EXPECT_FALSE(store.has_staged());
+  EXPECT_FALSE(store.has_staged_appends());
+  const auto all = store.load_all();
+  ASSERT_EQ(all.size(), 1U);
+  EXPECT_EQ(all[0].topic, "/b");
+}
+
 TEST(MessageStoreTest, AFileThatIsNotADatabaseIsRefused) {
   testing::TempDir dir;
   std::ofstream(dir / "s.db") << std::string(4096, 'x');

@@ -361,6 +361,62 @@ TEST_F(EndpointTest, OldSessionStillOpensDuringItsGraceAfterARehandshake) {
   EXPECT_TRUE(deliver_to_platform(*x));
 }
 
+// A local broker restart: the gateway reconnects holding its session (no hello), an offline
+// flag and the online flag's re-handshake pass on the way, and what the gateway sealed in the
+// old session before the new one came up still opens, once; after the grace it does not.
+TEST_F(EndpointTest, AReconnectKeepsTheSessionAndWhatWasSealedInItStillOpens) {
+  handshake(*platform_, *gateway_);
+  const auto hellos = gateway_->stats().hellos;
+  gateway_->start();  // the reconnect
+  EXPECT_EQ(gateway_->stats().hellos, hellos);
+  EXPECT_TRUE(to_platform_.messages.empty());
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "before the flag"));
+  auto first = to_platform_.take();
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "still in the broker"));
+  auto second = to_platform_.take();
+  ASSERT_TRUE(deliver_to_platform(*first));
+  platform_->peer_offline("r1", "m1");
+  EXPECT_FALSE(platform_->established("r1", "m1"));
+  // Offline and online twice over: two re-handshakes, the first session still opens.
+  handshake(*platform_, *gateway_);
+  platform_->peer_offline("r1", "m1");
+  handshake(*platform_, *gateway_);
+  auto opened = deliver_to_platform(*second);
+  ASSERT_TRUE(opened) << opened.rejection().detail;
+  EXPECT_EQ(*opened, "still in the broker");
+  // A redelivery or a replay of it is refused, in the retired session as in a current one.
+  auto again = deliver_to_platform(*second);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.failure(), Failure::kReplayed);
+  auto replayed_first = deliver_to_platform(*first);
+  ASSERT_FALSE(replayed_first);
+  EXPECT_EQ(replayed_first.failure(), Failure::kReplayed);
+  // Once the grace is over, the retired sessions are gone for good.
+  advance(settings_.epoch_grace + 1s);
+  auto late = deliver_to_platform(*second);
+  ASSERT_FALSE(late);
+  EXPECT_EQ(late.failure(), Failure::kUnknownSession);
+}
+
+// A hello (the gateway restarted) retires the engine's session instead of dropping it: what the
+// old process sealed and its broker still held opens during the grace.
+TEST_F(EndpointTest, AHelloRetiresTheSessionWhatItSealedStillOpens) {
+  handshake(*platform_, *gateway_);
+  ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "sealed before the crash"));
+  auto in_flight = to_platform_.take();
+  gateway_ = make_member();
+  gateway_->start();
+  auto hello = to_platform_.take();
+  ASSERT_TRUE(hello);
+  ASSERT_TRUE(platform_->on_keys_response("r1", "m1", hello->payload));
+  EXPECT_FALSE(platform_->established("r1", "m1"));
+  auto opened = deliver_to_platform(*in_flight);
+  ASSERT_TRUE(opened) << opened.rejection().detail;
+  // Controls wait for the next session: nothing is sealed in a retired one.
+  ASSERT_TRUE(platform_->publish("r1", "m1", "/r1/m1/control", "queued"));
+  EXPECT_EQ(platform_->queued("r1", "m1"), 1U);
+}
+
 TEST_F(EndpointTest, HandshakeRetriesAfterItsTimeout) {
   platform_->connect("r1", "m1");
   platform_->connect("r1", "m1");  // one under way: nothing new
