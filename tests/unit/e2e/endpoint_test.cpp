@@ -382,20 +382,20 @@ TEST_F(EndpointTest, AReconnectKeepsTheSessionAndWhatWasSealedInItStillOpens) {
   platform_->peer_offline("r1", "m1");
   handshake(*platform_, *gateway_);
   auto opened = deliver_to_platform(*second);
-  ASSERT_TRUE(opened) << opened.rejection().detail;
+  ASSERT_TRUE(opened) << opened.error().detail;
   EXPECT_EQ(*opened, "still in the broker");
   // A redelivery or a replay of it is refused, in the retired session as in a current one.
   auto again = deliver_to_platform(*second);
   ASSERT_FALSE(again);
-  EXPECT_EQ(again.failure(), Failure::kReplayed);
+  EXPECT_EQ(again.error().failure, Failure::kReplayed);
   auto replayed_first = deliver_to_platform(*first);
   ASSERT_FALSE(replayed_first);
-  EXPECT_EQ(replayed_first.failure(), Failure::kReplayed);
+  EXPECT_EQ(replayed_first.error().failure, Failure::kReplayed);
   // Once the grace is over, the retired sessions are gone for good.
   advance(settings_.epoch_grace + 1s);
   auto late = deliver_to_platform(*second);
   ASSERT_FALSE(late);
-  EXPECT_EQ(late.failure(), Failure::kUnknownSession);
+  EXPECT_EQ(late.error().failure, Failure::kUnknownSession);
 }
 
 // A hello (the gateway restarted) retires the engine's session instead of dropping it: what the
@@ -411,7 +411,7 @@ TEST_F(EndpointTest, AHelloRetiresTheSessionWhatItSealedStillOpens) {
   ASSERT_TRUE(platform_->on_keys_response("r1", "m1", hello->payload));
   EXPECT_FALSE(platform_->established("r1", "m1"));
   auto opened = deliver_to_platform(*in_flight);
-  ASSERT_TRUE(opened) << opened.rejection().detail;
+  ASSERT_TRUE(opened) << opened.error().detail;
   // Controls wait for the next session: nothing is sealed in a retired one.
   ASSERT_TRUE(platform_->publish("r1", "m1", "/r1/m1/control", "queued"));
   EXPECT_EQ(platform_->queued("r1", "m1"), 1U);
