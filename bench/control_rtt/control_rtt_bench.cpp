@@ -15,7 +15,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <exception>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -27,13 +26,14 @@
 #include <thread>
 #include <vector>
 
+#include <climits>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/protocol/control_messages.hpp"
 
+#include "bench_command_line.hpp"
 #include "bench_community.hpp"
 #include "device/device_fleet.hpp"
 #include "ems/ems_engine.hpp"
@@ -505,44 +505,19 @@ constexpr const char* kUsage =
 }  // namespace recmesh::bench
 
 int main(int argc, char** argv) {
-  using recmesh::bench::Options;
-  Options options;
-  try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      const auto value = [&]() -> int {
-        if (i + 1 >= argc) {
-          throw std::invalid_argument(arg + " needs a value");
-        }
-        return std::stoi(argv[++i]);
-      };
-      if (arg == "--quick") {
-        options.quick = true;
-        options.members = 20;
-        options.controls = 300;
-      } else if (arg == "--members") {
-        options.members = std::max(1, value());
-      } else if (arg == "--controls") {
-        options.controls = std::max(1, value());
-      } else if (arg == "--rounds") {
-        options.rounds = std::max(1, value());
-      } else if (arg == "-h" || arg == "--help") {
-        fmt::print("{}", recmesh::bench::kUsage);
-        return 0;
-      } else {
-        throw std::invalid_argument("unknown argument " + arg);
-      }
-    }
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "recmesh-bench-control_rtt: {}\n{}", e.what(), recmesh::bench::kUsage);
-    return 2;
+  recmesh::bench::Options options;
+  const recmesh::bench::BenchCommandLine command_line =
+      recmesh::bench::BenchCommandLine("recmesh-bench-control_rtt", recmesh::bench::kUsage)
+          .on_quick([&] {
+            options.quick = true;
+            options.members = 20;
+            options.controls = 300;
+          })
+          .integer("--members", 1, INT_MAX, [&](int n) { options.members = n; })
+          .integer("--controls", 1, INT_MAX, [&](int n) { options.controls = n; })
+          .integer("--rounds", 1, INT_MAX, [&](int n) { options.rounds = n; });
+  if (const auto exit_code = command_line.parse(argc, argv)) {
+    return *exit_code;
   }
-  spdlog::set_level(spdlog::level::err);
-  try {
-    recmesh::bench::ControlRttBench bench(options);
-    return bench.run();
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "recmesh-bench-control_rtt: {}\n", e.what());
-    return 1;
-  }
+  return command_line.run([&] { return recmesh::bench::ControlRttBench(options).run(); });
 }

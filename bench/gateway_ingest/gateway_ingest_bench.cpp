@@ -13,7 +13,6 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <exception>
 #include <fcntl.h>
 #include <filesystem>
 #include <memory>
@@ -25,12 +24,13 @@
 #include <unistd.h>
 #include <vector>
 
+#include <climits>
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/protocol/telemetry_messages.hpp"
 
+#include "bench_command_line.hpp"
 #include "bench_community.hpp"
 #include "gateway/gateway.hpp"
 #include "loop_thread.hpp"
@@ -461,44 +461,20 @@ constexpr const char* kUsage =
 }  // namespace recmesh::bench
 
 int main(int argc, char** argv) {
-  using recmesh::bench::Options;
-  Options options;
-  try {
-    for (int i = 1; i < argc; ++i) {
-      const std::string arg = argv[i];
-      const auto value = [&]() -> int {
-        if (i + 1 >= argc) {
-          throw std::invalid_argument(arg + " needs a value");
-        }
-        return std::stoi(argv[++i]);
-      };
-      if (arg == "--quick") {
-        options.quick = true;
-        options.rounds = 3;
-        options.window = std::chrono::milliseconds(2000);
-      } else if (arg == "--devices") {
-        options.devices = std::clamp(value(), 1, 999);
-      } else if (arg == "--rounds") {
-        options.rounds = std::max(1, value());
-      } else if (arg == "--window-ms") {
-        options.window = std::chrono::milliseconds(std::max(100, value()));
-      } else if (arg == "-h" || arg == "--help") {
-        fmt::print("{}", recmesh::bench::kUsage);
-        return 0;
-      } else {
-        throw std::invalid_argument("unknown argument " + arg);
-      }
-    }
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "recmesh-bench-gateway_ingest: {}\n{}", e.what(), recmesh::bench::kUsage);
-    return 2;
+  recmesh::bench::Options options;
+  const recmesh::bench::BenchCommandLine command_line =
+      recmesh::bench::BenchCommandLine("recmesh-bench-gateway_ingest", recmesh::bench::kUsage)
+          .on_quick([&] {
+            options.quick = true;
+            options.rounds = 3;
+            options.window = std::chrono::milliseconds(2000);
+          })
+          .integer("--devices", 1, 999, [&](int n) { options.devices = n; })
+          .integer("--rounds", 1, INT_MAX, [&](int n) { options.rounds = n; })
+          .integer("--window-ms", 100, INT_MAX,
+                   [&](int n) { options.window = std::chrono::milliseconds(n); });
+  if (const auto exit_code = command_line.parse(argc, argv)) {
+    return *exit_code;
   }
-  spdlog::set_level(spdlog::level::err);
-  try {
-    recmesh::bench::GatewayIngestBench bench(options);
-    return bench.run();
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "recmesh-bench-gateway_ingest: {}\n", e.what());
-    return 1;
-  }
+  return command_line.run([&] { return recmesh::bench::GatewayIngestBench(options).run(); });
 }

@@ -166,51 +166,37 @@ ControlRow read_control(const SqliteStatement& s) {
 std::optional<ControlRow> EmsStore::control(std::string_view control_id) {
   auto s = db_.prepare(std::string(kControlColumns) + " WHERE control_id=?");
   s.bind(1, control_id);
-  if (!s.step()) {
-    return std::nullopt;
-  }
-  return read_control(s);
+  return s.first_row(read_control);
 }
 
 std::vector<ControlRow> EmsStore::controls() {
   auto s = db_.prepare(std::string(kControlColumns) + " ORDER BY sequence");
-  std::vector<ControlRow> out;
-  while (s.step()) {
-    out.push_back(read_control(s));
-  }
-  return out;
+  return s.rows(read_control);
 }
 
 std::vector<ControlRow> EmsStore::open_controls() {
   auto s = db_.prepare(std::string(kControlColumns) +
                        " WHERE state NOT IN ('SUCCESS', 'PARTIAL', 'FAILED', 'TIMED_OUT')"
                        " ORDER BY sequence");
-  std::vector<ControlRow> out;
-  while (s.step()) {
-    out.push_back(read_control(s));
-  }
-  return out;
+  return s.rows(read_control);
 }
 
 std::vector<MemberRow> EmsStore::members() {
   auto s = db_.prepare("SELECT rec, member, updated_at, metrics FROM members ORDER BY rec, member");
-  std::vector<MemberRow> out;
-  while (s.step()) {
-    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3)});
-  }
-  return out;
+  return s.rows([](const SqliteStatement& row) {
+    return MemberRow{row.column_text(0), row.column_text(1), row.column_text(2),
+                     row.column_text(3)};
+  });
 }
 
 std::vector<ComponentRow> EmsStore::components() {
   auto s = db_.prepare(
       "SELECT rec, member, component, status, info, updated_at FROM components"
       " ORDER BY rec, member, component");
-  std::vector<ComponentRow> out;
-  while (s.step()) {
-    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3),
-                   s.column_text(4), s.column_text(5)});
-  }
-  return out;
+  return s.rows([](const SqliteStatement& row) {
+    return ComponentRow{row.column_text(0), row.column_text(1), row.column_text(2),
+                        row.column_text(3), row.column_text(4), row.column_text(5)};
+  });
 }
 
 std::int64_t EmsStore::count(std::string_view table) {

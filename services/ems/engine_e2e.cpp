@@ -86,8 +86,8 @@ Result<mqtt::Done> EngineE2e::publish(const std::string& rec, const std::string&
   auto sealed = endpoint_.publish(rec, member, topic, payload);
   if (!sealed) {
     return Status{ErrorCode::kUnavailable,
-                  fmt::format("end-to-end: {}: {}", e2e::to_string(sealed.failure()),
-                              sealed.rejection().detail)};
+                  fmt::format("end-to-end: {}: {}", e2e::to_string(sealed.error().failure),
+                              sealed.error().detail)};
   }
   return mqtt::Done{};
 }
@@ -106,7 +106,7 @@ std::optional<std::string> EngineE2e::receive(const protocol::Topic& topic,
   if (topic.channel == Channel::kMemberKeysResponse) {
     if (auto handled = endpoint_.on_keys_response(topic.rec, topic.member, message.payload);
         !handled) {
-      report(message.topic, handled.rejection());
+      report(message.topic, handled.error());
     }
     return std::nullopt;
   }
@@ -124,10 +124,10 @@ std::optional<std::string> EngineE2e::receive(const protocol::Topic& topic,
   }
   auto opened = endpoint_.open(topic.rec, topic.member, message.topic, message.payload);
   if (!opened) {
-    if (message.retain && is_quiet_for_retained(opened.failure())) {
+    if (message.retain && is_quiet_for_retained(opened.error().failure)) {
       ++stale_retained_;
     } else {
-      report(message.topic, opened.rejection());
+      report(message.topic, opened.error());
     }
     return std::nullopt;
   }

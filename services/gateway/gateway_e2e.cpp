@@ -77,7 +77,7 @@ std::optional<std::string> GatewayE2e::seal(std::string_view topic, std::string_
 void GatewayE2e::publish(std::string_view topic, std::string_view payload, bool retain) {
   if (auto sent = endpoint_.publish(topic, payload, retain); !sent) {
     spdlog::warn("gateway: cannot send on {}: end-to-end {}: {}", topic,
-                 e2e::to_string(sent.failure()), sent.rejection().detail);
+                 e2e::to_string(sent.error().failure), sent.error().detail);
   }
 }
 
@@ -100,7 +100,7 @@ std::optional<std::string> GatewayE2e::receive(const protocol::Topic& parsed,
                                                std::string_view topic, std::string_view payload) {
   if (parsed.channel == protocol::Channel::kMemberKeys) {
     if (auto handled = endpoint_.on_keys(payload); !handled) {
-      report(topic, handled.rejection());
+      report(topic, handled.error());
     }
     return std::nullopt;
   }
@@ -109,7 +109,7 @@ std::optional<std::string> GatewayE2e::receive(const protocol::Topic& parsed,
   }
   auto opened = endpoint_.open(topic, payload);
   if (!opened) {
-    report(topic, opened.rejection());
+    report(topic, opened.error());
     return std::nullopt;
   }
   return std::move(opened).value();

@@ -79,6 +79,14 @@ const std::filesystem::path& private_file(const std::filesystem::path& path) {
   return path;
 }
 
+RecRecord rec_from(const SqliteStatement& s) {
+  return {s.column_text(0), s.column_text(1), s.column_int(2)};
+}
+
+MemberRecord member_from(const SqliteStatement& s) {
+  return {s.column_text(0), s.column_text(1), s.column_text(2), s.column_int(3)};
+}
+
 IdentityRecord identity_from(const SqliteStatement& s) {
   return {s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3),
           s.column_text(4), s.column_text(5), s.column_int(6)};
@@ -113,6 +121,21 @@ RuleRecord rule_from(const SqliteStatement& s) {
   return r;
 }
 
+AuditEntry audit_from(const SqliteStatement& s) {
+  AuditEntry e;
+  e.id = s.column_int(0);
+  e.at_ms = s.column_int(1);
+  e.actor = s.column_text(2);
+  e.role = s.column_text(3);
+  e.method = s.column_text(4);
+  e.path = s.column_text(5);
+  e.action = s.column_text(6);
+  e.outcome = s.column_text(7);
+  e.status = static_cast<int>(s.column_int(8));
+  e.detail = s.column_text(9);
+  return e;
+}
+
 constexpr std::string_view kIdentityColumns =
     "SELECT common_name, kind, rec, member, name, status, created_at FROM identities";
 constexpr std::string_view kBrokerColumns =
@@ -140,19 +163,12 @@ void Registry::add_rec(const std::string& id, std::int64_t now) {
 std::optional<RecRecord> Registry::rec(const std::string& id) {
   auto s = db_.prepare("SELECT id, status, created_at FROM recs WHERE id = ?1");
   s.bind(1, id);
-  if (!s.step()) {
-    return std::nullopt;
-  }
-  return RecRecord{s.column_text(0), s.column_text(1), s.column_int(2)};
+  return s.first_row(rec_from);
 }
 
 std::vector<RecRecord> Registry::recs() {
   auto s = db_.prepare("SELECT id, status, created_at FROM recs ORDER BY id");
-  std::vector<RecRecord> out;
-  while (s.step()) {
-    out.push_back({s.column_text(0), s.column_text(1), s.column_int(2)});
-  }
-  return out;
+  return s.rows(rec_from);
 }
 
 void Registry::set_rec_status(const std::string& id, std::string_view status) {
@@ -172,10 +188,7 @@ std::optional<MemberRecord> Registry::member(const std::string& rec, const std::
   auto s =
       db_.prepare("SELECT rec, id, status, created_at FROM members WHERE rec = ?1 AND id = ?2");
   s.bind(1, rec).bind(2, id);
-  if (!s.step()) {
-    return std::nullopt;
-  }
-  return MemberRecord{s.column_text(0), s.column_text(1), s.column_text(2), s.column_int(3)};
+  return s.first_row(member_from);
 }
 
 std::vector<MemberRecord> Registry::members(const std::string& rec) {
@@ -183,11 +196,7 @@ std::vector<MemberRecord> Registry::members(const std::string& rec) {
       "SELECT rec, id, status, created_at FROM members WHERE (?1 = '' OR rec = ?1) ORDER BY rec, "
       "id");
   s.bind(1, rec);
-  std::vector<MemberRecord> out;
-  while (s.step()) {
-    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_int(3)});
-  }
-  return out;
+  return s.rows(member_from);
 }
 
 void Registry::set_member_status(const std::string& rec, const std::string& id,
@@ -216,10 +225,7 @@ void Registry::add_identity(const IdentityRecord& identity) {
 std::optional<IdentityRecord> Registry::identity(const std::string& common_name) {
   auto s = db_.prepare(std::string(kIdentityColumns) + " WHERE common_name = ?1");
   s.bind(1, common_name);
-  if (!s.step()) {
-    return std::nullopt;
-  }
-  return identity_from(s);
+  return s.first_row(identity_from);
 }
 
 std::vector<IdentityRecord> Registry::identities(const std::string& rec, const std::string& member,
@@ -228,11 +234,7 @@ std::vector<IdentityRecord> Registry::identities(const std::string& rec, const s
                        " WHERE (?1 = '' OR rec = ?1) AND (?2 = '' OR member = ?2) AND (?3 = '' OR "
                        "kind = ?3) ORDER BY rec, member, common_name");
   s.bind(1, rec).bind(2, member).bind(3, kind);
-  std::vector<IdentityRecord> out;
-  while (s.step()) {
-    out.push_back(identity_from(s));
-  }
-  return out;
+  return s.rows(identity_from);
 }
 
 void Registry::set_identity_status(const std::string& common_name, std::string_view status) {
@@ -268,19 +270,12 @@ void Registry::add_broker(const BrokerRecord& broker) {
 std::optional<BrokerRecord> Registry::broker(const std::string& id) {
   auto s = db_.prepare(std::string(kBrokerColumns) + " WHERE id = ?1");
   s.bind(1, id);
-  if (!s.step()) {
-    return std::nullopt;
-  }
-  return broker_from(s);
+  return s.first_row(broker_from);
 }
 
 std::vector<BrokerRecord> Registry::brokers() {
   auto s = db_.prepare(std::string(kBrokerColumns) + " ORDER BY id");
-  std::vector<BrokerRecord> out;
-  while (s.step()) {
-    out.push_back(broker_from(s));
-  }
-  return out;
+  return s.rows(broker_from);
 }
 
 void Registry::record_push(const std::string& id, std::int64_t at, const std::string& result) {
@@ -316,28 +311,19 @@ std::int64_t Registry::add_rule(const RuleRecord& rule) {
       .bind(7, rule.created_by)
       .bind(8, rule.created_at)
       .run();
-  auto s = db_.prepare("SELECT last_insert_rowid()");
-  s.step();
-  return s.column_int(0);
+  return db_.last_insert_rowid();
 }
 
 std::optional<RuleRecord> Registry::rule(std::int64_t id) {
   auto s = db_.prepare(std::string(kRuleColumns) + " WHERE id = ?1");
   s.bind(1, id);
-  if (!s.step()) {
-    return std::nullopt;
-  }
-  return rule_from(s);
+  return s.first_row(rule_from);
 }
 
 std::vector<RuleRecord> Registry::rules(const std::string& identity) {
   auto s = db_.prepare(std::string(kRuleColumns) + " WHERE (?1 = '' OR identity = ?1) ORDER BY id");
   s.bind(1, identity);
-  std::vector<RuleRecord> out;
-  while (s.step()) {
-    out.push_back(rule_from(s));
-  }
-  return out;
+  return s.rows(rule_from);
 }
 
 bool Registry::remove_rule(std::int64_t id) {
@@ -359,9 +345,7 @@ std::int64_t Registry::append_audit(const AuditEntry& entry) {
       .bind(8, std::int64_t{entry.status})
       .bind(9, entry.detail)
       .run();
-  auto s = db_.prepare("SELECT last_insert_rowid()");
-  s.step();
-  return s.column_int(0);
+  return db_.last_insert_rowid();
 }
 
 std::vector<AuditEntry> Registry::audit(const AuditQuery& query) {
@@ -370,22 +354,7 @@ std::vector<AuditEntry> Registry::audit(const AuditQuery& query) {
       "WHERE id > ?1 AND (?2 = '' OR outcome = ?2) AND (?3 = '' OR actor = ?3) ORDER BY id "
       "LIMIT ?4");
   s.bind(1, query.after_id).bind(2, query.outcome).bind(3, query.actor).bind(4, query.limit);
-  std::vector<AuditEntry> out;
-  while (s.step()) {
-    AuditEntry e;
-    e.id = s.column_int(0);
-    e.at_ms = s.column_int(1);
-    e.actor = s.column_text(2);
-    e.role = s.column_text(3);
-    e.method = s.column_text(4);
-    e.path = s.column_text(5);
-    e.action = s.column_text(6);
-    e.outcome = s.column_text(7);
-    e.status = static_cast<int>(s.column_int(8));
-    e.detail = s.column_text(9);
-    out.push_back(std::move(e));
-  }
-  return out;
+  return s.rows(audit_from);
 }
 
 }  // namespace recmesh::secmgr

@@ -96,6 +96,10 @@ std::int64_t SqliteDatabase::changes() const {
   return sqlite3_changes64(db_);
 }
 
+std::int64_t SqliteDatabase::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_);
+}
+
 SqliteStatement::SqliteStatement(SqliteStatement&& other) noexcept
     : db_(other.db_), stmt_(std::exchange(other.stmt_, nullptr)) {}
 

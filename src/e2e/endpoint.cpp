@@ -71,7 +71,7 @@ Checked<std::string> PeerLink::open(std::string_view bound, std::string_view env
                                     Clock::TimePoint now) {
   auto view = parse_envelope(envelope);
   if (!view) {
-    return view.rejection();
+    return view.error();
   }
   if (current_ && current_->id() == view->header.session_id) {
     return current_->open(bound, *view);
@@ -95,7 +95,7 @@ void PeerLink::flush(const RawPublish& publish, EndpointStats& stats) {
     queue_.pop_front();
     auto sealed = current_->seal(q.bound, q.payload);
     if (!sealed) {
-      ++stats.refused[static_cast<std::size_t>(sealed.failure())];
+      ++stats.refused[static_cast<std::size_t>(sealed.error().failure)];
       continue;
     }
     publish(q.topic, std::move(sealed).value(), q.retain);
@@ -173,7 +173,7 @@ Checked<std::monostate> MemberEndpoint::publish(std::string_view topic, std::str
   }
   auto sealed = link_.current()->seal(bound, payload);
   if (!sealed) {
-    return refuse(sealed.rejection());
+    return refuse(sealed.error());
   }
   publish_(std::string(topic), std::move(sealed).value(), retain);
   ++stats_.sealed;
@@ -192,7 +192,7 @@ Checked<std::string> MemberEndpoint::seal(std::string_view topic, std::string_vi
   }
   auto sealed = link_.current()->seal(bound, payload);
   if (!sealed) {
-    ++stats_.refused[static_cast<std::size_t>(sealed.failure())];
+    ++stats_.refused[static_cast<std::size_t>(sealed.error().failure)];
     return sealed;
   }
   ++stats_.sealed;
@@ -202,8 +202,9 @@ Checked<std::string> MemberEndpoint::seal(std::string_view topic, std::string_vi
 Checked<std::string> MemberEndpoint::open(std::string_view topic, std::string_view payload) {
   auto opened = link_.open(bound_topic(rec_, member_, topic), payload, clock_->now());
   if (!opened) {
-    ++stats_.refused[static_cast<std::size_t>(opened.failure())];
-    if (opened.failure() == Failure::kUnknownSession || opened.failure() == Failure::kNoSession) {
+    ++stats_.refused[static_cast<std::size_t>(opened.error().failure)];
+    if (opened.error().failure == Failure::kUnknownSession ||
+        opened.error().failure == Failure::kNoSession) {
       send_hello();  // the engine holds a session this side lost
     }
     return opened;
@@ -215,12 +216,12 @@ Checked<std::string> MemberEndpoint::open(std::string_view topic, std::string_vi
 Checked<std::monostate> MemberEndpoint::on_keys(std::string_view payload) {
   auto type = peek_type(payload);
   if (!type) {
-    return refuse(type.rejection());
+    return refuse(type.error());
   }
   if (*type == MessageType::kData) {
     auto opened = link_.open(keys_topic(rec_, member_), payload, clock_->now());
     if (!opened) {
-      return refuse(opened.rejection());
+      return refuse(opened.error());
     }
     if (*opened != kClosePayload) {
       return refuse(reject(Failure::kMalformed, "unknown sealed message on the keys topic"));
@@ -242,7 +243,7 @@ Checked<std::monostate> MemberEndpoint::on_keys(std::string_view payload) {
     auto responded = respond_to_init(own_, rec_, member_, payload, trust, settings_, *clock_,
                                      HandshakeInputs::fresh(*clock_));
     if (!responded) {
-      return refuse(responded.rejection());
+      return refuse(responded.error());
     }
     if (responded->init_time_ms <= last_init_ms_) {
       return refuse(reject(Failure::kReplayed, "an init not newer than the last accepted"));
@@ -362,7 +363,7 @@ Checked<std::monostate> PlatformEndpoint::publish(const std::string& rec,
   }
   auto sealed = m.link.current()->seal(topic, payload);
   if (!sealed) {
-    return refuse<std::monostate>(sealed.rejection());
+    return refuse<std::monostate>(sealed.error());
   }
   publish_(std::string(topic), std::move(sealed).value(), retain);
   ++stats_.sealed;
@@ -373,7 +374,7 @@ Checked<std::string> PlatformEndpoint::open(const std::string& rec, const std::s
                                             std::string_view topic, std::string_view payload) {
   auto view = parse_envelope(payload);
   if (!view) {
-    return refuse<std::string>(view.rejection());
+    return refuse<std::string>(view.error());
   }
   Member& m = member(rec, member_id);
   if (!m.link.holds(view->header.session_id)) {
@@ -386,10 +387,11 @@ Checked<std::string> PlatformEndpoint::open(const std::string& rec, const std::s
   }
   auto opened = m.link.open(topic, payload, clock_->now());
   if (!opened) {
-    if (opened.failure() == Failure::kUnknownSession || opened.failure() == Failure::kNoSession) {
+    if (opened.error().failure == Failure::kUnknownSession ||
+        opened.error().failure == Failure::kNoSession) {
       connect(rec, member_id);  // e.g. this engine restarted while the gateway kept its session
     }
-    return refuse<std::string>(opened.rejection());
+    return refuse<std::string>(opened.error());
   }
   ++stats_.opened;
   return opened;
@@ -400,13 +402,13 @@ Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& re
                                                            std::string_view payload) {
   auto type = peek_type(payload);
   if (!type) {
-    return refuse<std::monostate>(type.rejection());
+    return refuse<std::monostate>(type.error());
   }
   Member& m = member(rec, member_id);
   if (*type == MessageType::kData) {
     auto opened = m.link.open(keys_response_topic(rec, member_id), payload, clock_->now());
     if (!opened) {
-      return refuse<std::monostate>(opened.rejection());
+      return refuse<std::monostate>(opened.error());
     }
     if (*opened != kClosePayload) {
       return refuse<std::monostate>(
@@ -429,7 +431,7 @@ Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& re
   if (*type == MessageType::kHello) {
     auto verified = verify_hello(payload, rec, member_id, trust, settings_, *clock_);
     if (!verified) {
-      return refuse<std::monostate>(verified.rejection());
+      return refuse<std::monostate>(verified.error());
     }
     ++stats_.hellos;
     // The gateway holds no session (it restarted): ours is dead, new messages wait for the next.
@@ -445,7 +447,7 @@ Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& re
   }
   auto keys = m.pending->finish(payload, trust, settings_, *clock_);
   if (!keys) {
-    return refuse<std::monostate>(keys.rejection());
+    return refuse<std::monostate>(keys.error());
   }
   try {
     m.link.install(Session(*keys, settings_, *clock_), clock_->now(), settings_.epoch_grace);

@@ -95,7 +95,7 @@ Checked<MessageType> peek_type(std::string_view bytes) {
 Checked<EnvelopeView> parse_envelope(std::string_view bytes) {
   auto type = peek_type(bytes);
   if (!type) {
-    return type.rejection();
+    return type.error();
   }
   if (*type != MessageType::kData) {
     return reject(Failure::kMalformed, "not an envelope");

@@ -58,7 +58,7 @@ Checked<std::monostate> check_header(detail::ByteReader& r, std::string_view byt
   }
   auto type = peek_type(bytes);
   if (!type) {
-    return type.rejection();
+    return type.error();
   }
   if (*type != expected) {
     return reject(Failure::kMalformed, "unexpected handshake message type");
@@ -301,7 +301,7 @@ Checked<InitMessage> parse_init(std::string_view bytes) {
   detail::ByteReader r(bytes);
   InitMessage m;
   if (auto h = check_header(r, bytes, MessageType::kInit, true, &m.suite); !h) {
-    return h.rejection();
+    return h.error();
   }
   auto session = r.integer(4);
   auto time = r.integer(8);
@@ -323,7 +323,7 @@ Checked<InitMessage> parse_init(std::string_view bytes) {
   m.rec = *rec;
   m.member = *member;
   if (auto tail = read_tail(r, bytes, m); !tail) {
-    return tail.rejection();
+    return tail.error();
   }
   return m;
 }
@@ -332,7 +332,7 @@ Checked<ResponseMessage> parse_response(std::string_view bytes) {
   detail::ByteReader r(bytes);
   ResponseMessage m;
   if (auto h = check_header(r, bytes, MessageType::kResponse, true, &m.suite); !h) {
-    return h.rejection();
+    return h.error();
   }
   auto session = r.integer(4);
   auto time = r.integer(8);
@@ -348,7 +348,7 @@ Checked<ResponseMessage> parse_response(std::string_view bytes) {
   m.ephemeral = *eph;
   m.init_hash = *init_hash;
   if (auto tail = read_tail(r, bytes, m); !tail) {
-    return tail.rejection();
+    return tail.error();
   }
   return m;
 }
@@ -357,7 +357,7 @@ Checked<HelloMessage> parse_hello(std::string_view bytes) {
   detail::ByteReader r(bytes);
   HelloMessage m;
   if (auto h = check_header(r, bytes, MessageType::kHello, false, nullptr); !h) {
-    return h.rejection();
+    return h.error();
   }
   auto time = r.integer(8);
   auto nonce = r.take(kNonceBytes);
@@ -375,7 +375,7 @@ Checked<HelloMessage> parse_hello(std::string_view bytes) {
   m.rec = *rec;
   m.member = *member;
   if (auto tail = read_tail(r, bytes, m); !tail) {
-    return tail.rejection();
+    return tail.error();
   }
   return m;
 }
@@ -402,7 +402,7 @@ Checked<PlatformHandshake> PlatformHandshake::from_recorded(std::string_view ini
                                                             crypto::PkeyPtr ephemeral) {
   auto m = parse_init(init);
   if (!m) {
-    return m.rejection();
+    return m.error();
   }
   PlatformHandshake h;
   h.rec_ = std::string(m->rec);
@@ -419,7 +419,7 @@ Checked<SessionKeys> PlatformHandshake::finish(std::string_view response, const 
                                                const Clock& clock) const {
   auto m = parse_response(response);
   if (!m) {
-    return m.rejection();
+    return m.error();
   }
   if (m->session_id != session_id_) {
     return reject(Failure::kUnknownSession, "response to another handshake");
@@ -432,15 +432,15 @@ Checked<SessionKeys> PlatformHandshake::finish(std::string_view response, const 
       return reject(Failure::kUnsupportedSuite, "response changed the suite");
     }
     if (auto fresh = check_fresh(m->time_ms, settings, clock); !fresh) {
-      return fresh.rejection();
+      return fresh.error();
     }
     auto key = verify_peer_certificate(gateway, m->certificate, clock.now());
     if (!key) {
-      return key.rejection();
+      return key.error();
     }
     if (auto sig = check_signature(key->get(), kResponseContext, m->signed_part, m->signature);
         !sig) {
-      return sig.rejection();
+      return sig.error();
     }
     auto shared = detail::x25519_derive(ephemeral_.get(), m->ephemeral);
     if (!shared) {
@@ -459,18 +459,18 @@ Checked<Responded> respond_to_init(const Credentials& own, std::string_view rec,
                                    const Clock& clock, HandshakeInputs inputs) {
   auto m = parse_init(init);
   if (!m) {
-    return m.rejection();
+    return m.error();
   }
   try {
     if (auto fresh = check_fresh(m->time_ms, settings, clock); !fresh) {
-      return fresh.rejection();
+      return fresh.error();
     }
     auto key = verify_peer_certificate(platform, m->certificate, clock.now());
     if (!key) {
-      return key.rejection();
+      return key.error();
     }
     if (auto sig = check_signature(key->get(), kInitContext, m->signed_part, m->signature); !sig) {
-      return sig.rejection();
+      return sig.error();
     }
     // Signed by the engine but for another member: a reflection or a misrouted init.
     if (m->rec != rec || m->member != member) {
@@ -518,18 +518,18 @@ Checked<std::monostate> verify_hello(std::string_view hello, std::string_view re
                                      const E2eSettings& settings, const Clock& clock) {
   auto m = parse_hello(hello);
   if (!m) {
-    return m.rejection();
+    return m.error();
   }
   try {
     if (auto fresh = check_fresh(m->time_ms, settings, clock); !fresh) {
-      return fresh.rejection();
+      return fresh.error();
     }
     auto key = verify_peer_certificate(gateway, m->certificate, clock.now());
     if (!key) {
-      return key.rejection();
+      return key.error();
     }
     if (auto sig = check_signature(key->get(), kHelloContext, m->signed_part, m->signature); !sig) {
-      return sig.rejection();
+      return sig.error();
     }
     if (m->rec != rec || m->member != member) {
       return reject(Failure::kWrongMember, "hello for another member's topic");

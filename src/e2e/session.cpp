@@ -216,7 +216,7 @@ Checked<std::string> Session::seal(std::string_view topic, std::string_view payl
 Checked<std::string> Session::open(std::string_view topic, std::string_view envelope) {
   auto view = parse_envelope(envelope);
   if (!view) {
-    return view.rejection();
+    return view.error();
   }
   return open(topic, *view);
 }

@@ -23,6 +23,45 @@ AuthorityKind parse_authority_kind(const std::string& text) {
   throw Error(ErrorCode::kDataLoss, fmt::format("unknown authority kind '{}' in pki.db", text));
 }
 
+AuthorityRecord authority_from(const SqliteStatement& s) {
+  AuthorityRecord r;
+  r.id = s.column_text(0);
+  r.kind = parse_authority_kind(s.column_text(1));
+  r.parent = s.column_optional_text(2).value_or("");
+  r.rec = s.column_text(3);
+  r.member = s.column_text(4);
+  r.serial = s.column_text(5);
+  r.fingerprint = s.column_text(6);
+  r.common_name = s.column_text(7);
+  r.crl_number = s.column_int(8);
+  r.not_after = s.column_int(9);
+  r.revoked = s.column_int(10) != 0;
+  return r;
+}
+
+CertificateRecord certificate_from(const SqliteStatement& s) {
+  CertificateRecord r;
+  r.serial = s.column_text(0);
+  r.issuer = s.column_text(1);
+  r.kind = s.column_text(2);
+  r.common_name = s.column_text(3);
+  r.rec = s.column_text(4);
+  r.member = s.column_text(5);
+  r.name = s.column_text(6);
+  r.sans = split_subject_alt_names(s.column_text(7));
+  r.not_before = s.column_int(8);
+  r.not_after = s.column_int(9);
+  r.status = parse_certificate_status(s.column_text(10));
+  r.revoked_at = s.column_optional_int(11);
+  if (auto reason = s.column_optional_int(12)) {
+    r.reason = static_cast<RevocationReason>(*reason);
+  }
+  r.superseded_by = s.column_optional_text(13);
+  r.has_key = s.column_int(14) != 0;
+  r.pem = s.column_text(15);
+  return r;
+}
+
 }  // namespace
 
 std::string_view to_string(CertificateStatus status) {
@@ -128,23 +167,7 @@ std::vector<AuthorityRecord> PkiRepository::query_authorities(
   for (std::size_t i = 0; i < args.size(); ++i) {
     stmt.bind(static_cast<int>(i + 1), args[i]);
   }
-  std::vector<AuthorityRecord> out;
-  while (stmt.step()) {
-    AuthorityRecord r;
-    r.id = stmt.column_text(0);
-    r.kind = parse_authority_kind(stmt.column_text(1));
-    r.parent = stmt.column_optional_text(2).value_or("");
-    r.rec = stmt.column_text(3);
-    r.member = stmt.column_text(4);
-    r.serial = stmt.column_text(5);
-    r.fingerprint = stmt.column_text(6);
-    r.common_name = stmt.column_text(7);
-    r.crl_number = stmt.column_int(8);
-    r.not_after = stmt.column_int(9);
-    r.revoked = stmt.column_int(10) != 0;
-    out.push_back(std::move(r));
-  }
-  return out;
+  return stmt.rows(authority_from);
 }
 
 std::optional<AuthorityRecord> PkiRepository::find_authority(const std::string& id) {
@@ -207,30 +230,7 @@ std::vector<CertificateRecord> PkiRepository::query_certificates(
   for (std::size_t i = 0; i < args.size(); ++i) {
     stmt.bind(static_cast<int>(i + 1), args[i]);
   }
-  std::vector<CertificateRecord> out;
-  while (stmt.step()) {
-    CertificateRecord r;
-    r.serial = stmt.column_text(0);
-    r.issuer = stmt.column_text(1);
-    r.kind = stmt.column_text(2);
-    r.common_name = stmt.column_text(3);
-    r.rec = stmt.column_text(4);
-    r.member = stmt.column_text(5);
-    r.name = stmt.column_text(6);
-    r.sans = split_subject_alt_names(stmt.column_text(7));
-    r.not_before = stmt.column_int(8);
-    r.not_after = stmt.column_int(9);
-    r.status = parse_certificate_status(stmt.column_text(10));
-    r.revoked_at = stmt.column_optional_int(11);
-    if (auto reason = stmt.column_optional_int(12)) {
-      r.reason = static_cast<RevocationReason>(*reason);
-    }
-    r.superseded_by = stmt.column_optional_text(13);
-    r.has_key = stmt.column_int(14) != 0;
-    r.pem = stmt.column_text(15);
-    out.push_back(std::move(r));
-  }
-  return out;
+  return stmt.rows(certificate_from);
 }
 
 std::optional<CertificateRecord> PkiRepository::find_certificate(const std::string& serial) {
@@ -267,12 +267,10 @@ std::vector<RevokedEntry> PkiRepository::revoked_entries_of(const std::string& i
       "SELECT serial, revoked_at, reason FROM certificates "
       "WHERE issuer = ? AND status != 'valid' ORDER BY serial");
   stmt.bind(1, issuer);
-  std::vector<RevokedEntry> out;
-  while (stmt.step()) {
-    out.push_back({stmt.column_text(0), stmt.column_int(1),
-                   static_cast<RevocationReason>(stmt.column_int(2))});
-  }
-  return out;
+  return stmt.rows([](const SqliteStatement& s) {
+    return RevokedEntry{s.column_text(0), s.column_int(1),
+                        static_cast<RevocationReason>(s.column_int(2))};
+  });
 }
 
 void PkiRepository::mark_revoked(const std::string& serial, CertificateStatus status, long long at,

@@ -119,12 +119,7 @@ ParsedConfig parse_config(const fs::path& path) {
 class BrokerListenerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() == 0) {
-      // Started by root, Mosquitto switches to the mosquitto account, which must be able to
-      // pass through the (otherwise 0700) test directory to reach its configuration.
-      fs::permissions(tmp_.path(),
-                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
+    testing::let_mosquitto_through(tmp_.path());
     pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
     pki.add_rec("r1");
     pki.add_member("r1", "m1");

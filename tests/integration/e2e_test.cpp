@@ -43,10 +43,7 @@ using e2e::Failure;
 class E2eTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() == 0) {
-      fs::permissions(tmp_.path(),
-                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
+    testing::let_mosquitto_through(tmp_.path());
     pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
     pki.add_rec("r1");
     for (const std::string member : {"m1", "m2"}) {

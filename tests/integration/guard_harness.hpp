@@ -34,6 +34,7 @@
 #include "recmesh/policy/policy_matcher.hpp"
 
 #include "child_process.hpp"
+#include "forged_certificate.hpp"
 #include "free_port.hpp"
 #include "mosquitto_broker.hpp"
 #include "recmesh_cli.hpp"
@@ -246,10 +247,7 @@ inline std::string guard_plugin_path() {
 class GuardFixture : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (::geteuid() == 0) {
-      fs::permissions(tmp_.path(),
-                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
+    testing::let_mosquitto_through(tmp_.path());
     pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
     pki.add_rec("r1");
     pki.add_member("r1", "m1");
@@ -312,20 +310,10 @@ class GuardFixture : public ::testing::Test {
   // A certificate the member CA of `member` signs with an arbitrary CN (what a compromised or
   // careless member CA could do): made with the openssl tool and the CA's own key.
   Cert forge_member_certificate(const std::string& member, const std::string& cn) {
-    const fs::path dir = tmp_ / ("forged-" + cn);
-    fs::create_directories(dir);
-    const fs::path ca_dir = pki_dir() / "ca" / ("member_r1_" + member);
-    write_file_atomic(dir / "pass", testing::kTestPassphrase, 0600);
-    write_file_atomic(dir / "ext", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-                      0644);
-    run_ok({"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes", "-subj", "/O=recmesh/CN=" + cn, "-keyout", (dir / "key.pem").string(), "-out",
-            (dir / "csr.pem").string()});
-    run_ok({"openssl", "x509", "-req", "-in", (dir / "csr.pem").string(), "-CA",
-            (ca_dir / "cert.pem").string(), "-CAkey", (ca_dir / "key.pem").string(), "-passin",
-            "file:" + (dir / "pass").string(), "-set_serial", "4242", "-days", "2", "-extfile",
-            (dir / "ext").string(), "-out", (dir / "cert.pem").string()});
-    return {cn, dir / "cert.pem", dir / "key.pem"};
+    const auto forged =
+        testing::forge_client_certificate(pki_dir() / "ca" / ("member_r1_" + member),
+                                          testing::kTestPassphrase, cn, tmp_ / ("forged-" + cn));
+    return {cn, forged.cert, forged.key};
   }
 
   void run_ok(const std::vector<std::string>& argv) {

@@ -198,11 +198,7 @@ class MqttClientTest : public ::testing::Test {
   };
 
   void SetUp() override {
-    if (::geteuid() == 0) {
-      // Mosquitto drops to the mosquitto account, which must pass through the test directory.
-      fs::permissions(tmp_.path(),
-                      fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-    }
+    testing::let_mosquitto_through(tmp_.path());
     pki::Pki pki = pki::Pki::create(pki_dir(), Secret(testing::kTestPassphrase));
     pki.add_rec("r1");
     pki.add_member("r1", "m1");

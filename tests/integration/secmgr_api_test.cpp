@@ -246,6 +246,15 @@ TEST_F(SecmgrApiTest, OnlyValidEmsCaClientsWithARoleAreServed) {
     SecmgrHarness::expect_ok({"pki", "revoke", "--dir", sm_.pki(), "--cn", "ems_operator-bob"});
     expect_refused(bob, "POST", "/v1/recs", add, j, 401, "revoked");
   }
+  {
+    // So does a superseded one: renewed outside the manager, its successor is served.
+    sm_.issue_service("operator-carol");
+    auto carol_before = sm_.client("ems_operator-carol");
+    EXPECT_EQ(carol_before.get("/v1/whoami").status, 200);
+    SecmgrHarness::expect_ok({"pki", "renew", "--dir", sm_.pki(), "--cn", "ems_operator-carol"});
+    expect_refused(carol_before, "GET", "/v1/recs", "", "", 401, "superseded");
+    EXPECT_EQ(sm_.client("ems_operator-carol").get("/v1/whoami").status, 200);
+  }
   const json who = sm_.get("/v1/whoami");
   EXPECT_EQ(who["role"], "operator");
 }

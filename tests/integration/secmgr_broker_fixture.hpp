@@ -25,6 +25,7 @@
 #include "recmesh/policy/access_matrix.hpp"
 #include "recmesh/policy/policy_matcher.hpp"
 
+#include "forged_certificate.hpp"
 #include "free_port.hpp"
 #include "mosquitto_broker.hpp"
 #include "mqtt_probe.hpp"
@@ -62,13 +63,7 @@ class SecmgrBrokerFixture : public ::testing::Test {
 
   // `connector`: dynsec (stock Mosquitto with the Dynamic Security plugin) or guard.
   void start_local(const std::string& connector) {
-    if (::geteuid() == 0) {
-      // Started by root, Mosquitto switches to the mosquitto account, which must be able to
-      // pass through the (otherwise 0700) test directory to reach its configuration.
-      std::filesystem::permissions(sm_.dir().path(), std::filesystem::perms::owner_all |
-                                                         std::filesystem::perms::group_exec |
-                                                         std::filesystem::perms::others_exec);
-    }
+    let_mosquitto_through(sm_.dir().path());
     sm_.start();
     sm_.register_community("r1", "m1", {"pv-1", "load-1", "gateway"});
     for (const auto& cn : local_identities()) {
@@ -107,6 +102,30 @@ class SecmgrBrokerFixture : public ::testing::Test {
     (void)client->connect(port, sm_.dir() / "pki" / "ca" / "member_r1_m1" / "chain.pem",
                           client_dir(cn) / "chain.pem", client_dir(cn) / "key.pem");
     return client;
+  }
+
+  // A certificate named `cn` signed by this member's CA outside the PKI's naming rules (what
+  // the member can make), presented on the member listener.
+  std::unique_ptr<MqttTestClient> connect_forged(const std::string& cn, ConnectOutcome& outcome) {
+    const auto ca = sm_.dir() / "pki" / "ca" / "member_r1_m1";
+    const auto forged =
+        forge_client_certificate(ca, kTestPassphrase, cn, sm_.dir() / "forged" / cn);
+    auto client = std::make_unique<MqttTestClient>("forged-" + cn);
+    outcome = client->connect(ports_.member, ca / "chain.pem", forged.cert, forged.key);
+    return client;
+  }
+
+  // The grants of this member's broker by common name, from the derived rules.
+  static std::map<std::string, policy::Grant> local_grants() {
+    const std::vector<policy::MemberRegistration> members = {{"r1", "m1", {"pv-1", "load-1"}}};
+    auto derived = policy::derive_access_matrix(policy::BrokerId::local("r1", "m1"), members);
+    std::map<std::string, policy::Grant> out;
+    if (derived.ok()) {
+      for (const auto& row : *derived) {
+        out[row.grant.identity.substr(row.grant.identity.rfind(':') + 1)] = row.grant;
+      }
+    }
+    return out;
   }
 
   void render(const std::string& connector) {
@@ -150,9 +169,7 @@ class SecmgrBrokerFixture : public ::testing::Test {
   // publication reaches its consumer, every other identity's attempt on the same topic does
   // not, and nobody subscribes to what it may not read.
   void expect_matrix_enforced() {
-    const std::vector<policy::MemberRegistration> members = {{"r1", "m1", {"pv-1", "load-1"}}};
-    auto derived = policy::derive_access_matrix(policy::BrokerId::local("r1", "m1"), members);
-    ASSERT_TRUE(derived.ok()) << derived.status().message;
+    const auto derived = local_grants();
 
     // Every identity of the member broker, connected on its listener.
     std::map<std::string, std::unique_ptr<MqttTestClient>> clients;
@@ -161,10 +178,9 @@ class SecmgrBrokerFixture : public ::testing::Test {
       ASSERT_TRUE(clients[cn]->connected()) << cn;
     }
     std::vector<std::pair<std::string, const policy::Grant*>> grants;  // cn, grant
-    for (const auto& row : *derived) {
-      const std::string cn = row.grant.identity.substr(row.grant.identity.rfind(':') + 1);
+    for (const auto& [cn, grant] : derived) {
       if (clients.contains(cn)) {
-        grants.emplace_back(cn, &row.grant);
+        grants.emplace_back(cn, &grant);
       }
     }
     ASSERT_EQ(grants.size(), 4U);  // two devices, the gateway, the bridge on its listener

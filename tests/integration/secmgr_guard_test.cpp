@@ -76,6 +76,21 @@ class SecmgrGuardTest : public SecmgrBrokerFixture {
   std::unique_ptr<MosquittoBroker> central_;
 };
 
+// The certificate that gets the bridge's rights under stock Dynamic Security
+// (SecmgrDynsecTest.KnownWeaknessACommonNameCollisionGetsTheBridgesRights) is refused at
+// connect: its CN is outside the domain of the member CA that issued it.
+TEST_F(SecmgrGuardTest, ACommonNameCollisionIsRefusedAtConnect) {
+  for (const std::string cn : {"bridge_r1_m1", "ems_engine", "ems_secmgr"}) {
+    ConnectOutcome outcome;
+    auto forged = connect_forged(cn, outcome);
+    EXPECT_FALSE(outcome.accepted()) << cn << ": " << outcome;
+    EXPECT_FALSE(forged->connected()) << cn;
+  }
+  // The same broker still admits the genuine bridge and a genuine device.
+  EXPECT_TRUE(connect_client("bridge_r1_m1")->connected());
+  EXPECT_TRUE(connect_client("rec_r1_m1_pv-1")->connected());
+}
+
 TEST_F(SecmgrGuardTest, TheDerivedMatrixIsEnforced) {
   expect_matrix_enforced();
 }

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <unistd.h>
 
 #include "free_port.hpp"
 
@@ -27,6 +28,12 @@ std::string read_from(const fs::path& path, std::uintmax_t offset) {
 }
 
 }  // namespace
+
+void let_mosquitto_through(const fs::path& dir) {
+  if (::geteuid() == 0) {
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  }
+}
 
 std::string mosquitto_binary() {
   for (const char* candidate : {"/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"}) {

@@ -12,6 +12,11 @@
 
 namespace recmesh::testing {
 
+// Started by root, Mosquitto drops to the `mosquitto` account before it reads its configuration
+// and certificates, so that account must be able to pass through `dir` (otherwise 0700). Does
+// nothing for other users.
+void let_mosquitto_through(const std::filesystem::path& dir);
+
 // Path of the Debian `mosquitto` binary (/usr/sbin is not always on a user's PATH).
 std::string mosquitto_binary();
 

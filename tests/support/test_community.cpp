@@ -102,10 +102,7 @@ void TestCommunity::Broker::restart() {
 
 TestCommunity::TestCommunity(fs::path dir, std::string rec, std::vector<std::string> members)
     : dir_(std::move(dir)), rec_(std::move(rec)) {
-  if (::geteuid() == 0) {
-    // Mosquitto drops to the mosquitto account, which must pass through the test directory.
-    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-  }
+  let_mosquitto_through(dir_);
   pki::Pki pki = pki::Pki::create(pki_dir(), Secret(kTestPassphrase));
   pki.add_rec(rec_);
   for (const auto& member : members) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cassert>
+#include <concepts>
 #include <string>
 #include <utility>
 #include <variant>
@@ -16,14 +17,15 @@ struct Status {
   std::string message;
 };
 
-// A value or a Status, for paths that must not throw (message decoding, event loops).
-template <typename T>
+// A value or an error, for paths that must not throw (message decoding, event loops). The error
+// is a Status unless a layer has its own failure classes (e2e::Rejection).
+template <typename T, typename E = Status>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}         // NOLINT
-  Result(Status status) : state_(std::in_place_index<1>, std::move(status)) {}  // NOLINT
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
+  Result(E error) : state_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
-  static Result failure(ErrorCode code, std::string message) {
+  static Result failure(ErrorCode code, std::string message) requires std::same_as<E, Status> {
     return Result(Status{code, std::move(message)});
   }
 
@@ -47,13 +49,14 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
   T* operator->() { return &value(); }
 
-  const Status& status() const {
+  const E& error() const {
     assert(!ok());
     return std::get<1>(state_);
   }
+  const Status& status() const requires std::same_as<E, Status> { return error(); }
 
  private:
-  std::variant<T, Status> state_;
+  std::variant<T, E> state_;
 };
 
 }  // namespace recmesh

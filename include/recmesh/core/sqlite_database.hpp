@@ -6,6 +6,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -32,6 +35,28 @@ class SqliteStatement {
   // Runs a statement that returns no rows, then resets it for reuse.
   void run();
   void reset();
+
+  // Every remaining row, each made into a value by `read`, which is handed the statement
+  // standing on that row.
+  template <typename Read>
+  auto rows(Read read) {
+    std::vector<std::invoke_result_t<Read&, const SqliteStatement&>> out;
+    while (step()) {
+      out.push_back(read(std::as_const(*this)));
+    }
+    return out;
+  }
+  // The next row made into a value by `read`, or nothing when there is none. The statement is
+  // reset after, so that a cached one does not hold its read transaction open.
+  template <typename Read>
+  auto first_row(Read read) -> std::optional<std::invoke_result_t<Read&, const SqliteStatement&>> {
+    std::optional<std::invoke_result_t<Read&, const SqliteStatement&>> row;
+    if (step()) {
+      row.emplace(read(std::as_const(*this)));
+    }
+    reset();
+    return row;
+  }
 
   std::string column_text(int index) const;
   std::optional<std::string> column_optional_text(int index) const;
@@ -60,6 +85,8 @@ class SqliteDatabase {
   // stays valid while the database lives; do not hold two uses of the same SQL at once.
   SqliteStatement& cached(const std::string& sql);
   std::int64_t changes() const;
+  // The rowid of the last row this connection inserted.
+  std::int64_t last_insert_rowid() const;
   sqlite3* handle() const { return db_; }
 
  private:

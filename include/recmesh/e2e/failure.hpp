@@ -1,10 +1,11 @@
 #pragma once
 
-#include <cassert>
+#include <cstddef>
 #include <string>
 #include <string_view>
 #include <utility>
-#include <variant>
+
+#include "recmesh/core/result.hpp"
 
 namespace recmesh::e2e {
 
@@ -41,38 +42,7 @@ struct Rejection {
 
 // A value or a Rejection. The data path returns these and never throws.
 template <typename T>
-class [[nodiscard]] Checked {
- public:
-  Checked(T value) : state_(std::in_place_index<0>, std::move(value)) {}            // NOLINT
-  Checked(Rejection reject) : state_(std::in_place_index<1>, std::move(reject)) {}  // NOLINT
-
-  bool ok() const { return state_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-  const T& value() const& {
-    assert(ok());
-    return std::get<0>(state_);
-  }
-  T& value() & {
-    assert(ok());
-    return std::get<0>(state_);
-  }
-  T&& value() && {
-    assert(ok());
-    return std::get<0>(std::move(state_));
-  }
-  const T& operator*() const& { return value(); }
-  T& operator*() & { return value(); }
-  const T* operator->() const { return &value(); }
-  T* operator->() { return &value(); }
-  const Rejection& rejection() const {
-    assert(!ok());
-    return std::get<1>(state_);
-  }
-  Failure failure() const { return rejection().failure; }
-
- private:
-  std::variant<T, Rejection> state_;
-};
+using Checked = Result<T, Rejection>;
 
 inline Rejection reject(Failure failure, std::string detail) {
   return Rejection{failure, std::move(detail)};

@@ -100,12 +100,12 @@ class E2eFixture : public ::testing::Test {
     ASSERT_TRUE(init);
     ASSERT_EQ(init->topic, "/r1/" + member + "/keys");
     auto answered = gateway.on_keys(init->payload);
-    ASSERT_TRUE(answered) << answered.rejection().detail;
+    ASSERT_TRUE(answered) << answered.error().detail;
     auto response = to_platform_.take();
     ASSERT_TRUE(response);
     ASSERT_EQ(response->topic, "/platform/keys/response");
     auto finished = platform.on_keys_response("r1", member, response->payload);
-    ASSERT_TRUE(finished) << finished.rejection().detail;
+    ASSERT_TRUE(finished) << finished.error().detail;
   }
 
   void advance(std::chrono::milliseconds by) { clock_.set(clock_.now() + by); }

@@ -1,6 +1,9 @@
 #include "recmesh/e2e/endpoint.hpp"
 
+#include <string>
+
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include "e2e_fixture.hpp"
 
@@ -38,7 +41,7 @@ TEST_F(EndpointTest, HandshakeThenTrafficBothWays) {
   EXPECT_EQ(control->topic, "/r1/m1/control");
   EXPECT_EQ(control->payload.find("control"), std::string::npos);  // ciphertext on the wire
   auto opened = gateway_->open("/platform/control", control->payload);
-  ASSERT_TRUE(opened) << opened.rejection().detail;
+  ASSERT_TRUE(opened) << opened.error().detail;
   EXPECT_EQ(*opened, R"({"control":1})");
 
   ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", R"({"m":2})"));
@@ -46,7 +49,7 @@ TEST_F(EndpointTest, HandshakeThenTrafficBothWays) {
   ASSERT_TRUE(metrics);
   EXPECT_EQ(metrics->topic, "/platform/metrics/aggregate");
   auto plain = deliver_to_platform(*metrics);
-  ASSERT_TRUE(plain) << plain.rejection().detail;
+  ASSERT_TRUE(plain) << plain.error().detail;
   EXPECT_EQ(*plain, R"({"m":2})");
 }
 
@@ -100,7 +103,7 @@ TEST_F(EndpointTest, MessagesBeforeTheSessionAreQueuedAndSentOnceItIsUp) {
 TEST_F(EndpointTest, SealWithoutASessionAsksForOneAndQueuesNothing) {
   auto none = gateway_->seal("/platform/metrics/aggregate", "x");
   ASSERT_FALSE(none);
-  EXPECT_EQ(none.failure(), Failure::kNoSession);
+  EXPECT_EQ(none.error().failure, Failure::kNoSession);
   EXPECT_EQ(gateway_->queued(), 0U);
   ASSERT_TRUE(to_platform_.take());  // the hello
   handshake(*platform_, *gateway_);
@@ -118,14 +121,14 @@ TEST_F(EndpointTest, TheQueueIsBoundedAndItsOverflowCounted) {
   EXPECT_TRUE(gateway_->publish("/platform/metrics/aggregate", "2"));
   auto third = gateway_->publish("/platform/metrics/aggregate", "3");
   ASSERT_FALSE(third);
-  EXPECT_EQ(third.failure(), Failure::kQueueFull);
+  EXPECT_EQ(third.error().failure, Failure::kQueueFull);
   EXPECT_EQ(gateway_->stats().refused_of(Failure::kQueueFull), 1U);
 }
 
 TEST_F(EndpointTest, OnlyProtectedTopicsAreSealed) {
   auto refused = gateway_->publish("/device/pv1/control", "x");
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.failure(), Failure::kMalformed);
+  EXPECT_EQ(refused.error().failure, Failure::kMalformed);
   EXPECT_EQ(bound_topic("r1", "m1", "/platform/logs/ERROR"), "/r1/m1/logs/ERROR");
   EXPECT_EQ(bound_topic("r1", "m1", "/smart-gateway/status/info"),
             "/r1/m1/smart-gateway/status/info");
@@ -138,7 +141,7 @@ TEST_F(EndpointTest, ARevokedGatewayCannotCompleteTheHandshake) {
   ASSERT_TRUE(gateway_->on_keys(to_members_.take()->payload));
   auto finished = platform_->on_keys_response("r1", "m1", to_platform_.take()->payload);
   ASSERT_FALSE(finished);
-  EXPECT_EQ(finished.failure(), Failure::kRevoked);
+  EXPECT_EQ(finished.error().failure, Failure::kRevoked);
   EXPECT_FALSE(platform_->established("r1", "m1"));
 }
 
@@ -148,7 +151,7 @@ TEST_F(EndpointTest, ARevokedMemberCaRevokesItsGateway) {
   ASSERT_TRUE(gateway_->on_keys(to_members_.take()->payload));
   auto finished = platform_->on_keys_response("r1", "m1", to_platform_.take()->payload);
   ASSERT_FALSE(finished);
-  EXPECT_EQ(finished.failure(), Failure::kRevoked);
+  EXPECT_EQ(finished.error().failure, Failure::kRevoked);
 }
 
 TEST_F(EndpointTest, ARevokedEngineCannotCompleteTheHandshake) {
@@ -156,7 +159,7 @@ TEST_F(EndpointTest, ARevokedEngineCannotCompleteTheHandshake) {
   platform_->connect("r1", "m1");
   auto answered = gateway_->on_keys(to_members_.take()->payload);
   ASSERT_FALSE(answered);
-  EXPECT_EQ(answered.failure(), Failure::kRevoked);
+  EXPECT_EQ(answered.error().failure, Failure::kRevoked);
   EXPECT_TRUE(to_platform_.messages.empty());
   EXPECT_FALSE(gateway_->established());
 }
@@ -167,7 +170,7 @@ TEST_F(EndpointTest, AnotherMembersGatewayIsRefused) {
   ASSERT_TRUE(impostor->on_keys(to_members_.take()->payload));
   auto finished = platform_->on_keys_response("r1", "m1", to_platform_.take()->payload);
   ASSERT_FALSE(finished);
-  EXPECT_EQ(finished.failure(), Failure::kWrongMember);
+  EXPECT_EQ(finished.error().failure, Failure::kWrongMember);
 }
 
 TEST_F(EndpointTest, AnInitForAnotherMemberIsRefused) {
@@ -175,7 +178,7 @@ TEST_F(EndpointTest, AnInitForAnotherMemberIsRefused) {
   platform_->connect("r1", "m1");
   auto answered = m2->on_keys(to_members_.take()->payload);
   ASSERT_FALSE(answered);
-  EXPECT_EQ(answered.failure(), Failure::kWrongMember);
+  EXPECT_EQ(answered.error().failure, Failure::kWrongMember);
 }
 
 TEST_F(EndpointTest, WrongRolesAreRefused) {
@@ -185,13 +188,13 @@ TEST_F(EndpointTest, WrongRolesAreRefused) {
   ASSERT_TRUE(device->on_keys(to_members_.take()->payload));
   auto finished = platform_->on_keys_response("r1", "m1", to_platform_.take()->payload);
   ASSERT_FALSE(finished);
-  EXPECT_EQ(finished.failure(), Failure::kWrongRole);
+  EXPECT_EQ(finished.error().failure, Failure::kWrongRole);
   // Another EMS service initiating as the engine.
   auto lms = make_platform("ems_lms");
   lms->connect("r1", "m1");
   auto answered = gateway_->on_keys(to_members_.take()->payload);
   ASSERT_FALSE(answered);
-  EXPECT_EQ(answered.failure(), Failure::kWrongRole);
+  EXPECT_EQ(answered.error().failure, Failure::kWrongRole);
 }
 
 TEST_F(EndpointTest, ReplayedAndStaleInitsAreRefused) {
@@ -200,13 +203,13 @@ TEST_F(EndpointTest, ReplayedAndStaleInitsAreRefused) {
   ASSERT_TRUE(gateway_->on_keys(init));
   auto replayed = gateway_->on_keys(init);
   ASSERT_FALSE(replayed);
-  EXPECT_EQ(replayed.failure(), Failure::kReplayed);
+  EXPECT_EQ(replayed.error().failure, Failure::kReplayed);
 
   auto fresh_gateway = make_member();
   advance(settings_.max_age + 1s);
   auto stale = fresh_gateway->on_keys(init);
   ASSERT_FALSE(stale);
-  EXPECT_EQ(stale.failure(), Failure::kStale);
+  EXPECT_EQ(stale.error().failure, Failure::kStale);
 }
 
 TEST_F(EndpointTest, ReflectedHandshakeMessagesAreRefused) {
@@ -214,12 +217,34 @@ TEST_F(EndpointTest, ReflectedHandshakeMessagesAreRefused) {
   const std::string init = to_members_.take()->payload;
   auto reflected = platform_->on_keys_response("r1", "m1", init);
   ASSERT_FALSE(reflected);
-  EXPECT_EQ(reflected.failure(), Failure::kWrongDirection);
+  EXPECT_EQ(reflected.error().failure, Failure::kWrongDirection);
   ASSERT_TRUE(gateway_->on_keys(init));
   const std::string response = to_platform_.take()->payload;
   auto back = gateway_->on_keys(response);
   ASSERT_FALSE(back);
-  EXPECT_EQ(back.failure(), Failure::kWrongDirection);
+  EXPECT_EQ(back.error().failure, Failure::kWrongDirection);
+}
+
+// docs/protocol/e2e.md, "Handshake" step 7: an init whose ephemeral key is a low-order X25519
+// point is refused even when the genuine engine signed it, and no response goes out.
+TEST_F(EndpointTest, ALowOrderEphemeralKeyIsRefusedAsTampered) {
+  std::string one(32, '\0');
+  one[0] = 1;
+  for (const std::string& point : {std::string(32, '\0'), one}) {
+    advance(1ms);
+    HandshakeInputs inputs = HandshakeInputs::fresh(clock_);
+    inputs.ephemeral.reset(EVP_PKEY_new_raw_public_key(
+        EVP_PKEY_X25519, nullptr, reinterpret_cast<const unsigned char*>(point.data()),
+        point.size()));
+    ASSERT_TRUE(inputs.ephemeral);
+    const PlatformHandshake forged(credentials("ems_engine"), "r1", "m1", Suite::kAes256Gcm,
+                                   std::move(inputs));
+    auto refused = gateway_->on_keys(forged.init());
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error().failure, Failure::kTampered);
+    EXPECT_FALSE(to_platform_.take().has_value()) << "a response went out";
+  }
+  handshake(*platform_, *gateway_);
 }
 
 TEST_F(EndpointTest, TamperedHandshakeMessagesAreRefused) {
@@ -229,18 +254,20 @@ TEST_F(EndpointTest, TamperedHandshakeMessagesAreRefused) {
   forged[40] = static_cast<char>(forged[40] ^ 1);  // the engine's ephemeral key
   auto refused = gateway_->on_keys(forged);
   ASSERT_FALSE(refused);
-  EXPECT_EQ(refused.failure(), Failure::kTampered);
+  EXPECT_EQ(refused.error().failure, Failure::kTampered);
   for (std::size_t n = 0; n < init.size(); n += 7) {
     auto cut = gateway_->on_keys(init.substr(0, n));
     ASSERT_FALSE(cut);
-    EXPECT_TRUE(cut.failure() == Failure::kTruncated || cut.failure() == Failure::kMalformed) << n;
+    EXPECT_TRUE(cut.error().failure == Failure::kTruncated ||
+                cut.error().failure == Failure::kMalformed)
+        << n;
   }
   ASSERT_TRUE(gateway_->on_keys(init));
   std::string response = to_platform_.take()->payload;
   response[20] = static_cast<char>(response[20] ^ 1);  // the gateway's nonce
   auto bad = platform_->on_keys_response("r1", "m1", response);
   ASSERT_FALSE(bad);
-  EXPECT_EQ(bad.failure(), Failure::kTampered);
+  EXPECT_EQ(bad.error().failure, Failure::kTampered);
 }
 
 TEST_F(EndpointTest, AMessageOfAnotherMembersSessionIsAWrongMember) {
@@ -252,7 +279,7 @@ TEST_F(EndpointTest, AMessageOfAnotherMembersSessionIsAWrongMember) {
   // The bridge (or anyone on the path) moves it onto m1's topic.
   auto moved = platform_->open("r1", "m1", "/r1/m1/metrics/aggregate", sealed->payload);
   ASSERT_FALSE(moved);
-  EXPECT_EQ(moved.failure(), Failure::kWrongMember);
+  EXPECT_EQ(moved.error().failure, Failure::kWrongMember);
   EXPECT_EQ(platform_->stats().refused_of(Failure::kWrongMember), 1U);
 }
 
@@ -289,7 +316,7 @@ TEST_F(EndpointTest, EngineRestartReHandshakesOnTheFirstUnknownSession) {
   ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "lost"));
   auto lost = deliver_to_platform(*to_platform_.take());
   ASSERT_FALSE(lost);
-  EXPECT_EQ(lost.failure(), Failure::kNoSession);
+  EXPECT_EQ(lost.error().failure, Failure::kNoSession);
   auto init = to_members_.take();  // the engine starts a handshake at once
   ASSERT_TRUE(init);
   ASSERT_TRUE(gateway_->on_keys(init->payload));
@@ -327,7 +354,7 @@ TEST_F(EndpointTest, OldSessionStillOpensDuringItsGraceAfterARehandshake) {
   auto in_flight = to_platform_.take();
   handshake(*platform_, *gateway_);
   auto opened = deliver_to_platform(*in_flight);
-  ASSERT_TRUE(opened) << opened.rejection().detail;
+  ASSERT_TRUE(opened) << opened.error().detail;
   advance(settings_.epoch_grace + 1s);
   ASSERT_TRUE(gateway_->publish("/platform/metrics/aggregate", "x"));
   auto x = to_platform_.take();
@@ -355,20 +382,20 @@ TEST_F(EndpointTest, AReconnectKeepsTheSessionAndWhatWasSealedInItStillOpens) {
   platform_->peer_offline("r1", "m1");
   handshake(*platform_, *gateway_);
   auto opened = deliver_to_platform(*second);
-  ASSERT_TRUE(opened) << opened.rejection().detail;
+  ASSERT_TRUE(opened) << opened.error().detail;
   EXPECT_EQ(*opened, "still in the broker");
   // A redelivery or a replay of it is refused, in the retired session as in a current one.
   auto again = deliver_to_platform(*second);
   ASSERT_FALSE(again);
-  EXPECT_EQ(again.failure(), Failure::kReplayed);
+  EXPECT_EQ(again.error().failure, Failure::kReplayed);
   auto replayed_first = deliver_to_platform(*first);
   ASSERT_FALSE(replayed_first);
-  EXPECT_EQ(replayed_first.failure(), Failure::kReplayed);
+  EXPECT_EQ(replayed_first.error().failure, Failure::kReplayed);
   // Once the grace is over, the retired sessions are gone for good.
   advance(settings_.epoch_grace + 1s);
   auto late = deliver_to_platform(*second);
   ASSERT_FALSE(late);
-  EXPECT_EQ(late.failure(), Failure::kUnknownSession);
+  EXPECT_EQ(late.error().failure, Failure::kUnknownSession);
 }
 
 // A hello (the gateway restarted) retires the engine's session instead of dropping it: what the
@@ -384,7 +411,7 @@ TEST_F(EndpointTest, AHelloRetiresTheSessionWhatItSealedStillOpens) {
   ASSERT_TRUE(platform_->on_keys_response("r1", "m1", hello->payload));
   EXPECT_FALSE(platform_->established("r1", "m1"));
   auto opened = deliver_to_platform(*in_flight);
-  ASSERT_TRUE(opened) << opened.rejection().detail;
+  ASSERT_TRUE(opened) << opened.error().detail;
   // Controls wait for the next session: nothing is sealed in a retired one.
   ASSERT_TRUE(platform_->publish("r1", "m1", "/r1/m1/control", "queued"));
   EXPECT_EQ(platform_->queued("r1", "m1"), 1U);

@@ -34,7 +34,7 @@ class SessionTest : public ::testing::Test {
   Failure refusal(std::string_view envelope, std::string_view topic = kTopic) {
     auto opened = platform_->open(topic, envelope);
     EXPECT_FALSE(opened);
-    return opened ? Failure::kInternal : opened.failure();
+    return opened ? Failure::kInternal : opened.error().failure;
   }
 
   E2eSettings settings_;
@@ -48,7 +48,7 @@ TEST_F(SessionTest, SealedPayloadOpensOnTheOtherSideWithExactlyTheOverhead) {
   EXPECT_EQ(envelope.size(), 7 + kEnvelopeOverhead);
   EXPECT_EQ(envelope.find("\"x\""), std::string::npos);
   auto opened = platform_->open(kTopic, envelope);
-  ASSERT_TRUE(opened) << opened.rejection().detail;
+  ASSERT_TRUE(opened) << opened.error().detail;
   EXPECT_EQ(*opened, "{\"x\":1}");
   auto empty = platform_->open(kTopic, seal(""));
   ASSERT_TRUE(empty);
@@ -143,7 +143,7 @@ TEST_F(SessionTest, OwnDirectionIsAReflection) {
   ASSERT_TRUE(own);
   auto reflected = platform_->open(kTopic, *own);
   ASSERT_FALSE(reflected);
-  EXPECT_EQ(reflected.failure(), Failure::kWrongDirection);
+  EXPECT_EQ(reflected.error().failure, Failure::kWrongDirection);
 }
 
 TEST_F(SessionTest, KeysRotateByMessageCountAndTheReceiverFollows) {
@@ -207,7 +207,7 @@ TEST_F(SessionTest, OversizePayloadIsRefusedOnBothSides) {
   const std::string big(kMaxPayloadBytes + 1, 'x');
   auto sealed = member_->seal(kTopic, big);
   ASSERT_FALSE(sealed);
-  EXPECT_EQ(sealed.failure(), Failure::kMalformed);
+  EXPECT_EQ(sealed.error().failure, Failure::kMalformed);
   std::string forged = seal();
   forged.append(big);
   EXPECT_EQ(refusal(forged), Failure::kMalformed);

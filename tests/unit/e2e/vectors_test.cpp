@@ -133,9 +133,9 @@ TEST(E2eVectors, DISABLED_WriteVectors) {
                              fixed_inputs(0x01, 0xA0, t));
   auto responded = respond_to_init(gateway_creds, "r1", "m1", platform.init(), ems_trust(),
                                    E2eSettings{}, clock, fixed_inputs(0x41, 0xC0, t + 250));
-  ASSERT_TRUE(responded) << responded.rejection().detail;
+  ASSERT_TRUE(responded) << responded.error().detail;
   auto keys = platform.finish(responded->response, gateway_trust(), E2eSettings{}, clock);
-  ASSERT_TRUE(keys) << keys.rejection().detail;
+  ASSERT_TRUE(keys) << keys.error().detail;
   json v;
   v["verify_at"] = kVerifyAt;
   v["init"] = hex(platform.init());
@@ -173,7 +173,7 @@ TEST_F(E2eVectorTest, TheHandshakeVerifiesAndGivesTheDocumentedKeys) {
   auto platform = PlatformHandshake::from_recorded(init_, fixed_inputs(0x01, 0xA0, 0).ephemeral);
   ASSERT_TRUE(platform);
   auto keys = platform->finish(response_, gateway_trust(), E2eSettings{}, clock_);
-  ASSERT_TRUE(keys) << keys.rejection().detail;
+  ASSERT_TRUE(keys) << keys.error().detail;
   EXPECT_EQ(keys->session_id, 0x5E551011U);
   EXPECT_EQ(hex(keys->transcript_hash), v_["transcript_hash"]);
   EXPECT_EQ(hex(keys->send_secret), v_["secret_platform_to_member_0"]);
@@ -199,7 +199,7 @@ TEST_F(E2eVectorTest, TheGatewayAcceptsTheInitAndAnswersWithTheSameFields) {
   auto responded =
       respond_to_init(gateway, "r1", "m1", init_, ems_trust(), E2eSettings{}, clock_,
                       fixed_inputs(0x41, 0xC0, static_cast<std::uint64_t>(kVerifyAt) * 1000 + 250));
-  ASSERT_TRUE(responded) << responded.rejection().detail;
+  ASSERT_TRUE(responded) << responded.error().detail;
   // ECDSA signatures are randomised: everything before the signature is exact.
   auto ours = parse_response(responded->response);
   auto recorded = parse_response(response_);

@@ -233,20 +233,25 @@ TEST_F(PkiTest, ExpiredAndNotYetValidCertificatesFailVerification) {
             X509_V_ERR_CERT_NOT_YET_VALID);
 }
 
-TEST_F(PkiTest, CsrIssuanceKeepsTheRequesterKeyAndIgnoresItsSubject) {
-  auto key = crypto::generate_p256_key();
+// A CSR for `key` asking for `common_name`, signed with it.
+std::string csr_pem(EVP_PKEY* key, const char* common_name) {
   crypto::X509ReqPtr csr(X509_REQ_new());
   X509_NAME* name = X509_REQ_get_subject_name(csr.get());
   X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("bridge_r1_m1"), -1, -1, 0);
-  X509_REQ_set_pubkey(csr.get(), key.get());
-  X509_REQ_sign(csr.get(), key.get(), EVP_sha256());
+                             reinterpret_cast<const unsigned char*>(common_name), -1, -1, 0);
+  X509_REQ_set_pubkey(csr.get(), key);
+  X509_REQ_sign(csr.get(), key, EVP_sha256());
   crypto::BioPtr bio(BIO_new(BIO_s_mem()));
   PEM_write_bio_X509_REQ(bio.get(), csr.get());
   char* data = nullptr;
   const long size = BIO_get_mem_data(bio.get(), &data);
+  return {data, static_cast<std::size_t>(size)};
+}
+
+TEST_F(PkiTest, CsrIssuanceKeepsTheRequesterKeyAndIgnoresItsSubject) {
+  auto key = crypto::generate_p256_key();
   IssueRequest r = request(IdentityKind::kDevice, "r1", "m1", "meter");
-  r.csr_pem.assign(data, static_cast<std::size_t>(size));
+  r.csr_pem = csr_pem(key.get(), "bridge_r1_m1");
   auto issued = pki_->issue(r);
   EXPECT_EQ(issued.record.common_name, "rec_r1_m1_meter");
   EXPECT_TRUE(issued.files.key.empty());
@@ -257,6 +262,59 @@ TEST_F(PkiTest, CsrIssuanceKeepsTheRequesterKeyAndIgnoresItsSubject) {
   forged.csr_pem = r.csr_pem;
   forged.csr_pem[forged.csr_pem.size() / 2] ^= 0x01;
   EXPECT_THROW(pki_->issue(forged), Error);
+}
+
+// docs/secmgr.md, "Certificates": only ECDSA keys of 256 bits or more are signed.
+TEST_F(PkiTest, CsrWithAWeakOrNonEcKeyIsRefused) {
+  const crypto::PkeyPtr rsa(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", size_t{2048}));
+  const crypto::PkeyPtr p224(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-224"));
+  ASSERT_TRUE(rsa && p224);
+  for (EVP_PKEY* key : {rsa.get(), p224.get()}) {
+    IssueRequest r = request(IdentityKind::kDevice, "r1", "m1", "weak");
+    r.csr_pem = csr_pem(key, "rec_r1_m1_weak");
+    EXPECT_EQ(error_of([&] { pki_->issue(r); }),
+              Failure(ErrorCode::kInvalidArgument, "must be ECDSA with at least 256 bits"))
+        << EVP_PKEY_get_base_id(key);
+  }
+  EXPECT_EQ(error_of([&] { pki_->find_by_common_name("rec_r1_m1_weak"); }),
+            Failure(ErrorCode::kNotFound));
+}
+
+// docs/pki.md, "Certificates": a leaf never outlives its CA, whatever --days asks.
+TEST_F(PkiTest, ALeafNeverOutlivesItsCa) {
+  IssueRequest r = request(IdentityKind::kDevice, "r1", "m1", "long");
+  r.days = 3650;
+  const auto issued = pki_->issue(r);
+  const auto ca = pki_->authority("member_r1_m1");
+  EXPECT_LE(issued.record.not_after, ca.not_after);
+  EXPECT_TRUE(valid(issued));
+}
+
+// docs/pki.md, "Revocation": a revoked REC or member is not issued under, and its ID is not
+// given out again.
+TEST_F(PkiTest, ARevokedRecOrMemberIdIsNotReused) {
+  pki_->revoke(RevocationTarget::whole_member("r1", "m1"));
+  EXPECT_THROW(pki_->add_member("r1", "m1"), Error);
+  EXPECT_THROW(issue(IdentityKind::kDevice, "r1", "m1", "pv1"), Error);
+  pki_->revoke(RevocationTarget::whole_rec("r2"));
+  EXPECT_THROW(pki_->add_rec("r2"), Error);
+  EXPECT_THROW(pki_->add_member("r2", "m9"), Error);
+  EXPECT_THROW(issue(IdentityKind::kDevice, "r2", "m1", "pv1"), Error);
+}
+
+// docs/pki.md, "Files": the directory, every directory under it and pki.db are the owner's.
+TEST_F(PkiTest, TheDirectoryAndItsDatabaseAreOwnerOnly) {
+  issue(IdentityKind::kDevice, "r1", "m1", "pv1");
+  EXPECT_EQ(mode_of(pki_->directory()), 0700U);
+  int directories = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(pki_->directory())) {
+    if (entry.is_directory()) {
+      EXPECT_EQ(mode_of(entry.path()), 0700U) << entry.path();
+      ++directories;
+    }
+  }
+  EXPECT_GT(directories, 5);
+  EXPECT_EQ(mode_of(pki_->directory() / "pki.db"), 0600U);
 }
 
 TEST_F(PkiTest, FailedBatchLeavesTheDirectoryAsItWas) {
