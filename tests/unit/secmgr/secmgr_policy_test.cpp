@@ -13,6 +13,12 @@ namespace {
 
 using nlohmann::json;
 
+// A string member of a command, or "" when it has none.
+std::string text_of(const json& command, const char* key) {
+  const auto it = command.find(key);
+  return it != command.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
 bool contains(const std::vector<std::string>& list, const std::string& item) {
   return std::find(list.begin(), list.end(), item) != list.end();
 }
@@ -84,14 +90,20 @@ TEST_F(PolicyCompilerTest, CustomRulesAllowAndDenyOnTheBrokersTheyName) {
   EXPECT_EQ(grant(local, "member/r1/m1:rec_r1_m1_old"), nullptr);
   EXPECT_EQ(grant(local, "ems:ems_engine"), nullptr);  // a local broker does not serve it
   const auto central = compile_policy(central_, snapshot_, 1, 0);
-  EXPECT_TRUE(contains(grant(central, "bridge:bridge_r1_m1")->subscribe, "/r1/m1/extra"));
-  EXPECT_TRUE(contains(grant(central, "ems:ems_engine")->subscribe, "/ems/extra"));
+  const auto* bridge = grant(central, "bridge:bridge_r1_m1");
+  ASSERT_NE(bridge, nullptr);
+  EXPECT_TRUE(contains(bridge->subscribe, "/r1/m1/extra"));
+  const auto* engine = grant(central, "ems:ems_engine");
+  ASSERT_NE(engine, nullptr);
+  EXPECT_TRUE(contains(engine->subscribe, "/ems/extra"));
   EXPECT_EQ(grant(central, "bridge:bridge_r1_m2"), nullptr);
 }
 
 TEST_F(PolicyCompilerTest, TheDeviceQuotaLimitsDevicesOnly) {
-  EXPECT_FALSE(grant(compile_policy(local_, snapshot_, 1, 0), "member/r1/m1:rec_r1_m1_pv")
-                   ->quota.has_value());
+  const auto unlimited = compile_policy(local_, snapshot_, 1, 0);
+  const auto* unlimited_device = grant(unlimited, "member/r1/m1:rec_r1_m1_pv");
+  ASSERT_NE(unlimited_device, nullptr);
+  EXPECT_FALSE(unlimited_device->quota.has_value());
   policy::Quota quota;
   quota.publish_per_second = 20;
   quota.max_retained = 8;
@@ -141,8 +153,8 @@ TEST(DynsecCommandsTest, SendsOnlyTheDifference) {
   const json commands = dynsec_commands(bundle, clients, roles, "ems_secmgr");
   std::vector<std::string> seen;
   for (const auto& c : commands) {
-    seen.push_back(c["command"].get<std::string>() + " " + c.value("username", "") +
-                   c.value("rolename", "") + " " + c.value("topic", ""));
+    seen.push_back(text_of(c, "command") + " " + text_of(c, "username") + text_of(c, "rolename") +
+                   " " + text_of(c, "topic"));
   }
   EXPECT_EQ(seen, (std::vector<std::string>{
                       "setDefaultACLAccess  ",
