@@ -13,6 +13,12 @@
 namespace recmesh::bridge {
 namespace {
 
+// The help text of each labelled metric, registered once per label value.
+constexpr const char* kDroppedHelp = "Messages lost by policy, by reason";
+constexpr const char* kRejectedHelp = "Messages refused as bad input, by reason";
+constexpr const char* kReconnectsHelp = "Connections made again after the first, by broker";
+constexpr const char* kConnectedHelp = "1 while connected to the broker";
+
 using protocol::BridgeDirection;
 using namespace std::chrono_literals;
 
@@ -37,23 +43,17 @@ Bridge::Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry
       settings_(std::move(settings)),
       log_("bridge"),
       store_(settings_.store_path, settings_.store_sync),
-      dropped_overflow_(registry.counter("recmesh_bridge_dropped_total",
-                                         "Messages lost by policy, by reason",
-                                         {{"reason", "overflow"}})),
-      dropped_qos0_(registry.counter("recmesh_bridge_dropped_total",
-                                     "Messages lost by policy, by reason",
+      dropped_overflow_(
+          registry.counter("recmesh_bridge_dropped_total", kDroppedHelp, {{"reason", "overflow"}})),
+      dropped_qos0_(registry.counter("recmesh_bridge_dropped_total", kDroppedHelp,
                                      {{"reason", "qos0-far-side-down"}})),
-      rejected_oversize_(registry.counter("recmesh_bridge_rejected_total",
-                                          "Messages refused as bad input, by reason",
+      rejected_oversize_(registry.counter("recmesh_bridge_rejected_total", kRejectedHelp,
                                           {{"reason", "oversize"}})),
-      rejected_topic_(registry.counter("recmesh_bridge_rejected_total",
-                                       "Messages refused as bad input, by reason",
-                                       {{"reason", "topic"}})),
-      reconnects_local_(registry.counter("recmesh_bridge_reconnects_total",
-                                         "Connections made again after the first, by broker",
+      rejected_topic_(
+          registry.counter("recmesh_bridge_rejected_total", kRejectedHelp, {{"reason", "topic"}})),
+      reconnects_local_(registry.counter("recmesh_bridge_reconnects_total", kReconnectsHelp,
                                          {{"broker", "local"}})),
-      reconnects_central_(registry.counter("recmesh_bridge_reconnects_total",
-                                           "Connections made again after the first, by broker",
+      reconnects_central_(registry.counter("recmesh_bridge_reconnects_total", kReconnectsHelp,
                                            {{"broker", "central"}})),
       commits_(registry.counter("recmesh_bridge_store_commits_total",
                                 "Store transactions committed (one per batch of messages)")),
@@ -63,10 +63,10 @@ Bridge::Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry
                                   "Topic and payload bytes held in the store")),
       blocked_gauge_(registry.gauge("recmesh_bridge_blocked",
                                     "1 while reading is paused because the store is full")),
-      local_connected_(registry.gauge("recmesh_bridge_connected", "1 while connected to the broker",
-                                      {{"broker", "local"}})),
-      central_connected_(registry.gauge(
-          "recmesh_bridge_connected", "1 while connected to the broker", {{"broker", "central"}})),
+      local_connected_(
+          registry.gauge("recmesh_bridge_connected", kConnectedHelp, {{"broker", "local"}})),
+      central_connected_(
+          registry.gauge("recmesh_bridge_connected", kConnectedHelp, {{"broker", "central"}})),
       rejected_log_(log_, log::Level::kWarn, "message refused", kLogInterval),
       dropped_log_(log_, log::Level::kWarn, "message dropped by the overflow policy",
                    kLogInterval) {
