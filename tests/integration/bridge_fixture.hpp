@@ -73,8 +73,9 @@ struct BridgeOptions {
   std::string overflow = "block";
   std::int64_t max_payload_bytes = 65536;
   std::int64_t max_inflight = 100;
-  bool through_proxy = false;  // reach the central broker through the TcpProxy
-  int local_port = 0;          // 0: the local broker's bridge listener
+  std::string write_behind = "5ms";  // store.write_behind
+  bool through_proxy = false;        // reach the central broker through the TcpProxy
+  int local_port = 0;                // 0: the local broker's bridge listener
 };
 
 class BridgeWorld {
@@ -166,6 +167,7 @@ class BridgeWorld {
         "local:\n  host: 127.0.0.1\n  port: {}\n  cafile: {}\n  certfile: {}\n  keyfile: {}\n"
         "central:\n  host: 127.0.0.1\n  port: {}\n  cafile: {}\n  certfile: {}\n  keyfile: {}\n"
         "store:\n  path: bridge-store.db\n  max_messages: {}\n  overflow: {}\n"
+        "  write_behind: {}\n"
         "max_payload_bytes: {}\nmax_inflight: {}\nstatus_interval: 300ms\nkeepalive: 5s\n"
         "reconnect:\n  initial: 100ms\n  max: 1s\n"
         "metrics:\n  enabled: true\n  port: {}\n"
@@ -173,7 +175,7 @@ class BridgeWorld {
         options.local_port != 0 ? options.local_port : local_bridge_port_, bridge_.cafile.string(),
         bridge_.cert.string(), bridge_.key.string(), central_port, bridge_.cafile.string(),
         bridge_.cert.string(), bridge_.key.string(), options.store_max_messages, options.overflow,
-        options.max_payload_bytes, options.max_inflight, metrics_port_);
+        options.write_behind, options.max_payload_bytes, options.max_inflight, metrics_port_);
     return config;
   }
   void start_bridge(const BridgeOptions& options = {}) {
