@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "recmesh/broker/mosquitto_config.hpp"
+#include "recmesh/protocol/topics.hpp"
 
 #include "mqtt_probe.hpp"
 #include "secmgr_broker_fixture.hpp"
@@ -76,6 +78,42 @@ class SecmgrGuardTest : public SecmgrBrokerFixture {
   int central_bridge_ = free_tcp_port();
   std::unique_ptr<MosquittoBroker> central_;
 };
+
+// A member registered before any of its devices: the bridge's subscriptions are granted from the
+// start, and a device registered later reaches it without the bridge subscribing again.
+class SecmgrGuardEmptyMemberTest : public SecmgrGuardTest {
+ protected:
+  void SetUp() override {
+    start_local("guard", {"gateway"}, {"rec_r1_m1_gateway", "bridge_r1_m1"});
+  }
+};
+
+TEST_F(SecmgrGuardEmptyMemberTest, ADeviceRegisteredAfterTheBridgeSubscribedReachesIt) {
+  auto bridge = connect_client("bridge_r1_m1");
+  ASSERT_TRUE(bridge->connected()) << bridge->last_error();
+  for (const std::string& filter : protocol::bridge_local_subscriptions()) {
+    EXPECT_TRUE(bridge->subscribe(filter, 1)) << filter << ": " << bridge->last_error();
+  }
+  const json added = sm_.post("/v1/recs/r1/members/m1/devices", {{"id", "pv-1"}});
+  ASSERT_EQ(added["pushed"]["broker_r1_m1"], "ok") << added;
+  enrol("rec_r1_m1_pv-1");
+  auto device = connect_client("rec_r1_m1_pv-1");
+  ASSERT_TRUE(device->connected()) << device->last_error();
+  ASSERT_TRUE(device->publish("/device/pv-1/status", "online", 1, true));
+  ASSERT_TRUE(device->publish("/device/pv-1/diagnostic", "report", 1));
+  std::set<std::string> got;  // the device's flows (the broker's security events come too)
+  while (got.size() < 2) {
+    const auto message = bridge->wait_for_message(5s);
+    ASSERT_TRUE(message.has_value()) << "the new device's flows did not reach the bridge";
+    if (message->topic.starts_with("/device/")) {
+      got.insert(message->topic + " " + message->payload);
+    }
+  }
+  EXPECT_EQ(
+      got, (std::set<std::string>{"/device/pv-1/status online", "/device/pv-1/diagnostic report"}));
+  // The device's command topic stays out of the bridge's reach.
+  EXPECT_FALSE(bridge->subscribe("/device/pv-1/control", 1));
+}
 
 // The certificate that gets the bridge's rights under stock Dynamic Security
 // (SecmgrDynsecTest.KnownWeaknessACommonNameCollisionGetsTheBridgesRights) is refused at
