@@ -53,13 +53,13 @@ PeerTrust share(const PeerTrust& trust) {
 PeerTrust PeerTrust::from_pki_dir(const fs::path& pki_dir, const std::string& authority_id,
                                   std::string common_name) {
   PkiTrustStore store(pki_dir);
-  return store.get(authority_id, common_name);
+  return store.get(authority_id, std::move(common_name));
 }
 
 PkiTrustStore::PkiTrustStore(fs::path pki_dir) : pki_dir_(std::move(pki_dir)) {}
 
-PeerTrust PkiTrustStore::get(const std::string& authority_id, const std::string& common_name) {
-  const auto key = std::make_pair(authority_id, common_name);
+PeerTrust PkiTrustStore::get(const std::string& authority_id, std::string common_name) {
+  auto key = std::make_pair(authority_id, std::move(common_name));
   auto it = entries_.find(key);
   if (it != entries_.end()) {
     for (const auto& [file, stamp] : it->second.sources) {
@@ -71,7 +71,8 @@ PeerTrust PkiTrustStore::get(const std::string& authority_id, const std::string&
     }
   }
   if (it == entries_.end()) {
-    it = entries_.emplace(key, load(authority_id, common_name)).first;
+    Entry entry = load(key.first, key.second);
+    it = entries_.emplace(std::move(key), std::move(entry)).first;
   }
   return share(it->second.trust);
 }

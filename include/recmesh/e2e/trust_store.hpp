@@ -38,7 +38,7 @@ class PkiTrustStore {
 
   // The trust in a leaf `common_name` issued by CA `authority_id` (see PeerTrust). Throws
   // Error(kNotFound or kDataLoss) as PeerTrust::from_pki_dir does.
-  PeerTrust get(const std::string& authority_id, const std::string& common_name);
+  PeerTrust get(const std::string& authority_id, std::string common_name);
 
   // Reads of the PKI files so far (first reads and re-reads after a change).
   std::uint64_t loads() const { return loads_; }
