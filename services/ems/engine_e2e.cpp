@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "recmesh/e2e/trust_store.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/protocol/limits.hpp"
 
@@ -42,13 +43,15 @@ EngineE2e::EngineE2e(mqtt::EventLoop& loop, const EmsConfig& config, RawPublish 
     : loop_(loop),
       endpoint_(
           e2e::Credentials::from_files(config.certfile, config.keyfile),
-          [pki_dir = config.pki_dir](const std::string& rec, const std::string& member) {
-            return e2e::PeerTrust::from_pki_dir(pki_dir, fmt::format("member_{}_{}", rec, member),
-                                                fmt::format("rec_{}_{}_gateway", rec, member));
+          // Read once per member and again only when a file of its chain changes (a new CRL).
+          [trust = std::make_shared<e2e::PkiTrustStore>(config.pki_dir)](
+              const std::string& rec, const std::string& member) {
+            return trust->get(fmt::format("member_{}_{}", rec, member),
+                              fmt::format("rec_{}_{}_gateway", rec, member));
           },
           config.e2e,
           [publish = std::move(publish)](const std::string& topic, std::string payload, bool) {
-            publish(topic, std::move(payload));
+            return publish(topic, std::move(payload));
           }) {
   endpoint_.on_established = [](const std::string& rec, const std::string& member) {
     spdlog::info("ems: end-to-end session with {}/{} established", rec, member);

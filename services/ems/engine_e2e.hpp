@@ -23,7 +23,8 @@ namespace recmesh::ems {
 // and whatever fails is dropped, counted by class and logged as a security event.
 class EngineE2e {
  public:
-  using RawPublish = std::function<void(const std::string& topic, std::string payload)>;
+  // False when the client refused the message (see e2e::RawPublish).
+  using RawPublish = std::function<bool(const std::string& topic, std::string payload)>;
 
   // Throws Error for unreadable credentials (start-up).
   EngineE2e(mqtt::EventLoop& loop, const EmsConfig& config, RawPublish publish);
