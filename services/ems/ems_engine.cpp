@@ -117,7 +117,7 @@ EmsEngine::EmsEngine(mqtt::EventLoop& loop, EmsConfig config)
           return true;
         });
     // Member logs are sealed for the engine, which opens them for log management.
-    (void)client_->subscribe("/+/+/logs/+", 1);
+    (void)client_->subscribe(protocol::member_logs_subscription(), 1);
   }
 }
 

@@ -172,54 +172,37 @@ Topics bridge_central_publish(const MemberRegistration& m) {
   return out;
 }
 
-bool for_log_management(std::string_view filter) {
-  const auto channel = channel_of(TopicForm::kCentral, filter);
-  return channel == Channel::kMemberLogs || channel == Channel::kSecurityEvents;
-}
-
-// Member logs are sealed end to end for the EMS engine (SPEC §5), which opens them for log
-// management: the one flow with two readers.
-bool for_engine(std::string_view filter) {
-  return !for_log_management(filter) ||
-         channel_of(TopicForm::kCentral, filter) == Channel::kMemberLogs;
-}
-
+// The platform's services read and write every member's flows on the central broker: their rows
+// are SPEC §6's wildcard filters, the same whatever members are registered. A service subscribes
+// once at start, before or after the members it serves are registered, and a policy of 1,000
+// members stays small. The wildcards give no more than the exact topics would: on the central
+// broker each member's topics have one writer, that member's bridge (or the engine, for control
+// and keys), whose own rows are exact.
 std::vector<DerivedGrant> central_rows(std::span<const MemberRegistration> members) {
   std::vector<DerivedGrant> rows;
-  Topics engine_publish;
-  Topics engine_subscribe;
-  Topics lms_subscribe;
   for (const auto& m : members) {
-    Topics bridge_publish = bridge_central_publish(m);
-    // Every flow the bridge carries out has one reader on the platform: log management for
-    // security events, the EMS engine for the rest (the bridge's own status included); member
-    // logs have both.
-    for (const auto& filter : bridge_publish) {
-      if (for_log_management(filter)) {
-        lms_subscribe.push_back(filter);
-      }
-      if (for_engine(filter)) {
-        engine_subscribe.push_back(filter);
-      }
-    }
-    for (const auto& rule : protocol::bridge_rules()) {
-      if (is_in(rule)) {
-        engine_publish.push_back(central_side(rule, m.rec, m.member));
-      }
-    }
     rows.push_back(
         {MatrixRow::kBridgeCentral,
          grant_for(pki::Identity::make(pki::IdentityKind::kBridge, m.rec, m.member, ""),
-                   std::move(bridge_publish),
+                   bridge_central_publish(m),
                    Derivation::take(protocol::bridge_central_subscriptions(m.rec, m.member)))});
   }
-  lms_subscribe.emplace_back(protocol::kPlatformSecurityEventsTopic);
+  Topics engine_publish;
+  for (const auto& rule : protocol::bridge_rules()) {
+    if (is_in(rule)) {
+      engine_publish.push_back(central_side(rule, "+", "+"));
+    }
+  }
+  // Member logs are sealed end to end for the engine, which opens them for log management
+  // (SPEC §5): the one flow with two readers.
+  Topics engine_subscribe = protocol::ems_engine_subscriptions();
+  engine_subscribe.push_back(protocol::member_logs_subscription());
   rows.push_back({MatrixRow::kEmsEngine,
                   grant_for(pki::Identity::make(pki::IdentityKind::kService, "", "", "engine"),
                             std::move(engine_publish), std::move(engine_subscribe))});
   rows.push_back({MatrixRow::kEmsLms,
                   grant_for(pki::Identity::make(pki::IdentityKind::kService, "", "", "lms"), {},
-                            std::move(lms_subscribe))});
+                            protocol::log_management_subscriptions())});
   return rows;
 }
 

@@ -548,8 +548,13 @@ std::vector<std::string> ems_engine_subscriptions() {
           "/+/+/bridge/#"};
 }
 
+std::string member_logs_subscription() {
+  return "/+/+/logs/+";
+}
+
 std::vector<std::string> log_management_subscriptions() {
-  return {"/+/+/logs/+", "/+/+/security/events", std::string(kPlatformSecurityEventsTopic)};
+  return {member_logs_subscription(), "/+/+/security/events",
+          std::string(kPlatformSecurityEventsTopic)};
 }
 
 }  // namespace recmesh::protocol

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "recmesh/protocol/topics.hpp"
+
 #include "guard_harness.hpp"
 
 namespace recmesh::guard_test {
@@ -192,6 +194,38 @@ TEST_F(GuardMatrixTest, CentralBrokerEnforcesEveryRow) {
   }
   ASSERT_EQ(parties.size(), 4u);  // two bridges, engine, log management
   check_matrix(parties, {"/r1/m3/control", "/r2/m1/metrics/snapshot", "/ems/other"});
+}
+
+// Regression: the engine subscribes once, when it starts. With its rows listing each member's
+// exact topics, an engine that started before any member was registered had its subscriptions
+// refused and never received the members registered later. Its rows are SPEC §6's wildcards now.
+TEST_F(GuardMatrixTest, TheEngineSubscribedBeforeAnyMemberReceivesMembersRegisteredLater) {
+  CentralBroker broker = central_broker();
+  auto secmgr = publisher(broker.ems, "secmgr-empty");
+  push_ok(*secmgr, matrix_bundle(BrokerId::central(), {}, 1));
+
+  GuardClient engine("matrix-engine");
+  ASSERT_TRUE(engine.connect(broker.ems, root_ca(), service("engine")));
+  for (const auto& filter : protocol::ems_engine_subscriptions()) {
+    EXPECT_TRUE(engine.subscribe(filter)) << filter;
+  }
+  EXPECT_TRUE(engine.subscribe(protocol::member_logs_subscription()));
+  EXPECT_FALSE(engine.subscribe("/+/+/security/events")) << "log management's, not the engine's";
+
+  push_ok(*secmgr, matrix_bundle(BrokerId::central(), {{"r1", "m1", {"pv1"}}}, 2));
+  GuardClient m1_bridge("matrix-bridge-m1");
+  ASSERT_TRUE(m1_bridge.connect(broker.bridge, root_ca(), bridge("m1")));
+  ASSERT_TRUE(m1_bridge.publish("/r1/m1/metrics/snapshot", "sealed aggregate"));
+  ASSERT_TRUE(m1_bridge.publish("/r1/m1/device/pv1/status", "online"));
+  std::set<std::string> got;
+  ASSERT_TRUE(eventually([&] {
+    for (auto& m : engine.take_all()) {
+      got.insert(m.topic + " " + m.payload);
+    }
+    return got.size() >= 2;
+  })) << "the engine's subscriptions did not carry the member registered after them";
+  EXPECT_EQ(got, (std::set<std::string>{"/r1/m1/metrics/snapshot sealed aggregate",
+                                        "/r1/m1/device/pv1/status online"}));
 }
 
 }  // namespace

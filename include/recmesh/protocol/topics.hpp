@@ -124,6 +124,8 @@ Result<std::vector<std::string>> bridge_central_subscriptions(std::string_view r
                                                               std::string_view member);
 // The EMS engine on the central broker, over every member.
 std::vector<std::string> ems_engine_subscriptions();
+// Every member's logs on the central broker, `/+/+/logs/+`.
+std::string member_logs_subscription();
 // Log management on the central broker.
 std::vector<std::string> log_management_subscriptions();
 
