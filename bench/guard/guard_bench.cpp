@@ -5,27 +5,19 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <fcntl.h>
 #include <filesystem>
 #include <future>
 #include <map>
 #include <memory>
-#include <netinet/in.h>
 #include <optional>
 #include <pwd.h>
-#include <signal.h>
-#include <span>
-#include <spawn.h>
 #include <string>
 #include <string_view>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
 
+#include <climits>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -41,7 +33,9 @@
 #include "recmesh/policy/client_identity.hpp"
 #include "recmesh/policy/guard_publisher.hpp"
 
-extern char** environ;
+#include "bench_command_line.hpp"
+#include "bench_process.hpp"
+#include "bench_stats.hpp"
 
 namespace recmesh::bench {
 namespace {
@@ -66,108 +60,6 @@ struct Options {
   int messages = 50;    // per device and QoS level
   int repetitions = 3;  // of each broker variant, in rotating order
   int samples = 30;     // latency samples of each kind
-};
-
-std::optional<Options> parse_options(std::span<char*> args) {
-  Options o;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view arg = args[i];
-    const auto number = [&](int& field) {
-      if (i + 1 >= args.size()) {
-        return false;
-      }
-      field = std::stoi(args[++i]);
-      return field > 0;
-    };
-    if (arg == "--quick") {
-      o.quick = true;
-      o.clients = 300;
-      o.messages = 30;
-      o.repetitions = 3;
-      o.samples = 15;
-    } else if ((arg == "--clients" && number(o.clients)) ||
-               (arg == "--messages" && number(o.messages)) ||
-               (arg == "--repetitions" && number(o.repetitions)) ||
-               (arg == "--samples" && number(o.samples))) {
-      continue;
-    } else {
-      return std::nullopt;
-    }
-  }
-  return o;
-}
-
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    throw Error(ErrorCode::kUnavailable, "no free port");
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
-bool accepts(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  ::close(fd);
-  return up;
-}
-
-// `mosquitto -c config`, stopped by PID.
-class Broker {
- public:
-  Broker(const fs::path& config, std::vector<int> ports) {
-    const std::string binary =
-        fs::exists("/usr/sbin/mosquitto") ? "/usr/sbin/mosquitto" : "mosquitto";
-    const std::string log = (config.parent_path() / "mosquitto.log").string();
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    std::vector<std::string> argv_s{binary, "-c", config.string()};
-    std::vector<char*> argv;
-    for (auto& a : argv_s) {
-      argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    const int rc = posix_spawnp(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (rc != 0) {
-      throw Error(ErrorCode::kUnavailable, "cannot start mosquitto");
-    }
-    const auto deadline = SteadyClock::now() + 15s;
-    for (int port : ports) {
-      while (!accepts(port)) {
-        int status = 0;
-        if (::waitpid(pid_, &status, WNOHANG) == pid_ || SteadyClock::now() > deadline) {
-          pid_ = -1;
-          throw Error(ErrorCode::kUnavailable, "mosquitto did not start; see " + log);
-        }
-        std::this_thread::sleep_for(20ms);
-      }
-    }
-  }
-  Broker(const Broker&) = delete;
-  Broker& operator=(const Broker&) = delete;
-  ~Broker() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-
- private:
-  pid_t pid_ = -1;
 };
 
 struct ClientFiles {
@@ -319,19 +211,6 @@ class Fleet {
   std::thread thread_;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-double percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  if (v.empty()) {
-    return 0;
-  }
-  const auto index = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(index, v.size() - 1)];
-}
-
 enum class Variant { kNone, kDynsec, kGuard };
 constexpr std::string_view name_of(Variant v) {
   return v == Variant::kNone ? "none" : v == Variant::kDynsec ? "dynsec" : "guard";
@@ -406,11 +285,11 @@ Rendered render(Setup& s, Variant variant) {
   broker::LocalBrokerOptions o;
   o.rec = "r1";
   o.member = "m1";
-  o.member_port = r.member_port = free_port();
-  o.bridge_port = free_port();
+  o.member_port = r.member_port = free_tcp_port();
+  o.bridge_port = free_tcp_port();
   r.ports = {o.member_port, o.bridge_port};
   if (variant == Variant::kGuard) {
-    o.management_port = r.management_port = free_port();
+    o.management_port = r.management_port = free_tcp_port();
     r.ports.push_back(r.management_port);
     o.guard = broker::GuardPluginOptions{RECMESH_GUARD_PLUGIN, 20};
   }
@@ -477,7 +356,7 @@ struct Figures {
 
 void run_variant(Setup& s, Variant variant, const Options& o, Figures& f, bool latencies) {
   const Rendered r = render(s, variant);
-  Broker broker(r.config, r.ports);
+  BrokerProcess broker(r.config, r.ports);
   std::unique_ptr<policy::GuardPublisher> publisher;
   std::uint64_t sequence = 1;
   if (variant == Variant::kGuard) {
@@ -538,22 +417,9 @@ int run(const Options& o) {
     throw Error(ErrorCode::kNotFound,
                 std::string(kDynsecPlugin) + " is missing (apt install mosquitto)");
   }
-  char pattern[] = "/tmp/recmesh-bench-guard-XXXXXX";
-  if (::mkdtemp(pattern) == nullptr) {
-    throw Error(ErrorCode::kInternal, "cannot create a scratch directory");
-  }
+  const ScratchDirectory scratch("recmesh-bench-guard", ScratchDirectory::Access::kBrokers);
   Setup s;
-  s.dir = pattern;
-  fs::permissions(s.dir, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-  struct Cleanup {
-    fs::path dir;
-    ~Cleanup() {
-      if (std::getenv("RECMESH_BENCH_KEEP") == nullptr) {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-      }
-    }
-  } cleanup{s.dir};
+  s.dir = scratch.path();
 
   fmt::print(
       "recmesh-guard vs Dynamic Security vs no plugin: {} devices with individual rules "
@@ -606,10 +472,10 @@ int run(const Options& o) {
   const double ratio0 = tp(Variant::kGuard, 0) / tp(Variant::kDynsec, 0);
   const double ratio1 = tp(Variant::kGuard, 1) / tp(Variant::kDynsec, 1);
   const double guard_vs_dynsec = std::min(ratio0, ratio1);
-  const double rule_p50 = percentile(f.rule_change_ms, 0.5);
-  const double rule_p99 = percentile(f.rule_change_ms, 0.99);
-  const double kick_p50 = percentile(f.revoke_kick_ms, 0.5);
-  const double kick_p99 = percentile(f.revoke_kick_ms, 0.99);
+  const double rule_p50 = percentile(f.rule_change_ms, 50);
+  const double rule_p99 = percentile(f.rule_change_ms, 99);
+  const double kick_p50 = percentile(f.revoke_kick_ms, 50);
+  const double kick_p99 = percentile(f.revoke_kick_ms, 99);
   fmt::print("\nmedians (msg/s)      none       dynsec     guard\n");
   for (int qos : {0, 1}) {
     fmt::print("  QoS {}          {:>9.0f}  {:>9.0f}  {:>9.0f}\n", qos, tp(Variant::kNone, qos),
@@ -656,25 +522,22 @@ int run(const Options& o) {
 }  // namespace recmesh::bench
 
 int main(int argc, char** argv) {
-  const auto args = std::span<char*>(argv, static_cast<std::size_t>(argc)).subspan(1);
-  if (args.size() == 1 &&
-      (std::string_view(args[0]) == "--help" || std::string_view(args[0]) == "-h")) {
-    fmt::print("{}", recmesh::bench::kUsage);
-    return 0;
+  recmesh::bench::Options options;
+  const recmesh::bench::BenchCommandLine command_line =
+      recmesh::bench::BenchCommandLine("recmesh-bench-guard", std::string(recmesh::bench::kUsage))
+          .on_quick([&] {
+            options.quick = true;
+            options.clients = 300;
+            options.messages = 30;
+            options.repetitions = 3;
+            options.samples = 15;
+          })
+          .integer("--clients", 1, INT_MAX, [&](int n) { options.clients = n; })
+          .integer("--messages", 1, INT_MAX, [&](int n) { options.messages = n; })
+          .integer("--repetitions", 1, INT_MAX, [&](int n) { options.repetitions = n; })
+          .integer("--samples", 1, INT_MAX, [&](int n) { options.samples = n; });
+  if (const auto exit_code = command_line.parse(argc, argv)) {
+    return *exit_code;
   }
-  std::optional<recmesh::bench::Options> options;
-  try {
-    options = recmesh::bench::parse_options(args);
-  } catch (const std::exception&) {
-  }
-  if (!options) {
-    fmt::print(stderr, "{}", recmesh::bench::kUsage);
-    return 2;
-  }
-  try {
-    return recmesh::bench::run(*options);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "recmesh-bench-guard: {}\n", e.what());
-    return 1;
-  }
+  return command_line.run([&] { return recmesh::bench::run(options); });
 }

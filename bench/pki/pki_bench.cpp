@@ -4,19 +4,17 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
-#include <exception>
 #include <filesystem>
 #include <functional>
 #include <optional>
 #include <span>
-#include <stdlib.h>
 #include <string>
 #include <string_view>
 #include <sys/vfs.h>
-#include <system_error>
 #include <thread>
 #include <vector>
 
+#include <climits>
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -30,6 +28,10 @@
 #include "recmesh/crypto/openssl_ptr.hpp"
 #include "recmesh/crypto/pem.hpp"
 #include "recmesh/pki/pki.hpp"
+
+#include "bench_command_line.hpp"
+#include "bench_process.hpp"
+#include "bench_stats.hpp"
 
 namespace recmesh::bench {
 namespace {
@@ -74,39 +76,6 @@ double timed_ms(const std::function<void()>& body) {
   body();
   return seconds_since(start) * 1000.0;
 }
-
-double median(std::vector<double> values) {
-  if (values.empty()) {
-    return 0;
-  }
-  std::sort(values.begin(), values.end());
-  const std::size_t mid = values.size() / 2;
-  return values.size() % 2 == 1 ? values[mid] : (values[mid - 1] + values[mid]) / 2.0;
-}
-
-// A fresh directory under $TMPDIR (or /tmp), removed with everything in it on destruction.
-// One per run, not per phase: ext4 without a journal skips inodes freed in the last minutes when
-// it allocates new ones, so deleting a phase's 30,000 files would slow down the next phase.
-class ScratchDirectory {
- public:
-  explicit ScratchDirectory(std::string_view prefix) {
-    std::string pattern = (fs::temp_directory_path() / fmt::format("{}-XXXXXX", prefix)).string();
-    if (::mkdtemp(pattern.data()) == nullptr) {
-      throw Error(ErrorCode::kInternal, fmt::format("cannot create a directory like {}", pattern));
-    }
-    path_ = pattern;
-  }
-  ScratchDirectory(const ScratchDirectory&) = delete;
-  ScratchDirectory& operator=(const ScratchDirectory&) = delete;
-  ~ScratchDirectory() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 // Durability costs depend on it, so the report names it.
 std::string filesystem_type(const fs::path& path) {
@@ -293,47 +262,15 @@ Sample run_repetition(const Options& options, const fs::path& dir) {
   return sample;
 }
 
-std::optional<int> parse_count(std::string_view text) {
-  int value = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9' || value > 100'000'000) {
-      return std::nullopt;
-    }
-    value = value * 10 + (c - '0');
-  }
-  return text.empty() || value == 0 ? std::nullopt : std::optional<int>(value);
-}
-
 constexpr std::string_view kUsage =
     "usage: recmesh-bench-pki [--quick] [--certificates N] [--repetitions N]\n"
     "  --quick           2 repetitions instead of 5 (about a minute)\n"
     "  --certificates N  certificates per issue_many run (default 10000)\n"
     "  --repetitions N   override the number of repetitions\n";
 
-// std::nullopt for arguments it does not understand.
-std::optional<Options> parse_options(std::span<char*> args) {
-  Options options;
-  std::optional<int> repetitions;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    const std::string_view arg = args[i];
-    const bool has_value = i + 1 < args.size();
-    if (arg == "--quick") {
-      options.quick = true;
-    } else if (arg == "--certificates" && has_value) {
-      auto value = parse_count(args[++i]);
-      if (!value) {
-        return std::nullopt;
-      }
-      options.certificates = *value;
-    } else if (arg == "--repetitions" && has_value) {
-      repetitions = parse_count(args[++i]);
-      if (!repetitions) {
-        return std::nullopt;
-      }
-    } else {
-      return std::nullopt;
-    }
-  }
+// What --quick and the flags leave to settle once all are read: an explicit --repetitions wins
+// over --quick in any order, and the smaller runs never exceed --certificates.
+Options settled(Options options, std::optional<int> repetitions) {
   if (options.quick) {
     options.repetitions = 2;
     options.revocations = 3;
@@ -346,6 +283,9 @@ std::optional<Options> parse_options(std::span<char*> args) {
 }
 
 int run(const Options& options) {
+  // One scratch directory per run, not per phase: ext4 without a journal skips inodes freed in the
+  // last minutes when it allocates new ones, so deleting a phase's 30,000 files would slow down the
+  // next phase.
   const ScratchDirectory scratch("recmesh-bench-pki");
   fmt::print("pki benchmark: {} repetitions{}, {} certificates per run, single-threaded\n",
              options.repetitions, options.quick ? " (--quick)" : "", options.certificates);
@@ -420,21 +360,16 @@ int run(const Options& options) {
 }  // namespace recmesh::bench
 
 int main(int argc, char** argv) {
-  const auto args = std::span<char*>(argv, static_cast<std::size_t>(argc)).subspan(1);
-  if (args.size() == 1 &&
-      (std::string_view(args[0]) == "--help" || std::string_view(args[0]) == "-h")) {
-    fmt::print("{}", recmesh::bench::kUsage);
-    return 0;
+  recmesh::bench::Options options;
+  std::optional<int> repetitions;
+  const recmesh::bench::BenchCommandLine command_line =
+      recmesh::bench::BenchCommandLine("recmesh-bench-pki", std::string(recmesh::bench::kUsage))
+          .on_quick([&] { options.quick = true; })
+          .integer("--certificates", 1, 100'000'000, [&](int n) { options.certificates = n; })
+          .integer("--repetitions", 1, INT_MAX, [&](int n) { repetitions = n; });
+  if (const auto exit_code = command_line.parse(argc, argv)) {
+    return *exit_code;
   }
-  const auto options = recmesh::bench::parse_options(args);
-  if (!options) {
-    fmt::print(stderr, "{}", recmesh::bench::kUsage);
-    return 2;
-  }
-  try {
-    return recmesh::bench::run(*options);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "recmesh-bench-pki: {}\n", e.what());
-    return 1;
-  }
+  return command_line.run(
+      [&] { return recmesh::bench::run(recmesh::bench::settled(options, repetitions)); });
 }

@@ -10,31 +10,16 @@
 #include <filesystem>
 #include <memory>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "recmesh/pki/pki.hpp"
 
+#include "bench_process.hpp"
+#include "bench_stats.hpp"
+
 namespace recmesh::bench {
-
-// A mosquitto process: SIGTERM and reaped on destruction.
-class BrokerProcess {
- public:
-  // Starts `mosquitto -c config` (output appended to config's directory/mosquitto.log) and waits
-  // until every port accepts TCP. Throws std::runtime_error with the log otherwise.
-  BrokerProcess(const std::filesystem::path& config, const std::vector<int>& ports);
-  BrokerProcess(const BrokerProcess&) = delete;
-  BrokerProcess& operator=(const BrokerProcess&) = delete;
-  ~BrokerProcess();
-  pid_t pid() const { return pid_; }
-  std::string log() const;
-
- private:
-  std::filesystem::path log_;
-  pid_t pid_ = -1;
-};
 
 struct MemberBrokers {
   std::string member;
@@ -80,11 +65,5 @@ class BenchCommunity {
   std::unique_ptr<BrokerProcess> central_;
   std::vector<MemberBrokers> locals_;
 };
-
-// A free TCP port on 127.0.0.1 (bound to port 0, then released).
-int free_port();
-// Median and the p-th percentile (0..100, nearest rank) of `values`; 0 when empty.
-double median(std::vector<double> values);
-double percentile(std::vector<double> values, double p);
 
 }  // namespace recmesh::bench

@@ -42,6 +42,7 @@
 #include "tcp_proxy.hpp"
 #include "temp_dir.hpp"
 #include "test_community.hpp"
+#include "tls_identity.hpp"
 
 namespace recmesh::testing {
 
@@ -60,12 +61,6 @@ inline bool eventually(const std::function<bool()>& condition,
   }
   return condition();
 }
-
-struct TlsFiles {
-  fs::path cafile;
-  fs::path cert;
-  fs::path key;
-};
 
 // Keys of the bridge's YAML that a test changes.
 struct BridgeOptions {
@@ -87,10 +82,10 @@ class BridgeWorld {
     pki::Pki pki = pki::Pki::create(tmp_ / "pki", Secret(kTestPassphrase));
     pki.add_rec("r1");
     pki.add_member("r1", "m1");
-    bridge_ = files(pki.issue(request(pki::IdentityKind::kBridge, "r1", "m1", "")));
-    gateway_ = files(pki.issue(request(pki::IdentityKind::kGateway, "r1", "m1", "")));
-    device_ = files(pki.issue(request(pki::IdentityKind::kDevice, "r1", "m1", "d1")));
-    engine_ = files(pki.issue(request(pki::IdentityKind::kService, "", "", "engine")));
+    bridge_ = tls_files(pki.issue(issue_request(pki::IdentityKind::kBridge, "r1", "m1", "")));
+    gateway_ = tls_files(pki.issue(issue_request(pki::IdentityKind::kGateway, "r1", "m1", "")));
+    device_ = tls_files(pki.issue(issue_request(pki::IdentityKind::kDevice, "r1", "m1", "d1")));
+    engine_ = tls_files(pki.issue(issue_request(pki::IdentityKind::kService, "", "", "engine")));
     // recmesh-guard is loaded with the rules of SPEC §6 and a custom rule opening every topic
     // to the identities of these tests: they exercise the bridge's own checks (mapping, topic
     // grammar, sizes), which must hold even where a broker lets a message through.
@@ -161,19 +156,18 @@ class BridgeWorld {
     const fs::path config = tmp_ / "bridge.yaml";
     std::ofstream out(config);
     const int central_port = options.through_proxy ? proxy_->port() : central_bridge_port_;
-    out << fmt::format(
-        "rec: r1\nmember: m1\n"
-        "local:\n  host: 127.0.0.1\n  port: {}\n  cafile: {}\n  certfile: {}\n  keyfile: {}\n"
-        "central:\n  host: 127.0.0.1\n  port: {}\n  cafile: {}\n  certfile: {}\n  keyfile: {}\n"
-        "store:\n  path: bridge-store.db\n  max_messages: {}\n  overflow: {}\n"
-        "max_payload_bytes: {}\nmax_inflight: {}\nstatus_interval: 300ms\nkeepalive: 5s\n"
-        "reconnect:\n  initial: 100ms\n  max: 1s\n"
-        "metrics:\n  enabled: true\n  port: {}\n"
-        "logging:\n  format: json\n",
-        options.local_port != 0 ? options.local_port : local_bridge_port_, bridge_.cafile.string(),
-        bridge_.cert.string(), bridge_.key.string(), central_port, bridge_.cafile.string(),
-        bridge_.cert.string(), bridge_.key.string(), options.store_max_messages, options.overflow,
-        options.max_payload_bytes, options.max_inflight, metrics_port_);
+    out << "rec: r1\nmember: m1\n"
+        << bridge_endpoint_yaml(
+               "local", options.local_port != 0 ? options.local_port : local_bridge_port_, bridge_)
+        << bridge_endpoint_yaml("central", central_port, bridge_)
+        << fmt::format(
+               "store:\n  path: bridge-store.db\n  max_messages: {}\n  overflow: {}\n"
+               "max_payload_bytes: {}\nmax_inflight: {}\nstatus_interval: 300ms\nkeepalive: 5s\n"
+               "reconnect:\n  initial: 100ms\n  max: 1s\n"
+               "metrics:\n  enabled: true\n  port: {}\n"
+               "logging:\n  format: json\n",
+               options.store_max_messages, options.overflow, options.max_payload_bytes,
+               options.max_inflight, metrics_port_);
     return config;
   }
   void start_bridge(const BridgeOptions& options = {}) {
@@ -233,16 +227,7 @@ class BridgeWorld {
 
   mqtt::MqttClient& add_client(const std::string& client_id, int port, const TlsFiles& tls,
                                mqtt::MqttClientCallbacks callbacks, bool clean_session = false) {
-    mqtt::MqttClientOptions options;
-    options.client_id = client_id;
-    options.port = port;
-    options.cafile = tls.cafile;
-    options.certfile = tls.cert;
-    options.keyfile = tls.key;
-    options.clean_session = clean_session;
-    options.max_pending_messages = 60000;
-    options.reconnect.initial = 100ms;
-    options.reconnect.max = 500ms;
+    const mqtt::MqttClientOptions options = tls_client_options(client_id, port, tls, clean_session);
     return *on_loop([&]() -> mqtt::MqttClient* {
       clients_.push_back(std::make_unique<mqtt::MqttClient>(loop_, options, std::move(callbacks)));
       clients_.back()->start();
@@ -262,15 +247,6 @@ class BridgeWorld {
   const TempDir& dir() const { return tmp_; }
 
  private:
-  static pki::IssueRequest request(pki::IdentityKind kind, std::string rec, std::string member,
-                                   std::string name) {
-    pki::IssueRequest r;
-    r.identity = pki::Identity::make(kind, std::move(rec), std::move(member), std::move(name));
-    return r;
-  }
-  static TlsFiles files(const pki::IssuedCertificate& issued) {
-    return {issued.files.cafile, issued.files.chain, issued.files.key};
-  }
   void render(const std::string& kind, std::vector<std::string> args, const fs::path& out) {
     std::vector<std::string> argv{"broker-config", "--pki", (tmp_ / "pki").string(), kind};
     argv.insert(argv.end(), args.begin(), args.end());

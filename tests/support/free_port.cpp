@@ -45,14 +45,21 @@ int free_tcp_port() {
   throw std::runtime_error("no free TCP port on 127.0.0.1");
 }
 
+bool accepts_tcp(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
+  sockaddr_in addr = loopback(port);
+  const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return up;
+}
+
 bool wait_for_listener(int port, int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr = loopback(port);
-    const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    ::close(fd);
-    if (up) {
+    if (accepts_tcp(port)) {
       return true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -21,6 +21,8 @@
 #include <mosquitto.h>
 #include <openssl/ssl.h>
 
+#include "free_port.hpp"
+
 namespace recmesh::testing {
 namespace {
 
@@ -48,21 +50,6 @@ void require_ok(int rc, const char* what) {
   if (rc != MOSQ_ERR_SUCCESS) {
     throw std::runtime_error(std::string(what) + ": " + mosquitto_strerror(rc));
   }
-}
-
-// One plain TCP connection attempt to 127.0.0.1:port.
-bool tcp_listener_at(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return false;
-  }
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool up = ::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0;
-  ::close(fd);
-  return up;
 }
 
 // True when the socket failed to connect, was reset, or the peer closed its side: before the
@@ -264,7 +251,7 @@ ConnectOutcome MqttTestClient::connect(int port, const fs::path& cafile, const f
   const bool decided = s.pump([&s] { return s.connack; }, timeout);
   if (decided && s.connack_code == 0) {
     outcome.result = ConnectResult::kAccepted;
-  } else if (s.lost && !s.handshake_done && !tcp_listener_at(port)) {
+  } else if (s.lost && !s.handshake_done && !accepts_tcp(port)) {
     // Asked only after a failure, so that successful probes leave no extra line in the log.
     s.last_error = "nothing listens on port " + std::to_string(port);
     outcome.result = ConnectResult::kUnreachable;
