@@ -571,11 +571,16 @@ void EmsEngine::take_requests() {
       }
       continue;
     }
-    if (!store_.take_request(row.control_id, now_ms())) {
-      continue;  // ctl gave up on it meanwhile
-    }
     try {
+      // Taking the request and recording its control are one transaction: after a crash the
+      // request is still queued (taken at the next start) or its control is ISSUED (sent again
+      // in the member's next session), never taken and lost.
+      SqliteTransaction tx(store_.db());
+      if (!store_.take_request(row.control_id, now_ms())) {
+        continue;  // ctl gave up on it meanwhile
+      }
       take_request(row);
+      tx.commit();
     } catch (const std::exception& e) {
       store_.refuse_request(row.control_id, e.what());
       ++counters_.requests_refused;
