@@ -289,7 +289,10 @@ void Registry::record_push(const std::string& id, std::int64_t at, const std::st
 std::uint64_t Registry::next_sequence(const std::string& id, std::uint64_t floor) {
   auto s = db_.prepare("SELECT bundle_sequence FROM brokers WHERE id = ?1");
   s.bind(1, id);
-  const std::uint64_t last = s.step() ? static_cast<std::uint64_t>(s.column_int(0)) : 0;
+  const auto sequence = [](const SqliteStatement& row) {
+    return static_cast<std::uint64_t>(row.column_int(0));
+  };
+  const std::uint64_t last = s.first_row(sequence).value_or(0);
   const std::uint64_t next = std::max(last + 1, floor);
   db_.prepare("UPDATE brokers SET bundle_sequence = ?2 WHERE id = ?1")
       .bind(1, id)

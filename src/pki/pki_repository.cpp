@@ -131,10 +131,8 @@ void PkiRepository::create_schema() {
 void PkiRepository::check_schema() {
   std::optional<std::string> version;
   try {
-    auto stmt = db_.prepare("SELECT value FROM meta WHERE key = 'schema_version'");
-    if (stmt.step()) {
-      version = stmt.column_text(0);
-    }
+    version = db_.prepare("SELECT value FROM meta WHERE key = 'schema_version'")
+                  .first_row([](const SqliteStatement& row) { return row.column_text(0); });
   } catch (const Error&) {
     version.reset();
   }
@@ -171,11 +169,9 @@ std::vector<AuthorityRecord> PkiRepository::query_authorities(
 }
 
 std::optional<AuthorityRecord> PkiRepository::find_authority(const std::string& id) {
-  auto found = query_authorities("WHERE id = ?", {id});
-  if (found.empty()) {
-    return std::nullopt;
-  }
-  return std::move(found.front());
+  static const std::string select_sql =
+      fmt::format("SELECT {} FROM authorities WHERE id = ?", kAuthorityColumns);
+  return db_.cached(select_sql).bind(1, id).first_row(authority_from);
 }
 
 std::vector<AuthorityRecord> PkiRepository::authorities() {
@@ -234,11 +230,9 @@ std::vector<CertificateRecord> PkiRepository::query_certificates(
 }
 
 std::optional<CertificateRecord> PkiRepository::find_certificate(const std::string& serial) {
-  auto found = query_certificates("WHERE serial = ?", {serial});
-  if (found.empty()) {
-    return std::nullopt;
-  }
-  return std::move(found.front());
+  static const std::string select_sql =
+      fmt::format("SELECT {} FROM certificates WHERE serial = ?", kCertificateColumns);
+  return db_.cached(select_sql).bind(1, serial).first_row(certificate_from);
 }
 
 std::vector<CertificateRecord> PkiRepository::certificates_with_common_name(const std::string& cn) {

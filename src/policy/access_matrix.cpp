@@ -133,11 +133,9 @@ std::vector<DerivedGrant> local_rows(const MemberRegistration& m) {
   // The gateway writes the member-level flows the bridge carries out (not the device ones, and
   // not the security events, which the broker itself reports).
   Topics bridge_publish;
-  Topics bridge_subscribe;
   for (const auto& rule : protocol::bridge_rules()) {
     const std::string local(rule.local);
     if (is_out(rule)) {
-      add_per_device(bridge_subscribe, TopicForm::kLocal, local, devices);
       const auto channel = channel_of(TopicForm::kLocal, local);
       if (!is_device_filter(TopicForm::kLocal, local) && channel != Channel::kSecurityEvents) {
         gateway_publish.push_back(local);
@@ -150,9 +148,13 @@ std::vector<DerivedGrant> local_rows(const MemberRegistration& m) {
                   grant_for(pki::Identity::make(pki::IdentityKind::kGateway, m.rec, m.member, ""),
                             std::move(gateway_publish),
                             Derivation::take(protocol::gateway_subscriptions(devices)))});
+  // The bridge reads what it carries out as §4.5 writes it, `/device/+/…` included: it
+  // subscribes with those filters once, whatever devices the member has then, and keeps them as
+  // devices come and go. On the member's own broker they cover that member's devices only, each
+  // device the one writer of its flows.
   rows.push_back({MatrixRow::kBridgeLocal,
                   grant_for(pki::Identity::make(pki::IdentityKind::kBridge, m.rec, m.member, ""),
-                            std::move(bridge_publish), std::move(bridge_subscribe))});
+                            std::move(bridge_publish), protocol::bridge_local_subscriptions())});
   return rows;
 }
 

@@ -142,5 +142,39 @@ TEST_F(GuardConfigTest, TheBrokerDoesNotStartWithABadGuardConfiguration) {
                std::exception);
 }
 
+// recmesh-guard.md: the key of the stored policy is readable by the broker's account only (0600).
+// The attack loosens the rendered key file's mode with a policy stored under it: the broker must
+// not start, so the policy is never loaded with a key others could have read; set back to 0600,
+// the same files start and load it.
+TEST_F(GuardConfigTest, AStoreKeyOpenToGroupOrOthersStopsTheBrokerBeforeThePolicyLoads) {
+  const std::string seed = testing::write_signed_policy(
+      tmp_ / "seed.jws", pki_dir(), policy::BrokerId::central(), {{"r1", "m1", {}}}, {}, 5);
+  const auto rendered = render({"--guard-plugin", guard_plugin_path(), "--policy", seed});
+  ASSERT_EQ(rendered.exit_code, 0) << rendered.err;
+  const fs::path key = dir_ / "guard.key";
+  const auto owner_only = fs::perms::owner_read | fs::perms::owner_write;
+  EXPECT_EQ(fs::status(key).permissions(), owner_only);
+  EXPECT_EQ(fs::status(dir_ / "data" / "guard-policy.bin").permissions(), owner_only);
+
+  for (const auto loose : {fs::perms::group_read, fs::perms::others_read, fs::perms::group_write,
+                           fs::perms::group_read | fs::perms::others_read}) {
+    fs::permissions(key, owner_only | loose, fs::perm_options::replace);
+    std::string refusal;
+    try {
+      testing::MosquittoBroker broker(dir_ / "mosquitto.conf", {ems_, bridge_}, 3s);
+      ADD_FAILURE() << "the broker started with key mode " << std::oct
+                    << static_cast<unsigned>(owner_only | loose);
+    } catch (const std::exception& e) {
+      refusal = e.what();
+    }
+    EXPECT_NE(refusal.find(key.string()), std::string::npos) << refusal;
+    EXPECT_EQ(refusal.find("policy 5 loaded"), std::string::npos) << refusal;
+  }
+
+  fs::permissions(key, owner_only, fs::perm_options::replace);
+  testing::MosquittoBroker broker(dir_ / "mosquitto.conf", {ems_, bridge_});
+  EXPECT_TRUE(broker.wait_for_log("policy 5 loaded", 5s)) << broker.log();
+}
+
 }  // namespace
 }  // namespace recmesh::guard_test

@@ -222,6 +222,29 @@ TEST_F(GuardPolicyTest, PolicySurvivesRestartAndIsNotPlainText) {
   EXPECT_EQ(connect("pv1-after-edit", device("m1", "pv1")), nullptr);
 }
 
+// A broker that is not running (registered before it starts, or down) refuses the connection:
+// the push fails at once as "not reachable" instead of waiting out its timeout, and the same
+// publisher reaches the broker at its next push once it runs again.
+TEST_F(GuardPolicyTest, APushToABrokerThatIsNotRunningFailsAtOnce) {
+  push_ok(*secmgr_, bundle(1));
+  broker_.process.reset();
+  constexpr auto kTimeout = 30s;
+  const auto start_push = SteadyClock::now();
+  auto refused = secmgr_->push(bundle(2), kTimeout);
+  const auto took = SteadyClock::now() - start_push;
+  ASSERT_FALSE(refused.ok()) << "nothing listens on the management port";
+  EXPECT_EQ(refused.status().code, ErrorCode::kUnavailable);
+  EXPECT_NE(refused.status().message.find("not reachable"), std::string::npos)
+      << refused.status().message;
+  EXPECT_NE(refused.status().message.find("refused"), std::string::npos)
+      << refused.status().message;
+  // Generous: a refused TCP connect is immediate even on a loaded machine.
+  EXPECT_LT(took, kTimeout / 2) << "the push waited for its timeout";
+
+  start(broker_);
+  push_ok(*secmgr_, bundle(3));
+}
+
 // mosquitto#2423: a certificate of one CA named like an identity of another CA.
 TEST_F(GuardPolicyTest, CommonNameCollisionGetsNoRights) {
   push_ok(*secmgr_, bundle(1));

@@ -2,14 +2,17 @@
 // broker and the central broker in line with the API, without restarts. SPEC §6's matrix is
 // enforced, a rule change is in force at once, a revoked device is disconnected within a second
 // and stays out, and revoking a member disconnects all its identities on every broker.
+#include <algorithm>
 #include <chrono>
 #include <memory>
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "recmesh/broker/mosquitto_config.hpp"
+#include "recmesh/protocol/topics.hpp"
 
 #include "mqtt_probe.hpp"
 #include "secmgr_broker_fixture.hpp"
@@ -75,6 +78,42 @@ class SecmgrGuardTest : public SecmgrBrokerFixture {
   int central_bridge_ = free_tcp_port();
   std::unique_ptr<MosquittoBroker> central_;
 };
+
+// A member registered before any of its devices: the bridge's subscriptions are granted from the
+// start, and a device registered later reaches it without the bridge subscribing again.
+class SecmgrGuardEmptyMemberTest : public SecmgrGuardTest {
+ protected:
+  void SetUp() override {
+    start_local("guard", {"gateway"}, {"rec_r1_m1_gateway", "bridge_r1_m1"});
+  }
+};
+
+TEST_F(SecmgrGuardEmptyMemberTest, ADeviceRegisteredAfterTheBridgeSubscribedReachesIt) {
+  auto bridge = connect_client("bridge_r1_m1");
+  ASSERT_TRUE(bridge->connected()) << bridge->last_error();
+  for (const std::string& filter : protocol::bridge_local_subscriptions()) {
+    EXPECT_TRUE(bridge->subscribe(filter, 1)) << filter << ": " << bridge->last_error();
+  }
+  const json added = sm_.post("/v1/recs/r1/members/m1/devices", {{"id", "pv-1"}});
+  ASSERT_EQ(added["pushed"]["broker_r1_m1"], "ok") << added;
+  enrol("rec_r1_m1_pv-1");
+  auto device = connect_client("rec_r1_m1_pv-1");
+  ASSERT_TRUE(device->connected()) << device->last_error();
+  ASSERT_TRUE(device->publish("/device/pv-1/status", "online", 1, true));
+  ASSERT_TRUE(device->publish("/device/pv-1/diagnostic", "report", 1));
+  std::set<std::string> got;  // the device's flows (the broker's security events come too)
+  while (got.size() < 2) {
+    const auto message = bridge->wait_for_message(5s);
+    ASSERT_TRUE(message.has_value()) << "the new device's flows did not reach the bridge";
+    if (message->topic.starts_with("/device/")) {
+      got.insert(message->topic + " " + message->payload);
+    }
+  }
+  EXPECT_EQ(
+      got, (std::set<std::string>{"/device/pv-1/status online", "/device/pv-1/diagnostic report"}));
+  // The device's command topic stays out of the bridge's reach.
+  EXPECT_FALSE(bridge->subscribe("/device/pv-1/control", 1));
+}
 
 // The certificate that gets the bridge's rights under stock Dynamic Security
 // (SecmgrDynsecTest.KnownWeaknessACommonNameCollisionGetsTheBridgesRights) is refused at
@@ -176,7 +215,16 @@ TEST_F(SecmgrGuardTest, ABrokerSeededWithTheManagersBundleStartsWithItsPolicy) {
                                               {"host", "127.0.0.1"},
                                               {"port", central_ems_},
                                               {"connector", "guard"}});
-  EXPECT_NE(added["pushed"]["ems_broker"], "ok") << "nothing listens yet: " << added;
+  // Nothing listens yet: reported at once (not after connectors.timeout) and kept as the
+  // broker's last result until a later change or resync reaches it.
+  const std::string pushed = added["pushed"]["ems_broker"].get<std::string>();
+  EXPECT_NE(pushed.find("not reachable"), std::string::npos) << added;
+  const json listed = sm_.get("/v1/brokers")["brokers"];
+  const auto central_entry = std::find_if(listed.begin(), listed.end(), [](const json& broker) {
+    return broker["id"] == "ems_broker";
+  });
+  ASSERT_NE(central_entry, listed.end()) << listed;
+  EXPECT_EQ((*central_entry)["last_push_result"], pushed);
   const json bundle = sm_.get("/v1/brokers/ems_broker/bundle");
   ASSERT_TRUE(bundle["bundle"].is_string()) << bundle;
   {
@@ -195,6 +243,9 @@ TEST_F(SecmgrGuardTest, ABrokerSeededWithTheManagersBundleStartsWithItsPolicy) {
   auto bridge = connect_central("bridge_r1_m1");
   EXPECT_TRUE(bridge->connected()) << bridge->last_error() << central_->log();
   EXPECT_TRUE(bridge->subscribe("/r1/m1/control", 1)) << central_->log();
+  // The next change reaches the broker that now runs.
+  const json next = sm_.post("/v1/recs/r1/members/m1/devices", {{"id", "pv-2"}});
+  EXPECT_EQ(next["pushed"]["ems_broker"], "ok") << next << central_->log();
   // A broker the manager does not push to through the guard gets no bundle.
   EXPECT_EQ(sm_.client().get("/v1/brokers/ems_nobody/bundle").status, 404);
 }

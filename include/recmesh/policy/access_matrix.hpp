@@ -37,7 +37,9 @@ struct DerivedGrant {
 
 // Least-privilege rules of every identity `broker` serves, derived from the topic conventions
 // (SPEC §4) and the bridge mapping (§4.5): each channel has one producer (W) and one consumer
-// (R), and every device-scoped flow is listed per registered device instead of `+`.
+// (R), and every device-scoped flow is listed per registered device instead of `+`, except
+// the local bridge's reads: its `/device/+/…` subscriptions stay granted on its member's broker
+// when the member has no device yet, and carry devices registered later.
 // A local broker uses its own member's registration only (kNotFound when it is missing); the
 // central broker gets every member's bridge and the EMS services' rows over all members.
 // kInvalidArgument for invalid IDs or the reserved device ID `gateway`.

@@ -29,7 +29,8 @@ class GuardPublisher {
   ~GuardPublisher();
 
   // Signs and pushes `bundle`; the broker's verdict (accepted or refused with its reason), or
-  // kUnavailable when no connection or answer came within `timeout`.
+  // kUnavailable when no connection or answer came within `timeout`, at once when the
+  // connection attempt fails ("not reachable". The next push tries to connect again.
   Result<GuardResponse> push(const PolicyBundle& bundle,
                              std::chrono::milliseconds timeout = std::chrono::seconds(5));
   // Pushes bytes as they are (an already signed bundle, or anything a test wants to try).

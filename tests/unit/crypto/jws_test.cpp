@@ -43,6 +43,27 @@ class JwsTest : public ::testing::Test {
             {"ems_engine"}};
   }
 
+  // A signer whose certificate `ca` (an authority of the PKI) signs outside the PKI's rules,
+  // as whoever holds that CA's key can: any name, any usage.
+  JwsSigner forged_signer(const std::string& ca, const std::string& common_name,
+                          pki::CertificateTemplate::Usage usage) {
+    const auto ca_dir = pki_->directory() / "ca" / ca;
+    Secret passphrase("jws test passphrase");
+    auto ca_key = private_key_from_pem(read_file(ca_dir / "key.pem"), &passphrase, "ca key");
+    auto ca_cert = certificate_from_pem(read_file(ca_dir / "cert.pem"), "ca cert");
+    auto key = generate_p256_key();
+    pki::CertificateTemplate tmpl;
+    tmpl.common_name = common_name;
+    tmpl.usage = usage;
+    tmpl.path_length = usage == pki::CertificateTemplate::Usage::kCertificateAuthority ? 0 : -1;
+    tmpl.not_before = std::chrono::system_clock::now() - std::chrono::hours(1);
+    tmpl.not_after = tmpl.not_before + std::chrono::hours(48);
+    auto forged = pki::sign_certificate(tmpl, key.get(), ca_cert.get(), ca_key.get());
+    std::vector<X509Ptr> chain;
+    chain.push_back(forged.parse());
+    return JwsSigner(std::move(key), std::move(chain));
+  }
+
   testing::TempDir dir_;
   std::optional<pki::Pki> pki_;
   pki::IssuedCertificate engine_;
@@ -101,21 +122,42 @@ TEST_F(JwsTest, SignerOutsideTheAllowListIsRefused) {
 
 TEST_F(JwsTest, SameNameFromAnotherCaIsRefused) {
   // A member CA signs a certificate named ems_engine: the collision the thesis warns about.
-  const auto ca_dir = pki_->directory() / "ca" / "member_r1_m1";
-  Secret passphrase("jws test passphrase");
-  auto ca_key = private_key_from_pem(read_file(ca_dir / "key.pem"), &passphrase, "ca key");
-  auto ca_cert = certificate_from_pem(read_file(ca_dir / "cert.pem"), "ca cert");
-  auto key = generate_p256_key();
-  pki::CertificateTemplate tmpl;
-  tmpl.common_name = "ems_engine";
-  tmpl.not_before = std::chrono::system_clock::now() - std::chrono::hours(1);
-  tmpl.not_after = tmpl.not_before + std::chrono::hours(48);
-  auto forged = pki::sign_certificate(tmpl, key.get(), ca_cert.get(), ca_key.get());
-  std::vector<X509Ptr> chain;
-  chain.push_back(forged.parse());
-  JwsSigner impostor(std::move(key), std::move(chain));
+  JwsSigner impostor =
+      forged_signer("member_r1_m1", "ems_engine", pki::CertificateTemplate::Usage::kClient);
   JwsVerifier verifier(ems_trust());
   EXPECT_FALSE(verifier.verify(kTopic, impostor.sign(kTopic, kPayload)).ok());
+}
+
+// signed-messages.md: "CAs cannot sign". The EMS CA, the verifier's own anchor, makes a
+// subordinate CA certificate named ems_engine (an allowed signer), which chains to the anchor and
+// is refused for being a CA; the same forgery as a client leaf verifies, so the refusal is the CA
+// check's. The anchor signing with its own key, its name allowed, is refused too.
+TEST_F(JwsTest, ACaCertificateCannotSign) {
+  JwsVerifier verifier(ems_trust());
+  const auto leaf = forged_signer("ems", "ems_engine", pki::CertificateTemplate::Usage::kClient);
+  ASSERT_TRUE(verifier.verify(kTopic, leaf.sign(kTopic, kPayload)).ok());
+
+  const auto sub_ca =
+      forged_signer("ems", "ems_engine", pki::CertificateTemplate::Usage::kCertificateAuthority);
+  auto result = verifier.verify(kTopic, sub_ca.sign(kTopic, kPayload));
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(result.status().message.find("the signer is a CA"), std::string::npos)
+      << result.status().message;
+
+  // The anchor itself, with its own key, allowed by name.
+  const auto ca_dir = pki_->directory() / "ca" / "ems";
+  Secret passphrase("jws test passphrase");
+  std::vector<X509Ptr> anchor;
+  anchor.push_back(certificate_from_pem(read_file(ca_dir / "cert.pem"), "ca cert"));
+  const std::string anchor_name = subject_common_name(anchor.front().get());
+  JwsSigner ca_itself(private_key_from_pem(read_file(ca_dir / "key.pem"), &passphrase, "ca key"),
+                      std::move(anchor));
+  SignerTrust trust = ems_trust();
+  trust.allowed_signers.push_back(anchor_name);
+  auto by_anchor = JwsVerifier(trust).verify(kTopic, ca_itself.sign(kTopic, kPayload));
+  ASSERT_FALSE(by_anchor.ok());
+  EXPECT_EQ(by_anchor.status().code, ErrorCode::kPermissionDenied);
 }
 
 TEST_F(JwsTest, RevokedOrExpiredSignerIsRefused) {

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include "recmesh/policy/policy_matcher.hpp"
+#include "recmesh/protocol/topics.hpp"
+
 namespace recmesh::policy {
 namespace {
 
@@ -57,20 +60,44 @@ TEST(AccessMatrixTest, LocalBrokerRowsAreTheSpecTable) {
   const Grant& bridge = row(*rows, "bridge:bridge_r1_m1");
   EXPECT_EQ(set(bridge.publish),
             (Set{"/platform/control", "/platform/keys", "/bridge/status", "/bridge/status/info"}));
-  Set bridge_read{"/smart-gateway/status",      "/smart-gateway/status/info",
-                  "/smart-gateway/diagnostic",  "/platform/metrics/#",
-                  "/platform/control/response", "/platform/logs/+",
-                  "/platform/keys/response",    "/security/events"};
-  for (std::string d : {"pv1", "bat1"}) {
-    for (std::string tail : {"/status", "/status/info", "/diagnostic"}) {
-      bridge_read.insert("/device/" + d + tail);
-    }
-  }
+  // The device flows by wildcard: on m1's broker they are m1's devices' flows only.
+  const Set bridge_read{"/device/+/status",
+                        "/device/+/status/info",
+                        "/device/+/diagnostic",
+                        "/smart-gateway/status",
+                        "/smart-gateway/status/info",
+                        "/smart-gateway/diagnostic",
+                        "/platform/metrics/#",
+                        "/platform/control/response",
+                        "/platform/logs/+",
+                        "/platform/keys/response",
+                        "/security/events"};
   EXPECT_EQ(set(bridge.subscribe), bridge_read);
 
   const Grant& secmgr = row(*rows, "ems:ems_secmgr");
   EXPECT_EQ(set(secmgr.publish), (Set{"$CONTROL/recmesh-guard/v1"}));
   EXPECT_EQ(set(secmgr.subscribe), (Set{"$CONTROL/recmesh-guard/v1/response"}));
+}
+
+// Regression: with no device registered yet the bridge's `/device/+/diagnostic` subscription was
+// refused (its grant listed no device topic), and it never subscribed again once devices came.
+TEST(AccessMatrixTest, TheLocalBridgeMaySubscribeWhatItCarriesBeforeAnyDeviceIsRegistered) {
+  const MemberRegistration empty[] = {{"r1", "m1", {}}};
+  auto bundle = derived_bundle(BrokerId::local("r1", "m1"), empty, 1, 1);
+  ASSERT_TRUE(bundle.ok()) << bundle.status().message;
+  const PolicyMatcher matcher(*bundle);
+  const CompiledGrant* bridge = matcher.grant_of("bridge:bridge_r1_m1");
+  ASSERT_NE(bridge, nullptr);
+  for (const auto& filter : protocol::bridge_local_subscriptions()) {
+    EXPECT_TRUE(bridge->receive.intersects(filter)) << filter;
+  }
+  // A device registered later is carried without a new subscription; the device's own command
+  // topic and the gateway's flows stay out of the bridge's reach.
+  EXPECT_TRUE(bridge->receive.matches("/device/pv9/diagnostic"));
+  EXPECT_TRUE(bridge->receive.matches("/device/pv9/status/info"));
+  EXPECT_FALSE(bridge->receive.matches("/device/pv9/control"));
+  EXPECT_FALSE(bridge->receive.matches("/device/pv9/metrics/power"));
+  EXPECT_FALSE(bridge->receive.intersects("/device/+/control"));
 }
 
 TEST(AccessMatrixTest, CentralBrokerRowsAreTheSpecTable) {
