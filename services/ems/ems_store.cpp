@@ -17,6 +17,11 @@ bool is_final_state(std::string_view state) {
 
 namespace {
 
+// The first column of a row as an integer: a count, a pragma, a meta value.
+std::int64_t first_integer(const SqliteStatement& row) {
+  return row.column_int(0);
+}
+
 // Who can write the database can control the community: a new one is the engine's alone (0600;
 // SQLite gives its -wal and -shm files the same mode). Operators are let in by group.
 const std::filesystem::path& create_private(const std::filesystem::path& path,
@@ -240,9 +245,9 @@ std::int64_t EmsStore::count(std::string_view table) {
   if (std::find(kTables.begin(), kTables.end(), table) == kTables.end()) {
     throw Error(ErrorCode::kInvalidArgument, fmt::format("no table {}", table));
   }
-  auto s = db_.prepare(fmt::format("SELECT count(*) FROM {}", table));
-  s.step();
-  return s.column_int(0);
+  return db_.prepare(fmt::format("SELECT count(*) FROM {}", table))
+      .first_row(first_integer)
+      .value_or(0);
 }
 
 namespace {
@@ -256,14 +261,6 @@ RequestRow read_request(const SqliteStatement& s) {
           s.column_text(4),  s.column_text(5), s.column_text(6),  s.column_text(7),
           s.column_int(8),   s.column_int(9),  s.column_text(10), s.column_text(11),
           s.column_text(12), s.column_text(13)};
-}
-
-std::vector<RequestRow> read_requests(SqliteStatement& s) {
-  std::vector<RequestRow> out;
-  while (s.step()) {
-    out.push_back(read_request(s));
-  }
-  return out;
 }
 
 }  // namespace
@@ -289,7 +286,7 @@ void EmsStore::put_request(const RequestRow& row) {
 std::vector<RequestRow> EmsStore::queued_requests() {
   auto s = db_.prepare(std::string(kRequestColumns) +
                        " WHERE state='QUEUED' ORDER BY requested_at_ms, control_id");
-  return read_requests(s);
+  return s.rows(read_request);
 }
 
 bool EmsStore::take_request(std::string_view control_id, std::int64_t now_ms) {
@@ -333,10 +330,7 @@ void EmsStore::set_request_report(std::string_view control_id, std::string_view 
 std::optional<RequestRow> EmsStore::request(std::string_view control_id) {
   auto s = db_.prepare(std::string(kRequestColumns) + " WHERE control_id=?");
   s.bind(1, control_id);
-  if (!s.step()) {
-    return std::nullopt;
-  }
-  return read_request(s);
+  return s.first_row(read_request);
 }
 
 std::vector<RequestRow> EmsStore::awaiting_reports(std::string_view rec, std::string_view member,
@@ -345,13 +339,12 @@ std::vector<RequestRow> EmsStore::awaiting_reports(std::string_view rec, std::st
                        " WHERE state='TAKEN' AND type='diagnostic' AND report='' AND rec=?"
                        " AND member=? AND device=?");
   s.bind(1, rec).bind(2, member).bind(3, device);
-  return read_requests(s);
+  return s.rows(read_request);
 }
 
 std::int64_t EmsStore::data_version() {
-  auto s = db_.prepare("PRAGMA data_version");  // finalized at once: holds no read lock
-  s.step();
-  return s.column_int(0);
+  // Prepared for this call and finalized at once: it holds no read lock.
+  return db_.prepare("PRAGMA data_version").first_row(first_integer).value_or(0);
 }
 
 void EmsStore::put_delivery(std::string_view rec, std::string_view member,
@@ -397,12 +390,9 @@ std::vector<std::pair<std::string, std::string>> EmsStore::members_with_unconfir
 
 std::uint64_t EmsStore::next_sequence(std::uint64_t now_ms) {
   SqliteTransaction tx(db_);
-  auto s = db_.prepare("SELECT value FROM meta WHERE key='sequence'");
-  std::uint64_t last = 0;
-  if (s.step()) {
-    last = static_cast<std::uint64_t>(s.column_int(0));
-  }
-  const std::uint64_t next = std::max(last + 1, now_ms);
+  const auto last =
+      db_.prepare("SELECT value FROM meta WHERE key='sequence'").first_row(first_integer);
+  const std::uint64_t next = std::max(static_cast<std::uint64_t>(last.value_or(0)) + 1, now_ms);
   db_.prepare(
          "INSERT INTO meta(key, value) VALUES('sequence', ?) ON CONFLICT(key) DO UPDATE"
          " SET value=excluded.value")
