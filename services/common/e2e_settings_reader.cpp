@@ -33,6 +33,9 @@ e2e::E2eSettings read_e2e_settings(std::string_view source, const YAML::Node& no
   r.on("max_age_s", seconds(s.max_age, 1, 86400));
   r.on("max_skew_s", seconds(s.max_skew, 0, 3600));
   r.on("handshake_timeout_s", seconds(s.handshake_timeout, 1, 600));
+  r.on("max_concurrent_handshakes", [&](const YAML::Node& v, const std::string& k) {
+    s.max_concurrent_handshakes = static_cast<std::size_t>(r.integer(v, k, 1, 100000));
+  });
   r.on("max_queued", [&](const YAML::Node& v, const std::string& k) {
     s.max_queued = static_cast<std::size_t>(r.integer(v, k, 0, 1000000));
   });

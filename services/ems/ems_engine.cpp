@@ -115,7 +115,9 @@ EmsEngine::EmsEngine(mqtt::EventLoop& loop, EmsConfig config)
         loop_, config_, store_, [this](const std::string& t, const std::string& p) {
           if (auto sent = client_->publish(t, p, 1); !sent) {
             spdlog::warn("ems: cannot publish on {}: {}", t, sent.status().message);
+            return false;
           }
+          return true;
         });
     e2e_->on_established = [this](const std::string& rec, const std::string& member) {
       resend_unconfirmed_controls(rec, member);
@@ -761,6 +763,14 @@ int run_ems(EmsConfig config) {
   const auto& c = engine.counters();
   spdlog::info("stopped: {} messages, {} refused, {} controls issued, {} timed out", c.received,
                c.bad_input, c.controls_issued, c.controls_timed_out);
+  if (const EngineE2e* e2e = engine.e2e()) {
+    const auto& s = e2e->stats();
+    spdlog::info(
+        "end-to-end: {} handshakes started, {} completed, {} timed out, {} unsent, {} hellos "
+        "({} stale), {} opened, {} refused",
+        s.handshakes_started, s.handshakes_completed, s.handshakes_timed_out, s.handshakes_unsent,
+        s.hellos, s.stale_hellos, s.opened, s.refused_total());
+  }
   return 0;
 }
 

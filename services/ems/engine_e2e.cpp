@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "recmesh/e2e/trust_store.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/protocol/limits.hpp"
 
@@ -45,13 +46,15 @@ EngineE2e::EngineE2e(mqtt::EventLoop& loop, const EmsConfig& config, EmsStore& s
       window_size_(config.e2e.replay_window),
       endpoint_(
           e2e::Credentials::from_files(config.certfile, config.keyfile),
-          [pki_dir = config.pki_dir](const std::string& rec, const std::string& member) {
-            return e2e::PeerTrust::from_pki_dir(pki_dir, fmt::format("member_{}_{}", rec, member),
-                                                fmt::format("rec_{}_{}_gateway", rec, member));
+          // Read once per member and again only when a file of its chain changes (a new CRL).
+          [trust = std::make_shared<e2e::PkiTrustStore>(config.pki_dir)](
+              const std::string& rec, const std::string& member) {
+            return trust->get(fmt::format("member_{}_{}", rec, member),
+                              fmt::format("rec_{}_{}_gateway", rec, member));
           },
           config.e2e,
           [this](const std::string& topic, std::string payload, bool) {
-            publish_(topic, std::move(payload));
+            return publish_(topic, std::move(payload));
           }),
       publish_(std::move(publish)) {
   endpoint_.on_established = [this](const std::string& rec, const std::string& member) {
@@ -157,7 +160,10 @@ Result<mqtt::Done> EngineE2e::publish(const std::string& rec, const std::string&
                   fmt::format("end-to-end: {}: {}", e2e::to_string(sealed.error().failure),
                               sealed.error().detail)};
   }
-  publish_(std::string(topic), std::move(sealed).value());
+  if (!publish_(std::string(topic), std::move(sealed).value())) {
+    // Still ISSUED: the member's next session carries it (or it times out, reported).
+    return Status{ErrorCode::kUnavailable, "the MQTT client refused the control"};
+  }
   return mqtt::Done{};
 }
 

@@ -28,7 +28,8 @@ namespace recmesh::ems {
 // IDs are stored (durably, with the message) and confirms them to the gateway with acks.
 class EngineE2e {
  public:
-  using RawPublish = std::function<void(const std::string& topic, std::string payload)>;
+  // False when the client refused the message (see e2e::RawPublish).
+  using RawPublish = std::function<bool(const std::string& topic, std::string payload)>;
   // What the engine may act on: the payload, and the gateway's message ID (0: not sealed).
   struct Received {
     std::string payload;

@@ -91,7 +91,9 @@ Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
         [this](const std::string& topic, const std::string& payload, bool retain) {
           if (auto sent = client_->publish(topic, payload, 1, retain); !sent) {
             spdlog::warn("gateway: cannot publish on {}: {}", topic, sent.status().message);
+            return false;
           }
+          return true;
         },
         [this](std::string_view kind, std::string_view detail) {
           forward_security_event(kind, detail);

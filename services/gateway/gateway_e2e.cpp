@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "recmesh/e2e/trust_store.hpp"
+
 namespace recmesh::gateway {
 namespace {
 
@@ -24,8 +26,8 @@ GatewayE2e::GatewayE2e(mqtt::EventLoop& loop, const GatewayConfig& config, RawPu
     : loop_(loop),
       endpoint_(
           e2e::Credentials::from_files(config.certfile, config.keyfile), config.rec, config.member,
-          [pki_dir = config.pki_dir] {
-            return e2e::PeerTrust::from_pki_dir(pki_dir, "ems", "ems_engine");
+          [trust = std::make_shared<e2e::PkiTrustStore>(config.pki_dir)] {
+            return trust->get("ems", "ems_engine");
           },
           config.e2e, std::move(publish)),
       on_security_event_(std::move(on_security_event)) {

@@ -21,7 +21,7 @@ namespace recmesh::gateway {
 class GatewayE2e {
  public:
   using RawPublish =
-      std::function<void(const std::string& topic, std::string payload, bool retain)>;
+      std::function<bool(const std::string& topic, std::string payload, bool retain)>;
   // A refusal worth a security event, as a log record for the platform.
   using SecurityEvent = std::function<void(std::string_view kind, std::string_view detail)>;
 

@@ -29,6 +29,20 @@ std::string bound_topic(std::string_view rec, std::string_view member, std::stri
   return {};
 }
 
+std::chrono::milliseconds handshake_retry_gap(const E2eSettings& settings, int attempt,
+                                              const mqtt::UniformRandom& random) {
+  std::int64_t factor = 1;
+  for (int i = 1; i < attempt && factor < E2eSettings::kMaxRetryFactor; ++i) {
+    factor *= 2;
+  }
+  const auto nominal =
+      std::chrono::duration_cast<std::chrono::milliseconds>(settings.handshake_timeout) *
+      std::min<std::int64_t>(factor, E2eSettings::kMaxRetryFactor);
+  const double draw = random ? std::clamp(random(), 0.0, 1.0) : 0.0;
+  return std::chrono::milliseconds(
+      static_cast<std::int64_t>(static_cast<double>(nominal.count()) * (1.0 - 0.25 * draw)));
+}
+
 std::uint64_t EndpointStats::refused_total() const {
   std::uint64_t total = 0;
   for (const auto n : refused) {
@@ -115,7 +129,10 @@ void PeerLink::flush(const RawPublish& publish, EndpointStats& stats) {
       ++stats.refused[static_cast<std::size_t>(sealed.error().failure)];
       continue;
     }
-    publish(q.topic, std::move(sealed).value(), q.retain);
+    if (!publish(q.topic, std::move(sealed).value(), q.retain)) {
+      ++stats.refused[static_cast<std::size_t>(Failure::kQueueFull)];
+      continue;
+    }
     ++stats.sealed;
     ++stats.flushed;
   }
@@ -125,14 +142,15 @@ void PeerLink::flush(const RawPublish& publish, EndpointStats& stats) {
 
 MemberEndpoint::MemberEndpoint(Credentials own, std::string rec, std::string member,
                                std::function<PeerTrust()> platform_trust, E2eSettings settings,
-                               RawPublish publish, const Clock& clock)
+                               RawPublish publish, const Clock& clock, mqtt::UniformRandom random)
     : own_(std::move(own)),
       rec_(std::move(rec)),
       member_(std::move(member)),
       trust_(std::move(platform_trust)),
       settings_(settings),
       publish_(std::move(publish)),
-      clock_(&clock) {
+      clock_(&clock),
+      random_(random ? std::move(random) : mqtt::make_uniform_random()) {
   link_.continue_sequences();
 }
 
@@ -161,13 +179,18 @@ void MemberEndpoint::poll() {
 
 void MemberEndpoint::send_hello() {
   const auto now = clock_->now();
-  if (last_hello_ && now - *last_hello_ < settings_.handshake_timeout) {
+  if (next_hello_ && now < *next_hello_) {
     return;
   }
-  last_hello_ = now;
+  // Spaced further apart while unanswered: a platform busy with a whole community's handshakes
+  // gets fewer hellos, not more.
+  next_hello_ = now + handshake_retry_gap(settings_, ++hellos_unanswered_, random_);
   try {
-    publish_(std::string("/platform/keys/response"),
-             make_hello(own_, rec_, member_, HandshakeInputs::fresh(*clock_)), false);
+    if (!publish_(std::string("/platform/keys/response"),
+                  make_hello(own_, rec_, member_, HandshakeInputs::fresh(*clock_)), false)) {
+      ++stats_.handshakes_unsent;
+      return;
+    }
     ++stats_.hellos;
   } catch (const std::exception&) {
     ++stats_.refused[static_cast<std::size_t>(Failure::kInternal)];
@@ -194,7 +217,9 @@ Checked<std::monostate> MemberEndpoint::publish(std::string_view topic, std::str
   if (!sealed) {
     return refuse(sealed.error());
   }
-  publish_(std::string(topic), std::move(sealed).value(), retain);
+  if (!publish_(std::string(topic), std::move(sealed).value(), retain)) {
+    return refuse(reject(Failure::kQueueFull, "the MQTT client refused the message"));
+  }
   ++stats_.sealed;
   return std::monostate{};
 }
@@ -269,11 +294,17 @@ Checked<std::monostate> MemberEndpoint::on_keys(std::string_view payload) {
       return refuse(reject(Failure::kReplayed, "an init not newer than the last accepted"));
     }
     last_init_ms_ = responded->init_time_ms;
-    publish_(std::string("/platform/keys/response"), responded->response, false);
+    // Unsent, the engine would never hold the session this side would seal in: the engine's
+    // next init (it retries) is answered instead.
+    if (!publish_(std::string("/platform/keys/response"), responded->response, false)) {
+      ++stats_.handshakes_unsent;
+      return refuse(reject(Failure::kQueueFull, "the MQTT client refused the response"));
+    }
     link_.install(Session(responded->keys, settings_, *clock_), clock_->now(),
                   settings_.epoch_grace);
     ++stats_.handshakes_completed;
-    last_hello_.reset();
+    next_hello_.reset();
+    hellos_unanswered_ = 0;
     link_.flush(publish_, stats_);
     if (on_established) {
       on_established();
@@ -322,7 +353,7 @@ void MemberEndpoint::close() {
   }
   auto sealed = link_.seal(keys_response_topic(rec_, member_), kClosePayload);
   if (sealed) {
-    publish_(std::string("/platform/keys/response"), std::move(sealed).value(), false);
+    (void)publish_(std::string("/platform/keys/response"), std::move(sealed).value(), false);
   }
   link_.drop();
 }
@@ -330,12 +361,14 @@ void MemberEndpoint::close() {
 // ---- PlatformEndpoint ---------------------------------------------------------------------
 
 PlatformEndpoint::PlatformEndpoint(Credentials own, TrustLoader gateway_trust, E2eSettings settings,
-                                   RawPublish publish, const Clock& clock)
+                                   RawPublish publish, const Clock& clock,
+                                   mqtt::UniformRandom random)
     : own_(std::move(own)),
       trust_(std::move(gateway_trust)),
       settings_(settings),
       publish_(std::move(publish)),
-      clock_(&clock) {}
+      clock_(&clock),
+      random_(random ? std::move(random) : mqtt::make_uniform_random()) {}
 
 template <typename T>
 Checked<T> PlatformEndpoint::refuse(Rejection r) {
@@ -367,34 +400,121 @@ std::optional<PlatformEndpoint::Key> PlatformEndpoint::owner_of(std::uint32_t se
   return std::nullopt;
 }
 
-void PlatformEndpoint::connect(const std::string& rec, const std::string& member_id) {
-  Member& m = member(rec, member_id);
-  const auto now = clock_->now();
-  if (m.pending && now - m.pending_since < settings_.handshake_timeout) {
+std::size_t PlatformEndpoint::handshakes_waiting() const {
+  return static_cast<std::size_t>(std::count_if(
+      members_.begin(), members_.end(), [](const auto& entry) { return entry.second.waiting; }));
+}
+
+void PlatformEndpoint::wait_for_slot(const Key& key, Member& m, Clock::TimePoint not_before) {
+  if (m.in_flight) {
     return;
   }
-  try {
-    m.pending.emplace(own_, rec, member_id, settings_.suite, HandshakeInputs::fresh(*clock_));
-    m.pending_since = now;
-    publish_(keys_topic(rec, member_id), m.pending->init(), false);
-    ++stats_.handshakes_started;
-  } catch (const std::exception&) {
-    m.pending.reset();
-    ++stats_.refused[static_cast<std::size_t>(Failure::kInternal)];
+  if (m.waiting) {
+    m.not_before = std::min(m.not_before, not_before);
+    return;
   }
+  m.waiting = true;
+  m.not_before = not_before;
+  m.asked = clock_->now();
+  waiting_.push_back(key);
+}
+
+void PlatformEndpoint::release_slot(Member& m) {
+  if (m.in_flight) {
+    m.in_flight = false;
+    --in_flight_;
+  }
+}
+
+bool PlatformEndpoint::start_handshake(const Key& key, Member& m, Clock::TimePoint now) {
+  std::erase_if(m.pending, [&](const Pending& p) { return now - p.sent > settings_.max_age; });
+  while (m.pending.size() >= kMaxPendingInits) {
+    m.pending.pop_back();
+  }
+  try {
+    PlatformHandshake handshake(own_, key.first, key.second, settings_.suite,
+                                HandshakeInputs::fresh(*clock_));
+    if (!publish_(keys_topic(key.first, key.second), handshake.init(), false)) {
+      // The broker connection holds too much already: this member tries again after a gap.
+      ++stats_.handshakes_unsent;
+      ++m.unanswered;
+      wait_for_slot(key, m, now + handshake_retry_gap(settings_, m.unanswered, random_));
+      return false;
+    }
+    m.pending.push_front({std::move(handshake), now});
+  } catch (const std::exception&) {
+    ++stats_.refused[static_cast<std::size_t>(Failure::kInternal)];
+    ++m.unanswered;
+    wait_for_slot(key, m, now + handshake_retry_gap(settings_, m.unanswered, random_));
+    return false;
+  }
+  m.in_flight = true;
+  ++in_flight_;
+  m.deadline = now + settings_.handshake_timeout;
+  ++stats_.handshakes_started;
+  return true;
+}
+
+void PlatformEndpoint::start_waiting(Clock::TimePoint now) {
+  // One pass in order: a member whose gap still runs keeps its place for the next poll.
+  std::deque<Key> later;
+  while (!waiting_.empty() && in_flight_ < settings_.max_concurrent_handshakes) {
+    Key key = std::move(waiting_.front());
+    waiting_.pop_front();
+    const auto it = members_.find(key);
+    if (it == members_.end() || !it->second.waiting) {
+      continue;
+    }
+    Member& m = it->second;
+    if (now < m.not_before) {
+      later.push_back(std::move(key));
+      continue;
+    }
+    m.waiting = false;
+    if (m.link.established() && m.link.current()->established_at() >= m.asked) {
+      continue;  // a late answer to an earlier init brought a session up meanwhile
+    }
+    start_handshake(key, m, now);
+  }
+  waiting_.insert(waiting_.begin(), std::make_move_iterator(later.begin()),
+                  std::make_move_iterator(later.end()));
+}
+
+void PlatformEndpoint::connect(const std::string& rec, const std::string& member_id) {
+  const Key key(rec, member_id);
+  Member& m = member(rec, member_id);
+  const auto now = clock_->now();
+  wait_for_slot(key, m, m.waiting ? m.not_before : now);
+  start_waiting(now);
 }
 
 void PlatformEndpoint::poll() {
   const auto now = clock_->now();
   for (auto& [key, m] : members_) {
-    const bool timed_out = m.pending && now - m.pending_since >= settings_.handshake_timeout;
+    if (m.in_flight && now >= m.deadline) {
+      release_slot(m);
+      if (m.link.established() && !m.pending.empty() &&
+          m.link.current()->established_at() >= m.pending.front().sent) {
+        continue;  // a late answer to an earlier init brought a session up meanwhile
+      }
+      // Unanswered: the slot goes to the next member; this one tries again after a gap (the
+      // first retry at once), and its earlier inits still finish if answered late.
+      ++stats_.handshakes_timed_out;
+      ++m.unanswered;
+      const auto gap =
+          handshake_retry_gap(settings_, m.unanswered, random_) -
+          std::chrono::duration_cast<std::chrono::milliseconds>(settings_.handshake_timeout);
+      wait_for_slot(key, m, now + std::max(gap, std::chrono::milliseconds(0)));
+      continue;
+    }
     const bool needs_session = !m.link.established() && !m.link.queue().empty();
     const bool old = m.link.established() &&
                      now - m.link.current()->established_at() >= settings_.rehandshake_after;
-    if (timed_out || (!m.pending && (needs_session || old))) {
-      connect(key.first, key.second);
+    if (!m.in_flight && (needs_session || old)) {
+      wait_for_slot(key, m, m.waiting ? m.not_before : now);
     }
   }
+  start_waiting(now);
 }
 
 Checked<std::monostate> PlatformEndpoint::publish(const std::string& rec,
@@ -417,7 +537,10 @@ Checked<std::monostate> PlatformEndpoint::publish(const std::string& rec,
   if (!sealed) {
     return refuse<std::monostate>(sealed.error());
   }
-  publish_(std::string(topic), std::move(sealed).value(), retain);
+  if (!publish_(std::string(topic), std::move(sealed).value(), retain)) {
+    return refuse<std::monostate>(
+        reject(Failure::kQueueFull, "the MQTT client refused the message"));
+  }
   ++stats_.sealed;
   return std::monostate{};
 }
@@ -449,7 +572,10 @@ Checked<std::monostate> PlatformEndpoint::acknowledge(const std::string& rec,
   if (!sealed) {
     return refuse<std::monostate>(sealed.error());
   }
-  publish_(topic, std::move(sealed).value(), false);
+  if (!publish_(topic, std::move(sealed).value(), false)) {
+    return refuse<std::monostate>(
+        reject(Failure::kQueueFull, "the MQTT client refused the message"));
+  }
   ++stats_.acks;
   return std::monostate{};
 }
@@ -529,18 +655,35 @@ Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& re
       return refuse<std::monostate>(verified.error());
     }
     ++stats_.hellos;
+    const auto hello = parse_hello(payload);
+    if (m.link.established() && hello && hello->time_ms < m.session_response_ms) {
+      // Sent before the gateway answered the current session (it crossed our init on the way):
+      // the gateway holds that session, so a new handshake would only cost both sides one more.
+      ++stats_.stale_hellos;
+      return std::monostate{};
+    }
     // The gateway holds no session (it restarted): ours is dead, new messages wait for the next.
     if (m.link.established()) {
       m.link.retire(clock_->now(), settings_.epoch_grace);
     }
-    connect(rec, member_id);
+    // A live gateway asks: its turn comes without the gap of earlier unanswered attempts.
+    m.unanswered = 0;
+    wait_for_slot(Key(rec, member_id), m, clock_->now());
+    start_waiting(clock_->now());
     return std::monostate{};
   }
-  if (!m.pending) {
+  const auto response = parse_response(payload);
+  if (!response) {
+    return refuse<std::monostate>(response.error());
+  }
+  const auto pending = std::find_if(m.pending.begin(), m.pending.end(), [&](const Pending& p) {
+    return p.handshake.session_id() == response->session_id;
+  });
+  if (pending == m.pending.end()) {
     return refuse<std::monostate>(
         reject(Failure::kUnknownSession, "a response without a handshake under way"));
   }
-  auto keys = m.pending->finish(payload, trust, settings_, *clock_);
+  auto keys = pending->handshake.finish(payload, trust, settings_, *clock_);
   if (!keys) {
     return refuse<std::monostate>(keys.error());
   }
@@ -549,7 +692,14 @@ Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& re
   } catch (const std::exception& e) {
     return refuse<std::monostate>(reject(Failure::kInternal, e.what()));
   }
-  m.pending.reset();
+  m.session_response_ms = response->time_ms;
+  // Earlier inits can only be answered late now; newer ones may still be, and then win.
+  const bool newest = pending == m.pending.begin();
+  m.pending.erase(pending, m.pending.end());
+  if (newest) {
+    release_slot(m);
+  }
+  m.unanswered = 0;
   ++stats_.handshakes_completed;
   m.link.flush(publish_, stats_);
   if (on_established) {
@@ -573,7 +723,7 @@ void PlatformEndpoint::close_all() {
     const std::string topic = keys_topic(key.first, key.second);
     auto sealed = m.link.seal(topic, kClosePayload);
     if (sealed) {
-      publish_(topic, std::move(sealed).value(), false);
+      (void)publish_(topic, std::move(sealed).value(), false);
     }
     m.link.drop();
   }

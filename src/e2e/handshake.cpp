@@ -152,6 +152,9 @@ void E2eSettings::validate() const {
   if (handshake_timeout < seconds(1) || handshake_timeout > seconds(600)) {
     fail("handshake_timeout", "1 s .. 10 min");
   }
+  if (max_concurrent_handshakes < 1 || max_concurrent_handshakes > 100'000) {
+    fail("max_concurrent_handshakes", "1 .. 100000");
+  }
   if (max_queued > 1'000'000) {
     fail("max_queued", "0 .. 1000000");
   }
@@ -192,32 +195,6 @@ PeerTrust PeerTrust::from_pem(std::string_view chain_pem, const std::vector<std:
   }
   t.common_name = std::move(common_name);
   return t;
-}
-
-PeerTrust PeerTrust::from_pki_dir(const std::filesystem::path& pki_dir,
-                                  const std::string& authority_id, std::string common_name) {
-  const auto ca_dir = pki_dir / "ca";
-  const std::string chain = read_file(ca_dir / authority_id / "chain.pem");
-  // Every CA of the chain is a directory under ca/ whose cert.pem is that certificate.
-  std::vector<std::string> crls;
-  const auto chain_certs = crypto::certificates_from_pem(chain, authority_id);
-  for (const auto& entry : std::filesystem::directory_iterator(ca_dir)) {
-    const auto cert_path = entry.path() / "cert.pem";
-    if (!std::filesystem::exists(cert_path) || !std::filesystem::exists(entry.path() / "crl.pem")) {
-      continue;
-    }
-    const auto cert = crypto::certificate_from_pem(read_file(cert_path), cert_path.string());
-    for (const auto& c : chain_certs) {
-      if (X509_cmp(c.get(), cert.get()) == 0) {
-        crls.push_back(read_file(entry.path() / "crl.pem"));
-      }
-    }
-  }
-  if (crls.size() != chain_certs.size()) {
-    throw Error(ErrorCode::kNotFound, fmt::format("{}: a CRL of the chain of {} is missing",
-                                                  ca_dir.string(), authority_id));
-  }
-  return from_pem(chain, crls, std::move(common_name));
 }
 
 Checked<crypto::PkeyPtr> verify_peer_certificate(const PeerTrust& trust, std::string_view der,

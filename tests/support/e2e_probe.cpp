@@ -14,6 +14,7 @@ E2eProbe::E2eProbe(Side side, MqttTestClient& client, const fs::path& pki_dir, s
     : side_(side), client_(client), rec_(std::move(rec)), member_(std::move(member)) {
   auto sink = [this](const std::string& topic, std::string payload, bool) {
     outgoing_.emplace_back(topic, std::move(payload));
+    return true;
   };
   const std::string gateway_cn = fmt::format("rec_{}_{}_gateway", rec_, member_);
   if (side_ == Side::kPlatform) {

@@ -18,11 +18,20 @@
 #include "recmesh/e2e/handshake.hpp"
 #include "recmesh/e2e/session.hpp"
 #include "recmesh/e2e/settings.hpp"
+#include "recmesh/mqtt/reconnect_backoff.hpp"
 
 namespace recmesh::e2e {
 
-// How an endpoint hands bytes to MQTT: topic, payload, retain. The caller publishes at QoS 1.
-using RawPublish = std::function<void(const std::string& topic, std::string payload, bool retain)>;
+// How an endpoint hands bytes to MQTT: topic, payload, retain. The caller publishes at QoS 1 and
+// returns false when its client refused the message (its queue is full): a handshake message
+// that was not handed over is sent again later, never taken as sent.
+using RawPublish = std::function<bool(const std::string& topic, std::string payload, bool retain)>;
+
+// How long to wait after the `attempt`-th unanswered handshake message (1, 2, ...) before the
+// next: handshake_timeout, doubling per attempt up to kMaxRetryFactor times it, less up to a
+// quarter at random so that many peers that failed together do not retry together.
+std::chrono::milliseconds handshake_retry_gap(const E2eSettings& settings, int attempt,
+                                              const mqtt::UniformRandom& random);
 
 // The payload of the sealed message that ends a session (on the keys topics).
 inline constexpr std::string_view kClosePayload = "close";
@@ -40,9 +49,12 @@ struct EndpointStats {
   std::uint64_t flushed = 0;  // queued messages sent once a session came up
   std::uint64_t handshakes_started = 0;
   std::uint64_t handshakes_completed = 0;
-  std::uint64_t hellos = 0;  // sent (gateway) or accepted (EMS engine)
-  std::uint64_t closes = 0;  // sessions ended by a close message
-  std::uint64_t acks = 0;    // acks sent (EMS engine) or accepted (gateway)
+  std::uint64_t hellos = 0;                // sent (gateway) or accepted (EMS engine)
+  std::uint64_t handshakes_timed_out = 0;  // unanswered within handshake_timeout: retried
+  std::uint64_t handshakes_unsent = 0;     // MQTT refused the message: retried later
+  std::uint64_t stale_hellos = 0;          // made before the current session's response: ignored
+  std::uint64_t closes = 0;                // sessions ended by a close message
+  std::uint64_t acks = 0;                  // acks sent (EMS engine) or accepted (gateway)
   std::array<std::uint64_t, kFailureCount> refused{};
   std::uint64_t refused_total() const;
   std::uint64_t refused_of(Failure f) const { return refused[static_cast<std::size_t>(f)]; }
@@ -113,12 +125,13 @@ class MemberEndpoint {
   // `platform_trust` is read at every handshake, so a new CRL takes effect at the next one.
   MemberEndpoint(Credentials own, std::string rec, std::string member,
                  std::function<PeerTrust()> platform_trust, E2eSettings settings,
-                 RawPublish publish, const Clock& clock = SystemClock::instance());
+                 RawPublish publish, const Clock& clock = SystemClock::instance(),
+                 mqtt::UniformRandom random = {});
 
-  // Sends a hello (asks the EMS engine for a handshake) unless a session exists already:
-  // called at every connect to the local broker.
+  // Sends a hello (asks the EMS engine for a handshake) unless a session exists already or the
+  // last hello is more recent than the retry gap: called at every connect to the local broker.
   void start();
-  // Periodic work: a new hello while no session exists, every handshake_timeout.
+  // Periodic work: a new hello while no session exists, spaced by handshake_retry_gap.
   void poll();
   // Seals and publishes on local `topic`, or queues it until a session exists.
   Checked<std::monostate> publish(std::string_view topic, std::string_view payload,
@@ -161,25 +174,32 @@ class MemberEndpoint {
   E2eSettings settings_;
   RawPublish publish_;
   const Clock* clock_;
+  mqtt::UniformRandom random_;
   PeerLink link_;
   std::uint64_t last_init_ms_ = 0;  // inits not newer than the last accepted are replays
-  std::optional<Clock::TimePoint> last_hello_;
+  std::optional<Clock::TimePoint> next_hello_;  // no hello before this
+  int hellos_unanswered_ = 0;
   EndpointStats stats_;
 };
 
-// The EMS engine's end: one session per member, started by the engine.
+// The EMS engine's end: one session per member, started by the engine. At most
+// max_concurrent_handshakes handshakes are under way at once; the other members wait in order.
+// An unanswered handshake is retried after handshake_timeout and then further apart
+// (handshake_retry_gap); a late response to an earlier init of the member still completes.
 class PlatformEndpoint {
  public:
   // Throws from `trust` are refusals (kBadCertificate), never exceptions to the caller.
   using TrustLoader = std::function<PeerTrust(const std::string& rec, const std::string& member)>;
 
   PlatformEndpoint(Credentials own, TrustLoader gateway_trust, E2eSettings settings,
-                   RawPublish publish, const Clock& clock = SystemClock::instance());
+                   RawPublish publish, const Clock& clock = SystemClock::instance(),
+                   mqtt::UniformRandom random = {});
 
-  // Starts a handshake with the gateway of rec/member now (unless one is under way).
+  // Asks for a handshake with the gateway of rec/member: started now if a slot is free, else
+  // when its turn comes. Nothing new while one is under way or the member's retry gap runs.
   void connect(const std::string& rec, const std::string& member);
   // Periodic work: retries handshakes that timed out; renews sessions older than
-  // rehandshake_after.
+  // rehandshake_after; starts waiting handshakes as slots free up.
   void poll();
   // Seals and publishes on central `topic` for the member, or queues and starts a handshake.
   Checked<std::monostate> publish(const std::string& rec, const std::string& member,
@@ -214,14 +234,32 @@ class PlatformEndpoint {
 
   bool established(const std::string& rec, const std::string& member) const;
   std::size_t queued(const std::string& rec, const std::string& member) const;
+  // Handshakes under way (unanswered, within handshake_timeout) and members waiting for one.
+  std::size_t handshakes_in_flight() const { return in_flight_; }
+  std::size_t handshakes_waiting() const;
   const EndpointStats& stats() const { return stats_; }
   std::function<void(const std::string& rec, const std::string& member)> on_established;
 
  private:
+  // Inits sent and not yet answered; kept for max_age, so that a response that arrives after
+  // its init timed out and a newer one went out still completes (the gateway installed it).
+  static constexpr std::size_t kMaxPendingInits = 4;
+  struct Pending {
+    PlatformHandshake handshake;
+    Clock::TimePoint sent;
+  };
   struct Member {
     PeerLink link;
-    std::optional<PlatformHandshake> pending;
-    Clock::TimePoint pending_since{};
+    std::deque<Pending> pending;  // newest first
+    bool in_flight = false;       // holds a slot until answered or deadline
+    bool waiting = false;         // in waiting_, started not before not_before
+    Clock::TimePoint deadline{};
+    Clock::TimePoint not_before{};
+    Clock::TimePoint asked{};  // when it started waiting
+    int unanswered = 0;        // handshakes in a row that timed out
+    // The gateway's time in the response of the current session: a hello made before it
+    // asked for what the engine already holds.
+    std::uint64_t session_response_ms = 0;
   };
   using Key = std::pair<std::string, std::string>;
 
@@ -229,13 +267,20 @@ class PlatformEndpoint {
   Checked<T> refuse(Rejection r);
   Member& member(const std::string& rec, const std::string& member);
   std::optional<Key> owner_of(std::uint32_t session_id) const;
+  void wait_for_slot(const Key& key, Member& m, Clock::TimePoint not_before);
+  void start_waiting(Clock::TimePoint now);
+  bool start_handshake(const Key& key, Member& m, Clock::TimePoint now);
+  void release_slot(Member& m);
 
   Credentials own_;
   TrustLoader trust_;
   E2eSettings settings_;
   RawPublish publish_;
   const Clock* clock_;
+  mqtt::UniformRandom random_;
   std::map<Key, Member> members_;
+  std::deque<Key> waiting_;  // members waiting for a slot, in order of asking
+  std::size_t in_flight_ = 0;
   EndpointStats stats_;
 };
 

@@ -29,6 +29,7 @@ struct Wire {
   RawPublish publisher() {
     return [this](const std::string& topic, std::string payload, bool retain) {
       messages.push_back({topic, std::move(payload), retain});
+      return true;
     };
   }
   std::optional<Message> take() {

@@ -99,6 +99,38 @@ TEST(PolicyBundleTest, NonJsonDeepAndOversizeInputIsRefused) {
   EXPECT_NE(parsed.status().message.find("exceeds"), std::string::npos);
 }
 
+// A community of 300 members already needed more than the earlier bound of 10 000 for the EMS
+// engine's exact topics on the central broker; 1,000 members need over 30 000.
+TEST(PolicyBundleTest, AGrantHoldsACommunitysExactTopicsUpToItsBound) {
+  PolicyBundle b;
+  b.broker = "central";
+  b.sequence = 1;
+  b.issued_at = 1795315107;
+  Grant engine{"ems:ems_engine", {}, {}, std::nullopt};
+  for (int m = 0; engine.subscribe.size() < 60000; ++m) {
+    for (int d = 0; d < 10; ++d) {
+      for (const char* leaf : {"status", "status/info", "diagnostic"}) {
+        engine.subscribe.push_back("/r1/m" + std::to_string(m) + "/device/d" + std::to_string(d) +
+                                   "/" + leaf);
+      }
+    }
+  }
+  b.grants.push_back(engine);
+  auto parsed = parse_policy_bundle(to_json(b));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().message;
+  EXPECT_EQ(parsed->grants.front().subscribe.size(), engine.subscribe.size());
+
+  json over = json::parse(to_json(b));
+  auto& subscribe = over["grants"][0]["subscribe"];
+  for (std::size_t i = subscribe.size(); i <= kMaxTopicsPerGrant; ++i) {
+    subscribe.push_back("/r2/x/device/d" + std::to_string(i) + "/status");
+  }
+  auto refused = parse_policy_bundle(over.dump());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message.find("bundle.grants[0].subscribe"), std::string::npos)
+      << refused.status().message;
+}
+
 TEST(PolicyBundleTest, BrokerIds) {
   EXPECT_EQ(parse_broker_id("central")->kind, BrokerId::Kind::kCentral);
   EXPECT_EQ(*parse_broker_id("local/r1/m1"), BrokerId::local("r1", "m1"));
