@@ -37,6 +37,7 @@
 #include "bench_process.hpp"
 #include "bench_stats.hpp"
 #include "loop_thread.hpp"
+#include "tcp_proxy.hpp"
 #include "tls_identity.hpp"
 
 namespace recmesh::bench {
@@ -62,7 +63,7 @@ struct Options {
   std::string recmesh = "recmesh";
   std::chrono::milliseconds step{4000};     // one rate step of the lossless search
   std::chrono::milliseconds latency{5000};  // one latency run at 5k msg/s
-  int repetitions = 3;                      // latency runs, medians taken
+  int repetitions = 7;                      // latency runs of each variant, medians taken
   // For profiling one part: "lossless", "latency" or "flood" alone; empty: everything.
   std::string only;
   int flood_base = 1000;  // the lossless rate the flood doubles when the ladder did not run
@@ -78,6 +79,7 @@ struct World {
   int local_bridge_port = free_tcp_port();
   int ems_port = free_tcp_port();
   int central_bridge_port = free_tcp_port();
+  int relay_port = free_tcp_port();  // the TCP relay in front of the central bridge listener
   TlsFiles gateway;
   TlsFiles engine;
   TlsFiles bridge;
@@ -110,13 +112,30 @@ World make_world(const fs::path& dir) {
   broker::render_local_broker(pki, local, dir / "local-recmesh");
   local.bridge_to = broker::BuiltinBridge{"127.0.0.1", world.central_bridge_port};
   broker::render_local_broker(pki, local, dir / "local-builtin");
+  local.bridge_to = broker::BuiltinBridge{"127.0.0.1", world.relay_port};
+  broker::render_local_broker(pki, local, dir / "local-relay");
   return world;
 }
 
-enum class Variant { kRecmesh, kBuiltin };
+// kRelay is the built-in bridge through a plain TCP relay (tests/support/tcp_proxy, a thread of
+// this benchmark): one more hop with none of the TLS and MQTT work a bridge does, the least an
+// extra hop costs on this machine whatever the bridge does.
+enum class Variant { kRecmesh, kBuiltin, kRelay };
+
+struct VariantNames {
+  std::string_view shown;
+  std::string_view local_dir;  // its local broker's rendered configuration, in the world's dir
+};
+
+VariantNames names_of(Variant variant) {
+  constexpr VariantNames kNames[] = {{"recmesh bridge", "local-recmesh"},
+                                     {"mosquitto bridge", "local-builtin"},
+                                     {"mosquitto+relay", "local-relay"}};
+  return kNames[static_cast<std::size_t>(variant)];
+}
 
 std::string_view name_of(Variant variant) {
-  return variant == Variant::kRecmesh ? "recmesh bridge" : "mosquitto bridge";
+  return names_of(variant).shown;
 }
 
 // Both brokers and the bridge of one variant, fresh for each measurement.
@@ -128,8 +147,10 @@ class Deployment {
     central_ = std::make_unique<BrokerProcess>(
         central_dir / "mosquitto.conf",
         std::vector<int>{world.ems_port, world.central_bridge_port});
-    const fs::path local_dir =
-        world.dir / (variant == Variant::kRecmesh ? "local-recmesh" : "local-builtin");
+    if (variant == Variant::kRelay) {
+      relay_ = std::make_unique<testing::TcpProxy>(world.central_bridge_port, world.relay_port);
+    }
+    const fs::path local_dir = world.dir / names_of(variant).local_dir;
     reset_data(local_dir);
     local_ = std::make_unique<BrokerProcess>(
         local_dir / "mosquitto.conf", std::vector<int>{world.member_port, world.local_bridge_port});
@@ -163,6 +184,7 @@ class Deployment {
   }
 
   std::unique_ptr<BrokerProcess> central_;
+  std::unique_ptr<testing::TcpProxy> relay_;
   std::unique_ptr<BrokerProcess> local_;
   std::unique_ptr<Process> bridge_;
 };
@@ -468,29 +490,38 @@ struct Lossless {
 Lossless find_lossless(const World& world, Variant variant, std::size_t payload,
                        const Options& options) {
   const std::vector<int> ladder =
-      options.quick ? std::vector<int>{2000, 5000, 8000, 11000, 14000, 18000, 24000, 30000}
-                    : std::vector<int>{2000,  4000,  6000,  8000,  10000, 12000, 14000,
-                                       16000, 18000, 20000, 24000, 28000, 32000, 40000};
+      options.quick ? std::vector<int>{5000, 15000, 30000, 40000, 50000, 65000, 80000, 100000}
+                    : std::vector<int>{5000,  10000, 15000, 20000, 25000, 30000, 35000,
+                                       40000, 45000, 50000, 60000, 70000, 80000, 100000};
   Lossless out;
   for (const int rate : ladder) {
     if (rate < options.ladder_from) {
       continue;
     }
-    Deployment deployment(world, variant, options);
-    Load load(world);
-    if (!load.ready(15s)) {
-      throw std::runtime_error(
-          fmt::format("{}: nothing crosses; run with RECMESH_BENCH_KEEP=1 and see {}",
-                      name_of(variant), world.dir.string()));
+    // A producer that falls short is the shared machine's noise as often as a limit: such a
+    // rung is tried once more. A loss is never retried.
+    bool passed = false;
+    for (int attempt = 0; attempt < 2 && !passed; ++attempt) {
+      Deployment deployment(world, variant, options);
+      Load load(world);
+      if (!load.ready(15s)) {
+        throw std::runtime_error(
+            fmt::format("{}: nothing crosses; run with RECMESH_BENCH_KEEP=1 and see {}",
+                        name_of(variant), world.dir.string()));
+      }
+      const RunResult r = load.run(rate, options.step, payload);
+      out.steps.push_back(r);
+      std::fprintf(
+          stderr, "  %-16s %5zu B  %6d msg/s: achieved %7.0f, acked %7llu, lost %6llu, dup %llu\n",
+          std::string(name_of(variant)).c_str(), payload, rate, r.achieved_rate,
+          static_cast<unsigned long long>(r.acked), static_cast<unsigned long long>(r.lost),
+          static_cast<unsigned long long>(r.duplicates));
+      if (r.lost > 0) {
+        return out;
+      }
+      passed = r.achieved_rate >= kAchievedShare * rate;
     }
-    const RunResult r = load.run(rate, options.step, payload);
-    out.steps.push_back(r);
-    std::fprintf(stderr,
-                 "  %-16s %5zu B  %6d msg/s: achieved %7.0f, acked %7llu, lost %6llu, dup %llu\n",
-                 std::string(name_of(variant)).c_str(), payload, rate, r.achieved_rate,
-                 static_cast<unsigned long long>(r.acked), static_cast<unsigned long long>(r.lost),
-                 static_cast<unsigned long long>(r.duplicates));
-    if (r.lost > 0 || r.achieved_rate < kAchievedShare * rate) {
+    if (!passed) {
       break;
     }
     out.rate = rate;
@@ -612,22 +643,26 @@ int run(const Options& options) {
                options.repetitions);
   Latency ours;
   Latency theirs;
+  Latency relayed;
   if (wanted("latency")) {
-    // One run of each in turn, so that both see the same changes of the machine's load.
+    // One run of each in turn, so that all see the same changes of the machine's load.
     Options once = options;
     once.repetitions = 1;
     std::vector<Latency> our_runs;
     std::vector<Latency> their_runs;
+    std::vector<Latency> relayed_runs;
     for (int i = 0; i < options.repetitions; ++i) {
       if (ours_wanted) {
         our_runs.push_back(measure_latency(world, Variant::kRecmesh, 64, once));
       }
       if (theirs_wanted) {
         their_runs.push_back(measure_latency(world, Variant::kBuiltin, 64, once));
+        relayed_runs.push_back(measure_latency(world, Variant::kRelay, 64, once));
       }
     }
     ours = median_latency(our_runs);
     theirs = median_latency(their_runs);
+    relayed = median_latency(relayed_runs);
   }
 
   const int flood_rate = 2 * std::max(sizes[0].recmesh, options.flood_base);
@@ -664,6 +699,11 @@ int run(const Options& options) {
               json_number(ratio(ours.p50_ms, theirs.p50_ms)).c_str());
   std::printf("%-28s %14.3f %16.3f %8s\n", "p99 ms at 5k msg/s, 64 B", ours.p99_ms, theirs.p99_ms,
               json_number(ratio(ours.p99_ms, theirs.p99_ms)).c_str());
+  std::printf("%-28s %14s %16.3f %8s  (mosquitto bridge through a TCP relay)\n",
+              "p50 ms, one more hop", "", relayed.p50_ms,
+              json_number(ratio(relayed.p50_ms, theirs.p50_ms)).c_str());
+  std::printf("%-28s %14s %16.3f %8s\n", "p99 ms, one more hop", "", relayed.p99_ms,
+              json_number(ratio(relayed.p99_ms, theirs.p99_ms)).c_str());
   std::printf("%-28s %14llu %16llu\n", fmt::format("lost in flood at {} msg/s", flood_rate).c_str(),
               static_cast<unsigned long long>(our_flood.lost),
               static_cast<unsigned long long>(their_flood.lost));
@@ -678,11 +718,13 @@ int run(const Options& options) {
       "%d,"
       "\"lossless_rate_1k\":%d,\"lossless_rate_1k_builtin\":%d,\"lossless_ratio\":%s,"
       "\"p50_ms_5k\":%.3f,\"p50_ms_5k_builtin\":%.3f,\"p99_ms_5k\":%.3f,\"p99_ms_5k_builtin\":%.3f,"
-      "\"p99_ratio_5k\":%s,\"flood_rate\":%d,\"flood_lost\":%llu,\"flood_lost_builtin\":%llu,"
+      "\"p99_ratio_5k\":%s,\"p50_ms_5k_relay\":%.3f,\"p99_ms_5k_relay\":%.3f,"
+      "\"p99_ratio_5k_relay\":%s,\"flood_rate\":%d,\"flood_lost\":%llu,\"flood_lost_builtin\":%llu,"
       "\"e2e_overhead_bytes\":%zu,\"e2e_us_per_message\":%.2f,\"e2e_cpu_share\":%.4f}\n",
       options.quick ? "true" : "false", sizes[0].recmesh, sizes[0].builtin, sizes[1].recmesh,
       sizes[1].builtin, json_number(lossless_ratio).c_str(), ours.p50_ms, theirs.p50_ms,
       ours.p99_ms, theirs.p99_ms, json_number(ratio(ours.p99_ms, theirs.p99_ms)).c_str(),
+      relayed.p50_ms, relayed.p99_ms, json_number(ratio(relayed.p99_ms, theirs.p99_ms)).c_str(),
       flood_rate, static_cast<unsigned long long>(our_flood.lost),
       static_cast<unsigned long long>(their_flood.lost), ours.e2e_overhead_bytes,
       ours.e2e_us_per_message, ours.e2e_cpu_share);
@@ -699,8 +741,8 @@ int main(int argc, char** argv) {
     if (arg == "--quick") {
       options.quick = true;
       options.step = std::chrono::milliseconds(2000);
-      options.latency = std::chrono::milliseconds(3000);
-      options.repetitions = 3;
+      options.latency = std::chrono::milliseconds(2000);
+      options.repetitions = 5;
     } else if (arg == "--recmesh" && i + 1 < argc) {
       options.recmesh = argv[++i];
     } else if (arg == "--only" && i + 1 < argc) {

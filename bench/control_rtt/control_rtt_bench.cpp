@@ -166,6 +166,10 @@ class ControlRttBench {
     fmt::print("control_rtt benchmark: {} members x {} devices, {} controls per round, {} rounds\n",
                options_.members, member_devices().size(), options_.controls, options_.rounds);
     const auto setup = Clock::now();
+    // The local reference exchange (raw_round without the bridge) plays both ends of the
+    // bridge's /platform/control flow with the gateway's certificate.
+    community_.allow(std::string("rec_r1_") + kTarget + "_gateway", {"/platform/control"},
+                     {"/platform/control/response"});
     community_.start_central();
     community_.start_locals(true);
     fmt::print("  brokers: 1 central + {} local, bridged ({:.1f} s)\n", options_.members,

@@ -2,13 +2,17 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 #include <unistd.h>
 
 #include "recmesh/broker/mosquitto_config.hpp"
+#include "recmesh/broker/seed_policy.hpp"
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/secret.hpp"
+#include "recmesh/pki/identity.hpp"
+#include "recmesh/policy/client_identity.hpp"
 
 namespace recmesh::bench {
 
@@ -23,7 +27,7 @@ constexpr const char* kPassphrase = "bench-community-passphrase";
 
 BenchCommunity::BenchCommunity(fs::path dir, int members,
                                const std::vector<std::string>& device_ids)
-    : dir_(std::move(dir)) {
+    : dir_(std::move(dir)), device_ids_(device_ids) {
   fs::remove_all(dir_);
   fs::create_directories(dir_);
   if (::geteuid() == 0) {
@@ -51,6 +55,28 @@ BenchCommunity::BenchCommunity(fs::path dir, int members,
   pki.issue_many(requests);
 }
 
+broker::GuardPluginOptions BenchCommunity::seeded_guard(pki::Pki& pki,
+                                                        const policy::BrokerId& broker) const {
+  std::vector<policy::MemberRegistration> registrations;
+  for (const auto& member : members_) {
+    registrations.push_back({"r1", member, device_ids_});
+  }
+  broker::GuardPluginOptions guard;
+  guard.plugin = RECMESH_GUARD_PLUGIN;
+  guard.seed_bundle = broker::sign_derived_policy(pki, broker, registrations, extra_, 1);
+  return guard;
+}
+
+void BenchCommunity::allow(const std::string& common_name, std::vector<std::string> publish,
+                           std::vector<std::string> subscribe) {
+  const std::optional<pki::Identity> identity = pki::parse_common_name(common_name);
+  if (!identity) {
+    throw std::invalid_argument("not a recmesh common name: " + common_name);
+  }
+  extra_.push_back(
+      {policy::client_identity_of(*identity).key(), std::move(publish), std::move(subscribe), {}});
+}
+
 BenchCommunity::~BenchCommunity() {
   locals_.clear();
   central_.reset();
@@ -65,6 +91,7 @@ void BenchCommunity::start_central() {
   broker::CentralBrokerOptions options;
   options.ems_port = central_ems_port_ = free_tcp_port();
   options.bridge_port = central_bridge_port_ = free_tcp_port();
+  options.guard = seeded_guard(pki, policy::BrokerId::central());
   const auto rendered = broker::render_central_broker(pki, options, dir_ / "central");
   central_ = std::make_unique<BrokerProcess>(
       rendered.config, std::vector<int>{options.ems_port, options.bridge_port});
@@ -78,6 +105,8 @@ void BenchCommunity::start_locals(bool bridged, const std::string& extra_config)
     options.member = member;
     options.member_port = free_tcp_port();
     options.bridge_port = free_tcp_port();
+    options.management_port = free_tcp_port();
+    options.guard = seeded_guard(pki, policy::BrokerId::local("r1", member));
     if (bridged) {
       options.bridge_to = broker::BuiltinBridge{"127.0.0.1", central_bridge_port_};
     }
@@ -90,7 +119,8 @@ void BenchCommunity::start_locals(bool bridged, const std::string& extra_config)
     brokers.member_port = options.member_port;
     brokers.bridge_port = options.bridge_port;
     brokers.process = std::make_unique<BrokerProcess>(
-        rendered.config, std::vector<int>{options.member_port, options.bridge_port});
+        rendered.config,
+        std::vector<int>{options.member_port, options.bridge_port, *options.management_port});
     locals_.push_back(std::move(brokers));
   }
   if (!bridged) {

@@ -57,8 +57,9 @@ Bridge::Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry
                                            {{"broker", "central"}})),
       commits_(registry.counter("recmesh_bridge_store_commits_total",
                                 "Store transactions committed (one per batch of messages)")),
-      depth_gauge_(registry.gauge("recmesh_bridge_queue_depth",
-                                  "Messages held in the store, awaiting the far broker")),
+      depth_gauge_(registry.gauge(
+          "recmesh_bridge_queue_depth",
+          "Messages held awaiting the far broker: stored, or forwarded and not yet stored")),
       bytes_gauge_(registry.gauge("recmesh_bridge_queue_bytes",
                                   "Topic and payload bytes held in the store")),
       blocked_gauge_(registry.gauge("recmesh_bridge_blocked",
@@ -91,7 +92,7 @@ Bridge::Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry
 }
 
 Bridge::~Bridge() {
-  for (const mqtt::EventLoop::TimerId timer : {info_timer_, commit_timer_}) {
+  for (const mqtt::EventLoop::TimerId timer : {info_timer_, commit_timer_, durable_timer_}) {
     if (timer != 0) {
       loop_.cancel_timer(timer);
     }
@@ -131,6 +132,8 @@ std::unique_ptr<mqtt::MqttClient> Bridge::make_client(Side side) {
     (side == Side::kLocal ? local_connected_ : central_connected_).set(0);
     log_.warn("connection lost; messages for it stay in the store",
               {{"broker", side == Side::kLocal ? "local" : "central"}, {"reason", reason.message}});
+    // What it had not acknowledged yet will not be soon: store it, and acknowledge its sources.
+    make_durable();
   };
   callbacks.on_message = [this, side](const mqtt::IncomingMessage& message) {
     on_message(side, message);
@@ -297,7 +300,27 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
   stored.payload.assign(message.payload);
   stored.qos = 1;
   stored.retain = retain;
+  if (forward_at_once(route)) {
+    const Result<mqtt::MessageId> sent =
+        client(destination).publish(stored.topic, stored.payload, 1, retain);
+    if (sent) {
+      // Written when on_messages_received pumps; stored only if not acknowledged in time.
+      depth_ += 1;
+      bytes_ += stored.size();
+      route.in_flight.emplace(*sent, std::move(stored));
+      ++route.unsafe;
+      if (durable_timer_ == 0) {
+        durable_timer_ = loop_.add_timer(settings_.store_write_behind, [this] {
+          durable_timer_ = 0;
+          make_durable();
+        });
+      }
+      return;
+    }
+  }
   try {
+    // Its predecessors first, so that the store keeps the order of arrival.
+    stage_unsafe(route);
     store_.append(stored);
   } catch (const std::exception& e) {
     fail_stop(e);
@@ -306,6 +329,60 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
   route.buffered_metric->increment();
   ++counters_.buffered;
   hold(route, std::move(stored));
+}
+
+bool Bridge::forward_at_once(const Route& route) const {
+  const mqtt::MqttClient& far = route.direction == BridgeDirection::kOut ? *central_ : *local_;
+  return settings_.store_write_behind.count() > 0 && !stopping_ && route.unsent.empty() &&
+         route.in_flight.size() < static_cast<std::size_t>(settings_.max_inflight) &&
+         far.connected();
+}
+
+void Bridge::stage_unsafe(Route& route) {
+  if (route.unsafe == 0) {
+    return;
+  }
+  for (auto& entry : route.in_flight) {
+    StoredMessage& message = entry.second;
+    if (message.id == 0) {
+      store_.append(message);
+      route.buffered_metric->increment();
+      ++counters_.buffered;
+    }
+  }
+  route.unsafe = 0;
+}
+
+bool Bridge::make_durable() {
+  if (durable_timer_ != 0) {
+    loop_.cancel_timer(durable_timer_);
+    durable_timer_ = 0;
+  }
+  if (failed_) {
+    return false;
+  }
+  try {
+    stage_unsafe(out_);
+    stage_unsafe(in_);
+  } catch (const std::exception& e) {
+    fail_stop(e);
+    return false;
+  }
+  if (!commit_now()) {
+    return false;
+  }
+  update_holds();
+  return true;
+}
+
+void Bridge::update_holds() {
+  // A source's PUBACKs wait while any message read from it is neither stored nor acknowledged.
+  local_->hold_writes(out_.unsafe > 0);
+  central_->hold_writes(in_.unsafe > 0);
+  if (out_.unsafe == 0 && in_.unsafe == 0 && durable_timer_ != 0) {
+    loop_.cancel_timer(durable_timer_);
+    durable_timer_ = 0;
+  }
 }
 
 bool Bridge::commit_now() {
@@ -355,6 +432,13 @@ void Bridge::on_messages_received() {
   if (!commit_now()) {
     return;
   }
+  // A source holding this many acknowledgements would soon stop sending: store them now.
+  const auto many =
+      static_cast<std::uint64_t>(std::max<std::int64_t>(1, settings_.max_inflight / 2));
+  if ((out_.unsafe >= many || in_.unsafe >= many) && !make_durable()) {
+    return;
+  }
+  update_holds();
   update_blocking();
   pump_all();
 }
@@ -365,17 +449,25 @@ void Bridge::on_delivered(Side side, mqtt::MessageId id) {
   if (it == route.in_flight.end()) {
     return;  // the status info, which is not stored
   }
-  try {
-    store_.remove(it->second.id);
-  } catch (const std::exception& e) {
-    fail_stop(e);
-    return;
+  const bool stored = it->second.id != 0;
+  if (stored) {
+    try {
+      store_.remove(it->second.id);
+    } catch (const std::exception& e) {
+      fail_stop(e);
+      return;
+    }
+  } else {
+    --route.unsafe;  // safe now without ever being stored
   }
   release(it->second);
   route.in_flight.erase(it);
   ++route.forwarded;
   route.forwarded_metric->increment();
-  schedule_commit();
+  if (stored) {
+    schedule_commit();
+  }
+  update_holds();
   update_blocking();
   pump(route);
 }
@@ -402,6 +494,12 @@ void Bridge::pump(Route& route) {
   mqtt::MqttClient& far =
       client(route.direction == BridgeDirection::kOut ? Side::kCentral : Side::kLocal);
   if (stopping_ || !far.connected()) {
+    return;
+  }
+  // The far broker is the source of the other direction: what waits for it must not wait for
+  // that direction's write-behind.
+  const Route& reverse = &route == &out_ ? in_ : out_;
+  if (!route.unsent.empty() && reverse.unsafe > 0 && !make_durable()) {
     return;
   }
   // Never forward what a crash could still undo. (Staged removals may wait: a crash before
@@ -536,7 +634,7 @@ void Bridge::stop(std::function<void()> done) {
     loop_.cancel_timer(info_timer_);
     info_timer_ = 0;
   }
-  commit_now();
+  make_durable();
   local_->stop();
   central_->stop();
 }

@@ -31,7 +31,7 @@ struct BridgeCounters {
   std::uint64_t rejected = 0;  // refused input: oversize or a topic outside SPEC §4.5
   std::uint64_t reconnects_local = 0;
   std::uint64_t reconnects_central = 0;
-  std::uint64_t queue_depth = 0;  // messages held in the store now
+  std::uint64_t queue_depth = 0;  // messages held awaiting the far broker (stored or not yet)
   std::uint64_t queue_bytes = 0;
   bool blocked = false;  // reading paused because the store is full (overflow: block)
 };
@@ -39,11 +39,14 @@ struct BridgeCounters {
 // The bridging module of one member (docs/bridge.md): moves the SPEC §4.5 flows between the
 // local broker and the central broker, through a durable store for QoS 1.
 //
-// A QoS 1 message read from one broker is written to the store and committed before the
-// source broker receives its PUBACK (the clients hold acknowledgements until
-// on_messages_received, where the batch is committed), then published with QoS 1 to the other
-// broker and removed from the store only on that broker's PUBACK: at least once across crashes
-// of the bridge and outages of either broker. Everything runs on one event loop thread.
+// A QoS 1 message read from one broker is acknowledged to it (PUBACK) only once it is safe:
+// committed to the store, or acknowledged by the other broker. While the other broker can take
+// it, it is published there at once and stored only if that broker has not acknowledged it
+// within store.write_behind (write-behind: the source's PUBACKs wait meanwhile, held in its
+// client); otherwise it is stored first, and the batch is committed before the source's PUBACKs
+// are written. A stored message leaves the store on the far broker's PUBACK. At least once
+// across crashes of the bridge and outages of either broker. Everything runs on one event loop
+// thread.
 class Bridge {
  public:
   Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry& registry);
@@ -64,6 +67,9 @@ class Bridge {
     protocol::BridgeDirection direction;
     std::deque<StoredMessage> unsent;                              // oldest first
     std::unordered_map<mqtt::MessageId, StoredMessage> in_flight;  // awaiting the far PUBACK
+    // In in_flight and not in the store (id 0): forwarded at once, and the source's PUBACKs
+    // wait until each is acknowledged by the far broker or stored.
+    std::uint64_t unsafe = 0;
     std::uint64_t forwarded = 0;
     metrics::Counter* forwarded_metric = nullptr;
     metrics::Counter* buffered_metric = nullptr;
@@ -85,6 +91,10 @@ class Bridge {
   void pump_all();
   void update_blocking();
   void schedule_commit();
+  bool forward_at_once(const Route& route) const;
+  void stage_unsafe(Route& route);
+  bool make_durable();  // false: the store failed and the bridge is stopping
+  void update_holds();
   void publish_info();
   void schedule_info();
   void note_stopped();
@@ -100,8 +110,8 @@ class Bridge {
   std::unique_ptr<mqtt::MqttClient> central_;
   std::string local_info_topic_;
   std::string central_info_topic_;
-  Route out_{protocol::BridgeDirection::kOut, {}, {}, 0, nullptr, nullptr};
-  Route in_{protocol::BridgeDirection::kIn, {}, {}, 0, nullptr, nullptr};
+  Route out_{protocol::BridgeDirection::kOut, {}, {}, 0, 0, nullptr, nullptr};
+  Route in_{protocol::BridgeDirection::kIn, {}, {}, 0, 0, nullptr, nullptr};
 
   std::uint64_t depth_ = 0;
   std::uint64_t bytes_ = 0;
@@ -111,7 +121,8 @@ class Bridge {
   int clients_running_ = 0;
   std::function<void()> on_stopped_;
   mqtt::EventLoop::TimerId info_timer_ = 0;
-  mqtt::EventLoop::TimerId commit_timer_ = 0;  // commits staged removals
+  mqtt::EventLoop::TimerId commit_timer_ = 0;   // commits staged removals
+  mqtt::EventLoop::TimerId durable_timer_ = 0;  // stores what write-behind forwarded unstored
   BridgeCounters counters_;
 
   metrics::Counter& dropped_overflow_;

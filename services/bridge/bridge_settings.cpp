@@ -46,6 +46,11 @@ config::Schema<BridgeSettings> bridge_schema() {
           "process: a stored message survives a crash of the bridge; power: also of the "
           "machine (one fsync per commit)",
           {{"process", StoreSync::kProcess}, {"power", StoreSync::kPower}});
+  s.field("store.write_behind", &S::store_write_behind,
+          "How long a message forwarded at once may wait for the far broker's acknowledgement "
+          "before it is stored; its source is acknowledged only once it is either. 0: store "
+          "every message before forwarding it")
+      .range(0ms, 60000ms);
   s.field("max_payload_bytes", &S::max_payload_bytes,
           "Larger messages are refused, logged and counted, never forwarded")
       .range(1024, 268435455);

@@ -35,6 +35,10 @@ struct BridgeSettings {
   std::int64_t store_max_bytes = std::int64_t{1} << 30;  // topic + payload bytes held at most
   OverflowPolicy overflow = OverflowPolicy::kBlock;
   StoreSync store_sync = StoreSync::kProcess;
+  // How long a QoS 1 message forwarded before it is stored may wait for the far broker's
+  // PUBACK; then it is stored, and the source's PUBACK follows the commit. 0: every message is
+  // stored before it is forwarded.
+  std::chrono::milliseconds store_write_behind{5};
   std::int64_t max_payload_bytes = 262144;  // larger messages are refused and counted
   std::int64_t max_inflight = 1000;         // QoS 1 forwards awaiting PUBACK, per direction
   std::chrono::milliseconds status_interval{10000};  // how often /bridge/status/info is sent

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "recmesh/broker/seed_policy.hpp"
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/identifier.hpp"
@@ -310,17 +311,7 @@ void seed_policy(ConfigWriter& writer, const policy::BundleTrust& trust,
 // The Security Manager's certificate (issued now when there is none): recmesh-guard takes
 // policy bundles signed with its key. Its key stays with the PKI for the Security Manager.
 std::string secmgr_certificate(pki::Pki& pki, bool& issued_now) {
-  const pki::Identity secmgr = pki::Identity::make(pki::IdentityKind::kService, "", "", "secmgr");
-  for (const auto& record : pki.certificates()) {
-    if (record.common_name == secmgr.common_name() &&
-        record.status == pki::CertificateStatus::kValid) {
-      return record.pem;
-    }
-  }
-  pki::IssueRequest request;
-  request.identity = secmgr;
-  issued_now = true;
-  return read_file(pki.issue(request).files.cert);
+  return read_file(secmgr_files(pki, &issued_now).cert);
 }
 
 // recmesh-guard's `plugin` lines and the files they name. `client_cas` pairs an option

@@ -400,7 +400,8 @@ void MqttClient::update_interest() {
   }
   const bool read =
       state_ != State::kConnecting && !(reading_paused_ && state_ == State::kConnected);
-  const bool write = state_ == State::kConnecting || mosquitto_want_write(handle_.get());
+  const bool write =
+      state_ == State::kConnecting || (!holding_writes() && mosquitto_want_write(handle_.get()));
   if (read == watch_read_ && write == watch_write_) {
     return;
   }
@@ -608,7 +609,7 @@ void MqttClient::on_socket_event(FdEvents events) {
   if (events.readable || events.hangup || events.error) {
     read_socket();
   }
-  if (events.writable && handle_ && socket_ >= 0) {
+  if (events.writable && handle_ && socket_ >= 0 && !holding_writes()) {
     call_library([this] { return mosquitto_loop_write(handle_.get(), 1); });
   }
 }
@@ -626,10 +627,30 @@ void MqttClient::read_socket() {
 void MqttClient::flush() {
   assert(loop_.in_loop_thread());
   if (library_depth_ > 0 || !handle_ || socket_ < 0 || state_ != State::kConnected ||
-      !mosquitto_want_write(handle_.get())) {
+      writes_held_ || !mosquitto_want_write(handle_.get())) {
     return;
   }
   call_library([this] { return mosquitto_loop_write(handle_.get(), 1); });
+}
+
+void MqttClient::hold_writes(bool held) {
+  assert(loop_.in_loop_thread());
+  assert(!held || options_.acknowledge_after_handling);
+  if (writes_held_ == held) {
+    return;
+  }
+  writes_held_ = held;
+  if (library_depth_ > 0) {
+    return;  // inside a libmosquitto call: after_library_call() updates what is watched
+  }
+  if (!held) {
+    flush();
+  }
+  update_interest();  // a held socket must not be watched for writability: it would spin
+}
+
+bool MqttClient::holding_writes() const {
+  return writes_held_ && state_ == State::kConnected;
 }
 
 void MqttClient::pause_reading(bool paused) {

@@ -281,5 +281,31 @@ TEST_F(BridgeDurabilityTest, E2eStreamAcrossRestartsAndABridgeCrash) {
   EXPECT_GT(stream_->refused() + stream_->received().size(), 0u);
 }
 
+// Write-behind: the bridge forwards a message before it stores it, and acknowledges it to the
+// local broker only once the central broker acknowledged it or the store committed it. Here the
+// route to the central broker goes silent and the write-behind delay is long, so what the bridge
+// reads is forwarded into the void and held nowhere but in its memory and in the local broker's
+// session; kill -9 then must lose none of it: the local broker, never acknowledged, sends it
+// again to the restarted bridge.
+TEST_F(BridgeDurabilityTest, KillBetweenForwardAndCommitLosesNothingAcknowledged) {
+  BridgeOptions options;
+  options.through_proxy = true;
+  options.write_behind = "60s";
+  options.max_inflight = 1000;  // room for everything read while the route is silent
+  start(options);
+  std::this_thread::sleep_for(1000ms);
+  world_.backbone().cut(TcpProxy::Cut::kBlackhole);
+  std::this_thread::sleep_for(1000ms);
+  // Forwarded and unacknowledged, not stored: the window this test is about.
+  EXPECT_GT(world_.metric_or_zero("recmesh_bridge_queue_depth"), 50.0) << world_.bridge_log();
+  EXPECT_EQ(world_.metric_or_zero(R"(recmesh_bridge_buffered_total{direction="out"})"), 0.0);
+  world_.kill_bridge();
+  world_.backbone().restore();
+  options.write_behind = "5ms";
+  world_.start_bridge(options);
+  std::this_thread::sleep_for(1500ms);
+  expect_every_acknowledged_message_crossed();
+}
+
 }  // namespace
 }  // namespace recmesh::testing

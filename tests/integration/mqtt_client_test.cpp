@@ -593,6 +593,68 @@ TEST_F(MqttClientTest, ReconnectsAfterBrokerRestartAndReceivesWhatWasPublishedMe
   });
 }
 
+// A receiver that acknowledges a message only once it is safe (the bridge's write-behind) holds
+// its client's writes meanwhile: a message received while they are held is not acknowledged, so
+// the broker sends it again to the next connection of the session; once released, the
+// acknowledgement goes out and the broker forgets the message.
+TEST_F(MqttClientTest, HeldWritesKeepTheAcknowledgementOfAReceivedMessageUntilReleased) {
+  const ClientFiles gw = gateway();
+  const ClientFiles meter = device("meter");
+  auto broker = start_broker();
+  start_loop();
+  MqttClientOptions options = options_for(gw, gw.common_name);
+  options.acknowledge_after_handling = true;
+  // One session (the same client id, clean_session false) on successive connections.
+  const auto connect_receiver = [&] {
+    const Peer peer = add_client(options);
+    on_loop([&] {
+      EXPECT_TRUE(peer.client->subscribe("/device/+/metrics/#", 1));
+      peer.client->start();
+    });
+    EXPECT_TRUE(eventually([&] { return !peer.seen->subacks.empty(); })) << broker->log();
+    return peer;
+  };
+  testing::MqttTestClient publisher(meter.common_name);
+  const testing::ConnectOutcome connected =
+      publisher.connect(member_port_, meter.cafile, meter.chain, meter.key);
+  ASSERT_TRUE(connected.accepted()) << connected;
+  const auto payloads = [&](const Peer& peer) {
+    return on_loop([&] {
+      std::vector<std::string> out;
+      for (const auto& message : peer.seen->messages) {
+        out.push_back(message.payload);
+      }
+      return out;
+    });
+  };
+
+  const Peer first = connect_receiver();
+  on_loop([&] { first.client->hold_writes(true); });
+  ASSERT_TRUE(publisher.publish("/device/meter/metrics/power", "held", 1));
+  ASSERT_TRUE(eventually([&] { return first.seen->messages.size() == 1; })) << broker->log();
+  EXPECT_TRUE(on_loop([&] { return first.client->writes_held(); }));
+  on_loop([&] { first.client->abort(); });  // as a crash: the held PUBACK never leaves
+
+  const Peer second = connect_receiver();
+  ASSERT_TRUE(eventually([&] { return !second.seen->messages.empty(); })) << broker->log();
+  EXPECT_EQ(payloads(second).front(), "held") << "the broker was acknowledged a held message";
+  on_loop([&] { second.client->hold_writes(true); });
+  ASSERT_TRUE(publisher.publish("/device/meter/metrics/power", "released", 1));
+  ASSERT_TRUE(eventually([&] { return second.seen->messages.back().payload == "released"; }))
+      << broker->log();
+  on_loop([&] {
+    second.client->hold_writes(false);
+    second.client->stop();  // DISCONNECT follows the released PUBACKs
+  });
+  ASSERT_TRUE(eventually([&] { return second.seen->stopped == 1; }));
+
+  const Peer third = connect_receiver();
+  ASSERT_TRUE(publisher.publish("/device/meter/metrics/power", "marker", 1));
+  ASSERT_TRUE(eventually([&] { return !third.seen->messages.empty(); })) << broker->log();
+  // Sent again, the released messages would come before the marker.
+  EXPECT_EQ(payloads(third).front(), "marker");
+}
+
 TEST_F(MqttClientTest, BacksOffWhileTheBrokerIsDownAndResubscribesWhenItLostItsState) {
   const ClientFiles gw = gateway();
   const ClientFiles meter = device("meter");

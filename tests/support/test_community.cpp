@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <unistd.h>
 
+#include "recmesh/broker/seed_policy.hpp"
 #include "recmesh/core/file_io.hpp"
 #include "recmesh/core/secret.hpp"
 #include "recmesh/crypto/jws.hpp"
@@ -40,41 +41,13 @@ void merge(std::vector<std::string>& into, const std::vector<std::string>& topic
   }
 }
 
-// ems_secmgr's certificate: brokers take bundles signed with its key only.
-pki::IssuedFiles secmgr_files(pki::Pki& pki) {
-  for (const auto& record : pki.certificates()) {
-    if (record.common_name == "ems_secmgr" && record.status == pki::CertificateStatus::kValid) {
-      return pki.files_of(record);
-    }
-  }
-  pki::IssueRequest request;
-  request.identity = pki::Identity::make(pki::IdentityKind::kService, "", "", "secmgr");
-  return pki.issue(request).files;
-}
-
 }  // namespace
 
 std::string signed_policy(const fs::path& pki_dir, const policy::BrokerId& broker,
                           const std::vector<policy::MemberRegistration>& members,
                           const std::vector<policy::Grant>& extra, std::uint64_t sequence) {
-  auto derived = policy::derived_bundle(broker, members, sequence, 1);
-  if (!derived) {
-    throw std::runtime_error("derived_bundle: " + derived.status().message);
-  }
-  policy::PolicyBundle bundle = std::move(derived).value();
-  for (const auto& more : extra) {
-    auto same = std::find_if(bundle.grants.begin(), bundle.grants.end(),
-                             [&](const auto& g) { return g.identity == more.identity; });
-    if (same == bundle.grants.end()) {
-      bundle.grants.push_back(more);
-    } else {
-      merge(same->publish, more.publish);
-      merge(same->subscribe, more.subscribe);
-    }
-  }
   pki::Pki pki = pki::Pki::open(pki_dir, pki::Pki::Access::kReadWrite, Secret(kTestPassphrase));
-  const auto files = secmgr_files(pki);
-  return policy::BundleSigner(crypto::JwsSigner::from_files(files.chain, files.key)).sign(bundle);
+  return broker::sign_derived_policy(pki, broker, members, extra, sequence);
 }
 
 std::string write_signed_policy(const fs::path& file, const fs::path& pki_dir,
@@ -110,7 +83,7 @@ TestCommunity::TestCommunity(fs::path dir, std::string rec, std::vector<std::str
     devices_[member];
   }
   members_ = std::move(members);
-  secmgr_files(pki);
+  broker::secmgr_files(pki);
 }
 
 TestCommunity::~TestCommunity() {
@@ -183,7 +156,7 @@ std::string TestCommunity::write_policy(const policy::BrokerId& broker, const st
 
 void TestCommunity::provision() {
   pki::Pki pki = open_pki();
-  const auto files = secmgr_files(pki);
+  const auto files = broker::secmgr_files(pki);
   const auto push = [&](const policy::BrokerId& broker, int port) {
     mqtt::MqttClientOptions options;
     options.port = port;

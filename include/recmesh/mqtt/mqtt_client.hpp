@@ -168,7 +168,14 @@ class MqttClient {
   // queues), instead of at the loop's next writable event: one poll round less per message.
   // Does nothing from inside this client's own callbacks, where the loop writes it later.
   void flush();
+  // Holds (true) or releases (false) everything libmosquitto has queued for the socket, the
+  // acknowledgements of received messages among it, as a receiver does that acknowledges a
+  // message only once it is safe (durable or passed on). Releasing writes at once. Applies
+  // only while connected, so a reconnect is never held, and only with
+  // acknowledge_after_handling (otherwise libmosquitto writes from inside its own calls).
+  void hold_writes(bool held);
   bool reading_paused() const { return reading_paused_; }
+  bool writes_held() const { return writes_held_; }
 
   State state() const { return state_; }
   bool connected() const { return state_ == State::kConnected; }
@@ -225,6 +232,7 @@ class MqttClient {
   int call_library(F&& f);
   void after_library_call(int rc, int saved_errno);
   void update_interest();
+  bool holding_writes() const;  // held, and connected (never during a connect)
 
   Result<MessageId> hand_over(Outgoing message);
   void send_subscribe(const Subscription& subscription);
@@ -252,6 +260,7 @@ class MqttClient {
   bool watch_read_ = false;
   bool watch_write_ = false;
   bool reading_paused_ = false;
+  bool writes_held_ = false;
   EventLoop::TimerId reconnect_timer_ = 0;
   EventLoop::TimerId connect_timer_ = 0;
   EventLoop::TimerId misc_timer_ = 0;
