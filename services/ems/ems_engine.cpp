@@ -95,7 +95,10 @@ EmsEngine::EmsEngine(mqtt::EventLoop& loop, EmsConfig config)
       config_(std::move(config)),
       store_(config_.database, SqliteDatabase::Mode::kCreate) {
   mqtt::MqttClientCallbacks callbacks;
-  callbacks.on_connect = [this] { spdlog::info("ems: connected as {}", config_.client_id); };
+  callbacks.on_connect = [this] {
+    spdlog::info("ems: connected as {}", config_.client_id);
+    resume_unconfirmed_controls();
+  };
   callbacks.on_message = [this](const mqtt::IncomingMessage& m) { on_message(m); };
   callbacks.on_stopped = [this] {
     if (on_stopped_) {
@@ -109,13 +112,16 @@ EmsEngine::EmsEngine(mqtt::EventLoop& loop, EmsConfig config)
   }
   if (config_.e2e.enabled) {
     e2e_ = std::make_unique<EngineE2e>(
-        loop_, config_, [this](const std::string& t, const std::string& p) {
+        loop_, config_, store_, [this](const std::string& t, const std::string& p) {
           if (auto sent = client_->publish(t, p, 1); !sent) {
             spdlog::warn("ems: cannot publish on {}: {}", t, sent.status().message);
             return false;
           }
           return true;
         });
+    e2e_->on_established = [this](const std::string& rec, const std::string& member) {
+      resend_unconfirmed_controls(rec, member);
+    };
     // Member logs are sealed for the engine, which opens them for log management.
     (void)client_->subscribe(protocol::member_logs_subscription(), 1);
   }
@@ -247,115 +253,137 @@ void EmsEngine::on_message(const mqtt::IncomingMessage& received) {
     return;
   }
   // From here on `message` carries what the member sent: opened, or dropped by the e2e layer.
-  std::string opened;
+  std::optional<EngineE2e::Received> opened;
   mqtt::IncomingMessage message = received;
+  std::optional<e2e::SequenceWindow> delivery;  // the member's stored message IDs with this one
   if (e2e_) {
-    auto plaintext = e2e_->receive(*topic, received);
-    if (!plaintext) {
+    opened = e2e_->receive(*topic, received);
+    if (!opened) {
       return;
     }
-    opened = std::move(*plaintext);
-    message.payload = opened;
-  }
-  const std::string now = protocol::format_timestamp(now_timestamp());
-  const std::string& rec = topic->rec;
-  const std::string& member = topic->member;
-  try {
-    switch (topic->channel) {
-      case Channel::kMemberMetrics: {
-        if (topic->metric == protocol::kMemberAggregateMetric) {
-          auto metrics = protocol::MemberMetrics::decode(message.payload);
-          if (!metrics) {
-            refuse(message.topic, metrics.status().message);
-            return;
-          }
-          store_.put_member_metrics(rec, member, topic->metric, metrics->encode().value(), now);
-          latest_[{rec, member}] = Latest{*metrics, loop_.now()};
-        } else {
-          // Extension metrics: any JSON object within the message limit, stored as it came.
-          if (message.payload.size() > protocol::kMaxMessageBytes) {
-            refuse(message.topic, "payload over the message limit");
-            return;
-          }
-          const auto parsed = nlohmann::json::parse(message.payload, nullptr, false);
-          if (parsed.is_discarded() || !parsed.is_object()) {
-            refuse(message.topic, "not a JSON object");
-            return;
-          }
-          store_.put_member_metrics(rec, member, topic->metric, message.payload, now);
-        }
-        ++counters_.metrics_stored;
+    message.payload = opened->payload;
+    if (opened->sequence != 0) {
+      delivery = e2e_->accepting(topic->rec, topic->member, opened->sequence);
+      if (!delivery) {
+        ++counters_.duplicates;  // stored before: re-sealed after a restart, or a QoS 1 repeat
         return;
       }
-      case Channel::kMemberControlResponse:
-        handle_response(rec, member, message.payload);
-        return;
-      case Channel::kDeviceStatus:
-      case Channel::kGatewayStatus:
-      case Channel::kBridgeStatus: {
-        const auto flag = protocol::parse_status_flag(message.payload);
-        if (!flag) {
-          refuse(message.topic, flag.status().message);
-          return;
-        }
-        store_.put_status(rec, member, component_of(*topic), protocol::to_string(*flag),
-                          std::nullopt, now);
-        ++counters_.statuses_stored;
-        return;
-      }
-      case Channel::kDeviceStatusInfo:
-      case Channel::kGatewayStatusInfo:
-      case Channel::kBridgeStatusInfo: {
-        std::string info;  // empty: the retained info was cleared
-        if (!message.payload.empty()) {
-          auto decoded = protocol::StatusInfo::decode(message.payload);
-          if (!decoded) {
-            refuse(message.topic, decoded.status().message);
-            return;
-          }
-          info = decoded->encode().value();
-        }
-        store_.put_status(rec, member, component_of(*topic), std::nullopt, info, now);
-        ++counters_.statuses_stored;
-        return;
-      }
-      case Channel::kDeviceDiagnostic:
-      case Channel::kGatewayDiagnostic:
-      case Channel::kBridgeDiagnostic:
-        // Signed by the reporter; a report that answers an operator's request is verified
-        // against the member CA and kept with the request.
-        if (!looks_like_jws(message.payload)) {
-          refuse(message.topic, "not a JWS compact serialization");
-          return;
-        }
-        store_.put_diagnostic(rec, member, component_of(*topic), message.payload, now);
-        ++counters_.diagnostics_stored;
-        if (topic->channel == Channel::kDeviceDiagnostic) {
-          match_diagnostic_report(rec, member, topic->device, message.payload);
-        }
-        return;
-      case Channel::kMemberKeysResponse:
-        ++counters_.ignored;
-        return;
-      case Channel::kMemberLogs: {
-        auto record = protocol::LogRecord::decode(message.payload);
-        if (!record) {
-          refuse(message.topic, record.status().message);
-          return;
-        }
-        ++counters_.logs_received;
-        spdlog::info("ems: log of {}/{} [{}] {}: {}", rec, member,
-                     protocol::to_string(record->level), record->source, record->message);
-        return;
-      }
-      default:
-        refuse(message.topic, "not a channel the EMS engine reads");
-        return;
     }
+  }
+  try {
+    // What the message changes and the record that it was stored commit together, so that a
+    // crash can lose neither alone (docs/protocol/e2e.md §6.1).
+    SqliteTransaction tx(store_.db());
+    handle(*topic, message);
+    if (delivery) {
+      store_.put_delivery(topic->rec, topic->member, {delivery->highest(), delivery->bitmap()});
+    }
+    tx.commit();
   } catch (const std::exception& e) {
-    // The database refused the write: the message is lost, the engine carries on.
+    // The database refused the write: the gateway's copy stays unconfirmed and comes again.
     spdlog::error("ems: cannot store the message on {}: {}", message.topic, e.what());
     ++counters_.bad_input;
+    return;
+  }
+  if (delivery) {
+    e2e_->stored(topic->rec, topic->member, std::move(*delivery));
+  }
+}
+
+void EmsEngine::handle(const protocol::Topic& topic, const mqtt::IncomingMessage& message) {
+  const std::string now = protocol::format_timestamp(now_timestamp());
+  const std::string& rec = topic.rec;
+  const std::string& member = topic.member;
+  switch (topic.channel) {
+    case Channel::kMemberMetrics: {
+      if (topic.metric == protocol::kMemberAggregateMetric) {
+        auto metrics = protocol::MemberMetrics::decode(message.payload);
+        if (!metrics) {
+          refuse(message.topic, metrics.status().message);
+          return;
+        }
+        store_.put_member_metrics(rec, member, topic.metric, metrics->encode().value(), now);
+        latest_[{rec, member}] = Latest{*metrics, loop_.now()};
+      } else {
+        // Extension metrics: any JSON object within the message limit, stored as it came.
+        if (message.payload.size() > protocol::kMaxMessageBytes) {
+          refuse(message.topic, "payload over the message limit");
+          return;
+        }
+        const auto parsed = nlohmann::json::parse(message.payload, nullptr, false);
+        if (parsed.is_discarded() || !parsed.is_object()) {
+          refuse(message.topic, "not a JSON object");
+          return;
+        }
+        store_.put_member_metrics(rec, member, topic.metric, message.payload, now);
+      }
+      ++counters_.metrics_stored;
+      return;
+    }
+    case Channel::kMemberControlResponse:
+      handle_response(rec, member, message.payload);
+      return;
+    case Channel::kDeviceStatus:
+    case Channel::kGatewayStatus:
+    case Channel::kBridgeStatus: {
+      const auto flag = protocol::parse_status_flag(message.payload);
+      if (!flag) {
+        refuse(message.topic, flag.status().message);
+        return;
+      }
+      store_.put_status(rec, member, component_of(topic), protocol::to_string(*flag), std::nullopt,
+                        now);
+      ++counters_.statuses_stored;
+      return;
+    }
+    case Channel::kDeviceStatusInfo:
+    case Channel::kGatewayStatusInfo:
+    case Channel::kBridgeStatusInfo: {
+      std::string info;  // empty: the retained info was cleared
+      if (!message.payload.empty()) {
+        auto decoded = protocol::StatusInfo::decode(message.payload);
+        if (!decoded) {
+          refuse(message.topic, decoded.status().message);
+          return;
+        }
+        info = decoded->encode().value();
+      }
+      store_.put_status(rec, member, component_of(topic), std::nullopt, info, now);
+      ++counters_.statuses_stored;
+      return;
+    }
+    case Channel::kDeviceDiagnostic:
+    case Channel::kGatewayDiagnostic:
+    case Channel::kBridgeDiagnostic:
+      // Signed by the reporter; a report that answers an operator's request is verified
+      // against the member CA and kept with the request.
+      if (!looks_like_jws(message.payload)) {
+        refuse(message.topic, "not a JWS compact serialization");
+        return;
+      }
+      store_.put_diagnostic(rec, member, component_of(topic), message.payload, now);
+      ++counters_.diagnostics_stored;
+      if (topic.channel == Channel::kDeviceDiagnostic) {
+        match_diagnostic_report(rec, member, topic.device, message.payload);
+      }
+      return;
+    case Channel::kMemberKeysResponse:
+      ++counters_.ignored;
+      return;
+    case Channel::kMemberLogs: {
+      auto record = protocol::LogRecord::decode(message.payload);
+      if (!record) {
+        refuse(message.topic, record.status().message);
+        return;
+      }
+      ++counters_.logs_received;
+      spdlog::info("ems: log of {}/{} [{}] {}: {}", rec, member, protocol::to_string(record->level),
+                   record->source, record->message);
+      return;
+    }
+    default:
+      refuse(message.topic, "not a channel the EMS engine reads");
+      return;
   }
 }
 
@@ -471,25 +499,68 @@ Result<protocol::MemberControl> EmsEngine::send(const std::string& rec,
   if (!payload) {
     return payload.status();
   }
-  if (e2e_) {
-    if (auto sealed = e2e_->publish(rec, member, *topic, *payload); !sealed) {
-      return sealed.status();
-    }
-  } else if (auto published = client_->publish(*topic, *payload, 1); !published) {
-    return published.status();
-  }
   const std::string id = control.control_id.str();
   const std::string issued_at = protocol::format_timestamp(control.issued_at);
   const MemberControlType type = control.type;
+  if (!e2e_) {
+    if (auto published = client_->publish(*topic, *payload, 1); !published) {
+      return published.status();
+    }
+  }
+  // Stored before it is sealed: with e2e, the control table is what keeps it until the gateway
+  // answers, through a restart of either side (docs/protocol/e2e.md §6.1).
   store_.put_control({id, rec, member, std::string(protocol::to_string(type)),
                       static_cast<std::int64_t>(control.sequence), issued_at,
                       std::string(kStateIssued), issued_at, ""},
                      *payload);
+  if (e2e_) {
+    if (auto sealed = e2e_->publish(rec, member, *topic, *payload); !sealed) {
+      spdlog::info("ems: control {} to {}/{} waits for the end-to-end session ({})", id, rec,
+                   member, sealed.status().message);
+    }
+  }
   track(id, Tracked{rec, member, type, std::string(kStateIssued), 0}, config_.control_timeout);
   ++counters_.controls_issued;
   spdlog::info("ems: issued {} {} to {}/{} (sequence {})", protocol::to_string(type), id, rec,
                member, control.sequence);
   return control;
+}
+
+// Controls the gateway has not answered yet go out again in each new session, in issue order:
+// the copy sealed in an earlier one may have died with the process that held that session. The
+// gateway executes a control once whatever the number of copies (it deduplicates by ID).
+void EmsEngine::resend_unconfirmed_controls(const std::string& rec, const std::string& member) {
+  const auto topic = protocol::central_member_topic(Channel::kMemberControl, rec, member);
+  if (!topic || !e2e_) {
+    return;
+  }
+  try {
+    for (const auto& control : store_.unconfirmed_controls(rec, member)) {
+      if (!tracked_.contains(control.control_id)) {
+        continue;  // timed out meanwhile
+      }
+      if (auto sent = e2e_->publish(rec, member, *topic, control.payload); !sent) {
+        return;  // the session ended again: the next one resumes
+      }
+      ++counters_.controls_resent;
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("ems: cannot read the open controls of {}/{}: {}", rec, member, e.what());
+  }
+}
+
+// After a restart, members with unanswered controls get a session without waiting for traffic.
+void EmsEngine::resume_unconfirmed_controls() {
+  if (!e2e_) {
+    return;
+  }
+  try {
+    for (const auto& [rec, member] : store_.members_with_unconfirmed_controls()) {
+      e2e_->connect(rec, member);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("ems: cannot read the open controls: {}", e.what());
+  }
 }
 
 void EmsEngine::take_requests() {
@@ -502,11 +573,16 @@ void EmsEngine::take_requests() {
       }
       continue;
     }
-    if (!store_.take_request(row.control_id, now_ms())) {
-      continue;  // ctl gave up on it meanwhile
-    }
     try {
+      // Taking the request and recording its control are one transaction: after a crash the
+      // request is still queued (taken at the next start) or its control is ISSUED (sent again
+      // in the member's next session), never taken and lost.
+      SqliteTransaction tx(store_.db());
+      if (!store_.take_request(row.control_id, now_ms())) {
+        continue;  // ctl gave up on it meanwhile
+      }
       take_request(row);
+      tx.commit();
     } catch (const std::exception& e) {
       store_.refuse_request(row.control_id, e.what());
       ++counters_.requests_refused;

@@ -22,19 +22,22 @@
 
 namespace recmesh::ems {
 
-// What the engine has seen since start. Every message lands in exactly one of the last five.
+// What the engine has seen since start. Every message the e2e layer lets through lands in exactly
+// one of the counters from metrics_stored to bad_input.
 struct EmsCounters {
   std::uint64_t received = 0;
   std::uint64_t metrics_stored = 0;
   std::uint64_t statuses_stored = 0;
   std::uint64_t diagnostics_stored = 0;
   std::uint64_t responses_applied = 0;
-  std::uint64_t ignored = 0;    // well-formed but not ours: unknown control IDs, keys responses
-  std::uint64_t bad_input = 0;  // refused: topic, payload or inconsistent with what we issued
+  std::uint64_t ignored = 0;     // well-formed but not ours: unknown control IDs, keys responses
+  std::uint64_t duplicates = 0;  // end-to-end messages stored before (re-sealed after a restart)
+  std::uint64_t bad_input = 0;   // refused: topic, payload or inconsistent with what we issued
   std::uint64_t controls_issued = 0;
   std::uint64_t controls_final = 0;
   std::uint64_t controls_timed_out = 0;
   std::uint64_t controls_resumed = 0;  // open controls of an earlier run tracked again at start
+  std::uint64_t controls_resent = 0;   // unanswered controls sent again in a new e2e session
   std::uint64_t logs_received = 0;     // member log records (opened end to end)
   std::uint64_t requests_taken = 0;    // operator requests (`recmesh ctl`) issued
   std::uint64_t requests_refused = 0;  // ... that could not be issued
@@ -108,6 +111,10 @@ class EmsEngine {
                                const std::string& device, std::string_view payload);
   void schedule_requests();
   void on_message(const mqtt::IncomingMessage& message);
+  // Stores or acts on what a member sent (opened); runs inside on_message's transaction.
+  void handle(const protocol::Topic& topic, const mqtt::IncomingMessage& message);
+  void resend_unconfirmed_controls(const std::string& rec, const std::string& member);
+  void resume_unconfirmed_controls();
   void refuse(std::string_view topic, std::string_view why);
   void handle_response(const std::string& rec, const std::string& member, std::string_view payload);
   void on_timeout(const std::string& control_id);

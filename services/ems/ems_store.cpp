@@ -35,6 +35,39 @@ const std::filesystem::path& create_private(const std::filesystem::path& path,
   return path;
 }
 
+// The window bitmap is kept as hex text: SQLite text with NUL bytes reads back unreliably.
+std::string to_hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (const char c : bytes) {
+    const auto b = static_cast<std::uint8_t>(c);
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 0xF]);
+  }
+  return out;
+}
+
+// Bytes of hex text; anything unreadable yields a string that fails SequenceWindow::restore.
+std::string from_hex(std::string_view text) {
+  const auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') {
+      return c - '0';
+    }
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i + 1 < text.size(); i += 2) {
+    const int hi = nibble(text[i]);
+    const int lo = nibble(text[i + 1]);
+    if (hi < 0 || lo < 0) {
+      return {};
+    }
+    out.push_back(static_cast<char>((hi << 4) | lo));
+  }
+  return text.size() % 2 == 0 ? out : std::string();
+}
+
 }  // namespace
 
 EmsStore::EmsStore(const std::filesystem::path& path, SqliteDatabase::Mode mode)
@@ -70,7 +103,9 @@ EmsStore::EmsStore(const std::filesystem::path& path, SqliteDatabase::Mode mode)
       " requested_at_ms INTEGER NOT NULL, take_by_ms INTEGER NOT NULL, state TEXT NOT NULL,"
       " error TEXT NOT NULL DEFAULT '', command_id TEXT NOT NULL DEFAULT '',"
       " report TEXT NOT NULL DEFAULT '');"
-      "CREATE INDEX IF NOT EXISTS requests_by_state ON requests(state);");
+      "CREATE INDEX IF NOT EXISTS requests_by_state ON requests(state);"
+      "CREATE TABLE IF NOT EXISTS e2e_delivery(rec TEXT NOT NULL, member TEXT NOT NULL,"
+      " highest INTEGER NOT NULL, window BLOB NOT NULL, PRIMARY KEY(rec, member));");
 }
 
 void EmsStore::put_member_metrics(std::string_view rec, std::string_view member,
@@ -310,6 +345,47 @@ std::vector<RequestRow> EmsStore::awaiting_reports(std::string_view rec, std::st
 std::int64_t EmsStore::data_version() {
   // Prepared for this call and finalized at once: it holds no read lock.
   return db_.prepare("PRAGMA data_version").first_row(first_integer).value_or(0);
+}
+
+void EmsStore::put_delivery(std::string_view rec, std::string_view member,
+                            const Delivery& delivery) {
+  db_.cached(
+         "INSERT INTO e2e_delivery(rec, member, highest, window) VALUES(?,?,?,?)"
+         " ON CONFLICT(rec, member) DO UPDATE SET highest=excluded.highest,"
+         " window=excluded.window")
+      .bind(1, rec)
+      .bind(2, member)
+      .bind(3, static_cast<std::int64_t>(delivery.highest))
+      .bind(4, to_hex(delivery.bitmap))
+      .run();
+}
+
+std::optional<EmsStore::Delivery> EmsStore::delivery(std::string_view rec,
+                                                     std::string_view member) {
+  auto s = db_.prepare("SELECT highest, window FROM e2e_delivery WHERE rec=? AND member=?");
+  s.bind(1, rec).bind(2, member);
+  return s.first_row([](const SqliteStatement& row) {
+    return Delivery{static_cast<std::uint64_t>(row.column_int(0)), from_hex(row.column_text(1))};
+  });
+}
+
+std::vector<EmsStore::Unconfirmed> EmsStore::unconfirmed_controls(std::string_view rec,
+                                                                  std::string_view member) {
+  auto s = db_.prepare(
+      "SELECT control_id, payload FROM controls WHERE state=? AND rec=? AND member=?"
+      " ORDER BY sequence");
+  s.bind(1, kStateIssued).bind(2, rec).bind(3, member);
+  return s.rows([](const SqliteStatement& row) {
+    return Unconfirmed{row.column_text(0), row.column_text(1)};
+  });
+}
+
+std::vector<std::pair<std::string, std::string>> EmsStore::members_with_unconfirmed_controls() {
+  auto s = db_.prepare("SELECT DISTINCT rec, member FROM controls WHERE state=?");
+  s.bind(1, kStateIssued);
+  return s.rows([](const SqliteStatement& row) {
+    return std::pair{row.column_text(0), row.column_text(1)};
+  });
 }
 
 std::uint64_t EmsStore::next_sequence(std::uint64_t now_ms) {

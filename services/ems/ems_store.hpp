@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "recmesh/core/sqlite_database.hpp"
@@ -112,6 +113,24 @@ class EmsStore {
                                            std::string_view device);
   // Changes when another connection commits: the engine's cheap "anything queued?" check.
   std::int64_t data_version();
+
+  // Which of a member gateway's end-to-end message IDs the engine stored (docs/protocol/e2e.md
+  // §6.1): the highest and the window's bitmap, written in the same transaction as the message.
+  struct Delivery {
+    std::uint64_t highest = 0;
+    std::string bitmap;
+  };
+  void put_delivery(std::string_view rec, std::string_view member, const Delivery& delivery);
+  std::optional<Delivery> delivery(std::string_view rec, std::string_view member);
+  // Controls still ISSUED (no response from the gateway yet) with their payloads, oldest first:
+  // sent again in each new end-to-end session with the member.
+  struct Unconfirmed {
+    std::string control_id;
+    std::string payload;
+  };
+  std::vector<Unconfirmed> unconfirmed_controls(std::string_view rec, std::string_view member);
+  // The members that have such controls.
+  std::vector<std::pair<std::string, std::string>> members_with_unconfirmed_controls();
 
   // The next control sequence of the issuer: above both the last one stored and the wall clock
   // in milliseconds, so sequences stay monotonic across restarts and across processes that

@@ -98,7 +98,22 @@ Gateway::Gateway(mqtt::EventLoop& loop, GatewayConfig config)
         [this](std::string_view kind, std::string_view detail) {
           forward_security_event(kind, detail);
         });
-    e2e_->on_established = [this] { pump_outbox(); };
+    // A new session re-seals everything the engine has not confirmed, oldest first: what was
+    // sealed in an earlier one may be lost with the process that held it (docs/protocol/e2e.md
+    // §6.1). The engine drops what it already stored.
+    e2e_->on_established = [this] {
+      outbox_handed_ = 0;
+      pump_outbox();
+    };
+    e2e_->on_acknowledged = [this](const e2e::Acknowledgement& ack) {
+      try {
+        counters_.outbox_delivered += outbox_.confirm(ack);
+      } catch (const std::exception& e) {
+        // Kept: sent once more, and dropped by the engine as already stored.
+        spdlog::error("gateway: cannot clear confirmed outbox messages: {}", e.what());
+      }
+    };
+    e2e_->resume_after(outbox_.last_id());
   }
   // SPEC §6: the exact topics of each configured device, never a wildcard over devices.
   std::vector<std::string> ids;
@@ -196,7 +211,7 @@ void Gateway::publish_status_info(protocol::StatusFlag flag, std::string reason)
 
 void Gateway::publish(std::string_view topic, std::string_view payload, bool retain) {
   if (e2e_ && !e2e::bound_topic(config_.rec, config_.member, topic).empty()) {
-    e2e_->publish(topic, payload, retain);  // for the platform: sealed, or held for the session
+    publish_platform(topic, payload, retain);  // for the platform: sealed, through the outbox
     return;
   }
   if (auto sent = client_->publish(topic, payload, 1, retain); !sent) {
@@ -204,8 +219,8 @@ void Gateway::publish(std::string_view topic, std::string_view payload, bool ret
   }
 }
 
-void Gateway::publish_platform(std::string_view topic, std::string_view payload) {
-  const std::size_t dropped = outbox_.push(topic, payload);
+void Gateway::publish_platform(std::string_view topic, std::string_view payload, bool retain) {
+  const std::size_t dropped = outbox_.push(topic, payload, retain);
   if (dropped > 0) {
     counters_.outbox_dropped += dropped;
     if (!outbox_drop_logged_) {
@@ -220,7 +235,8 @@ void Gateway::publish_platform(std::string_view topic, std::string_view payload)
 // Hands the outbox to the client in order, a window at a time. What is handed over and not yet
 // acknowledged when the link breaks, libmosquitto sends again after the reconnect (clean
 // session false); what is still in the outbox after a crash goes out after the next start.
-// With e2e each message is sealed as it is handed over, so the outbox waits for a session.
+// With e2e each message is sealed as it is handed over, with its row ID as its sequence number,
+// so the outbox waits for a session; a row stays until the engine confirms it.
 void Gateway::pump_outbox() {
   while (client_->connected() && (!e2e_ || e2e_->established()) &&
          outbox_in_flight_.size() < kOutboxWindow) {
@@ -230,10 +246,11 @@ void Gateway::pump_outbox() {
     }
     for (const auto& entry : batch) {
       std::optional<std::string> sealed;
-      if (e2e_ && !(sealed = e2e_->seal(entry.topic, entry.payload))) {
+      if (e2e_ && !(sealed = e2e_->seal(entry.topic, entry.payload,
+                                        static_cast<std::uint64_t>(entry.id)))) {
         return;  // the session ended meanwhile: the next one resumes
       }
-      auto sent = client_->publish(entry.topic, sealed ? *sealed : entry.payload, 1, false);
+      auto sent = client_->publish(entry.topic, sealed ? *sealed : entry.payload, 1, entry.retain);
       if (!sent) {
         if (sent.status().code == ErrorCode::kInvalidArgument) {
           spdlog::error("gateway: outbox message on {} cannot be published: {}", entry.topic,
@@ -255,14 +272,16 @@ void Gateway::on_delivered(mqtt::MessageId id) {
   if (it == outbox_in_flight_.end()) {
     return;  // a local message
   }
-  try {
-    outbox_.remove(it->second);
-  } catch (const std::exception& e) {
-    // Left in the outbox: sent once more after a restart, which QoS 1 allows.
-    spdlog::error("gateway: cannot clear a delivered outbox message: {}", e.what());
+  if (!e2e_) {  // with e2e the row waits for the engine's ack
+    try {
+      outbox_.remove(it->second);
+      ++counters_.outbox_delivered;
+    } catch (const std::exception& e) {
+      // Left in the outbox: sent once more after a restart, which QoS 1 allows.
+      spdlog::error("gateway: cannot clear a delivered outbox message: {}", e.what());
+    }
   }
   outbox_in_flight_.erase(it);
-  ++counters_.outbox_delivered;
   pump_outbox();
 }
 

@@ -45,8 +45,9 @@ struct GatewayCounters {
   std::uint64_t island_periods = 0;
   std::uint64_t island_commands = 0;
   std::uint64_t security_events_forwarded = 0;  // device ERROR logs that carry a security event
-  std::uint64_t outbox_delivered = 0;           // platform messages the local broker acknowledged
-  std::uint64_t outbox_dropped = 0;             // oldest platform messages dropped: outbox full
+  std::uint64_t outbox_delivered = 0;  // platform messages confirmed: the engine's ack (e2e on)
+                                       // or the local broker's PUBACK (e2e off)
+  std::uint64_t outbox_dropped = 0;    // oldest platform messages dropped: outbox full
   std::uint64_t refused() const {
     return refused_oversize + refused_malformed + refused_other_member + refused_unknown_device +
            refused_unknown_command + refused_expired + refused_sequence + refused_unsupported;
@@ -153,7 +154,7 @@ class Gateway {
   // platform sealed (held until the session is up).
   void publish(std::string_view topic, std::string_view payload, bool retain = false);
   // Traffic for the platform: through the durable outbox, in order.
-  void publish_platform(std::string_view topic, std::string_view payload);
+  void publish_platform(std::string_view topic, std::string_view payload, bool retain = false);
   void pump_outbox();
   void on_delivered(mqtt::MessageId id);
   protocol::Timestamp wall_now() const;

@@ -37,6 +37,11 @@ GatewayE2e::GatewayE2e(mqtt::EventLoop& loop, const GatewayConfig& config, RawPu
       on_established();
     }
   };
+  endpoint_.on_acknowledged = [this](const e2e::Acknowledgement& ack) {
+    if (on_acknowledged) {
+      on_acknowledged(ack);
+    }
+  };
 }
 
 GatewayE2e::~GatewayE2e() {
@@ -68,19 +73,17 @@ void GatewayE2e::schedule_poll() {
   });
 }
 
-std::optional<std::string> GatewayE2e::seal(std::string_view topic, std::string_view payload) {
-  auto sealed = endpoint_.seal(topic, payload);
+std::optional<std::string> GatewayE2e::seal(std::string_view topic, std::string_view payload,
+                                            std::uint64_t id) {
+  auto sealed = endpoint_.seal(topic, payload, id);
   if (!sealed) {
+    if (sealed.error().failure != e2e::Failure::kNoSession) {
+      spdlog::warn("gateway: cannot seal outbox message {} on {}: end-to-end {}: {}", id, topic,
+                   e2e::to_string(sealed.error().failure), sealed.error().detail);
+    }
     return std::nullopt;
   }
   return std::move(sealed).value();
-}
-
-void GatewayE2e::publish(std::string_view topic, std::string_view payload, bool retain) {
-  if (auto sent = endpoint_.publish(topic, payload, retain); !sent) {
-    spdlog::warn("gateway: cannot send on {}: end-to-end {}: {}", topic,
-                 e2e::to_string(sent.error().failure), sent.error().detail);
-  }
 }
 
 void GatewayE2e::report(std::string_view topic, const e2e::Rejection& rejection) {

@@ -38,10 +38,13 @@ class GatewayE2e {
   void stop();
 
   bool established() const { return endpoint_.established(); }
-  // Seals now for a caller that keeps unsent messages (the outbox); nothing without a session.
-  std::optional<std::string> seal(std::string_view topic, std::string_view payload);
-  // Seals and publishes, or holds it until the session is up (status info).
-  void publish(std::string_view topic, std::string_view payload, bool retain);
+  // Message IDs up to `last_id` were given out before (by an earlier run): the engine may ack
+  // any of them.
+  void resume_after(std::uint64_t last_id) { endpoint_.resume_after(last_id); }
+  // Seals outbox message `id` now; nothing without a session (kNoSession) or when the session
+  // cannot take it (counted and logged).
+  std::optional<std::string> seal(std::string_view topic, std::string_view payload,
+                                  std::uint64_t id);
   // What the gateway may act on: the opened control, the payload of an unprotected topic, or
   // nothing (a handshake message, or a refusal that was counted and reported).
   std::optional<std::string> receive(const protocol::Topic& parsed, std::string_view topic,
@@ -49,6 +52,8 @@ class GatewayE2e {
 
   // Runs once each time a session comes up (the outbox resumes then).
   std::function<void()> on_established;
+  // Runs with each valid ack of the engine (the outbox forgets what it confirms).
+  std::function<void(const e2e::Acknowledgement&)> on_acknowledged;
   const e2e::EndpointStats& stats() const { return endpoint_.stats(); }
 
  private:

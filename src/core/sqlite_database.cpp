@@ -194,14 +194,15 @@ std::optional<std::int64_t> SqliteStatement::column_optional_int(int index) cons
   return column_int(index);
 }
 
-SqliteTransaction::SqliteTransaction(SqliteDatabase& db) : db_(db) {
-  db_.execute("BEGIN IMMEDIATE");
+SqliteTransaction::SqliteTransaction(SqliteDatabase& db)
+    : db_(db), nested_(sqlite3_get_autocommit(db.handle()) == 0) {
+  db_.execute(nested_ ? "SAVEPOINT recmesh_nested" : "BEGIN IMMEDIATE");
 }
 
 SqliteTransaction::~SqliteTransaction() {
   if (open_) {
     try {
-      db_.execute("ROLLBACK");
+      db_.execute(nested_ ? "ROLLBACK TO recmesh_nested; RELEASE recmesh_nested" : "ROLLBACK");
     } catch (const Error&) {
       // Nothing more can be done; SQLite rolls back on close as well.
     }
@@ -209,7 +210,7 @@ SqliteTransaction::~SqliteTransaction() {
 }
 
 void SqliteTransaction::commit() {
-  db_.execute("COMMIT");
+  db_.execute(nested_ ? "RELEASE recmesh_nested" : "COMMIT");
   open_ = false;
 }
 

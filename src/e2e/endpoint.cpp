@@ -103,11 +103,28 @@ Checked<std::string> PeerLink::open(std::string_view bound, std::string_view env
                 fmt::format("session {:08x} is not held", view->header.session_id));
 }
 
+Checked<std::string> PeerLink::seal(std::string_view bound, std::string_view payload) {
+  const std::uint64_t next = current_ ? current_->next_sequence() : 1;
+  return seal(bound, payload, continue_sequences_ ? std::max(next, last_sealed_ + 1) : next);
+}
+
+Checked<std::string> PeerLink::seal(std::string_view bound, std::string_view payload,
+                                    std::uint64_t id) {
+  if (!current_) {
+    return reject(Failure::kNoSession, "no session established");
+  }
+  auto sealed = current_->seal(bound, payload, id);
+  if (sealed) {
+    last_sealed_ = std::max(last_sealed_, id);
+  }
+  return sealed;
+}
+
 void PeerLink::flush(const RawPublish& publish, EndpointStats& stats) {
   while (!queue_.empty() && current_) {
     Queued q = std::move(queue_.front());
     queue_.pop_front();
-    auto sealed = current_->seal(q.bound, q.payload);
+    auto sealed = seal(q.bound, q.payload);
     if (!sealed) {
       ++stats.refused[static_cast<std::size_t>(sealed.error().failure)];
       continue;
@@ -133,7 +150,9 @@ MemberEndpoint::MemberEndpoint(Credentials own, std::string rec, std::string mem
       settings_(settings),
       publish_(std::move(publish)),
       clock_(&clock),
-      random_(random ? std::move(random) : mqtt::make_uniform_random()) {}
+      random_(random ? std::move(random) : mqtt::make_uniform_random()) {
+  link_.continue_sequences();
+}
 
 std::size_t MemberEndpoint::queued() const {
   return link_.queue().size();
@@ -194,7 +213,7 @@ Checked<std::monostate> MemberEndpoint::publish(std::string_view topic, std::str
     send_hello();
     return std::monostate{};
   }
-  auto sealed = link_.current()->seal(bound, payload);
+  auto sealed = link_.seal(bound, payload);
   if (!sealed) {
     return refuse(sealed.error());
   }
@@ -206,6 +225,16 @@ Checked<std::monostate> MemberEndpoint::publish(std::string_view topic, std::str
 }
 
 Checked<std::string> MemberEndpoint::seal(std::string_view topic, std::string_view payload) {
+  return seal_checked(topic, payload, std::nullopt);
+}
+
+Checked<std::string> MemberEndpoint::seal(std::string_view topic, std::string_view payload,
+                                          std::uint64_t id) {
+  return seal_checked(topic, payload, id);
+}
+
+Checked<std::string> MemberEndpoint::seal_checked(std::string_view topic, std::string_view payload,
+                                                  std::optional<std::uint64_t> id) {
   const std::string bound = bound_topic(rec_, member_, topic);
   if (bound.empty()) {
     ++stats_.refused[static_cast<std::size_t>(Failure::kMalformed)];
@@ -215,7 +244,7 @@ Checked<std::string> MemberEndpoint::seal(std::string_view topic, std::string_vi
     send_hello();
     return reject(Failure::kNoSession, "no session established");
   }
-  auto sealed = link_.current()->seal(bound, payload);
+  auto sealed = id ? link_.seal(bound, payload, *id) : link_.seal(bound, payload);
   if (!sealed) {
     ++stats_.refused[static_cast<std::size_t>(sealed.error().failure)];
     return sealed;
@@ -244,16 +273,7 @@ Checked<std::monostate> MemberEndpoint::on_keys(std::string_view payload) {
     return refuse(type.error());
   }
   if (*type == MessageType::kData) {
-    auto opened = link_.open(keys_topic(rec_, member_), payload, clock_->now());
-    if (!opened) {
-      return refuse(opened.error());
-    }
-    if (*opened != kClosePayload) {
-      return refuse(reject(Failure::kMalformed, "unknown sealed message on the keys topic"));
-    }
-    link_.retire(clock_->now(), settings_.epoch_grace);
-    ++stats_.closes;
-    return std::monostate{};
+    return on_sealed_keys(payload);
   }
   if (*type != MessageType::kInit) {
     return refuse(reject(Failure::kWrongDirection, "only inits and closes come this way"));
@@ -295,11 +315,43 @@ Checked<std::monostate> MemberEndpoint::on_keys(std::string_view payload) {
   }
 }
 
+// A close or an ack of the engine, sealed in a session of this link.
+Checked<std::monostate> MemberEndpoint::on_sealed_keys(std::string_view payload) {
+  auto opened = link_.open(keys_topic(rec_, member_), payload, clock_->now());
+  if (!opened) {
+    return refuse(opened.error());
+  }
+  if (*opened == kClosePayload) {
+    link_.retire(clock_->now(), settings_.epoch_grace);
+    ++stats_.closes;
+    return std::monostate{};
+  }
+  if (!looks_like_ack(*opened)) {
+    return refuse(reject(Failure::kMalformed, "unknown sealed message on the keys topic"));
+  }
+  auto ack = parse_ack(*opened);
+  if (!ack) {
+    return refuse(ack.error());
+  }
+  // Only the engine can seal an ack; still, one that confirms numbers never sent is refused
+  // whole rather than let it clear messages the engine does not have.
+  if (ack->highest > link_.last_sealed()) {
+    return refuse(reject(Failure::kMalformed,
+                         fmt::format("an ack of message {}, above the last one sent ({})",
+                                     ack->highest, link_.last_sealed())));
+  }
+  ++stats_.acks;
+  if (on_acknowledged) {
+    on_acknowledged(*ack);
+  }
+  return std::monostate{};
+}
+
 void MemberEndpoint::close() {
   if (!link_.established()) {
     return;
   }
-  auto sealed = link_.current()->seal(keys_response_topic(rec_, member_), kClosePayload);
+  auto sealed = link_.seal(keys_response_topic(rec_, member_), kClosePayload);
   if (sealed) {
     (void)publish_(std::string("/platform/keys/response"), std::move(sealed).value(), false);
   }
@@ -481,7 +533,7 @@ Checked<std::monostate> PlatformEndpoint::publish(const std::string& rec,
     connect(rec, member_id);
     return std::monostate{};
   }
-  auto sealed = m.link.current()->seal(topic, payload);
+  auto sealed = m.link.seal(topic, payload);
   if (!sealed) {
     return refuse<std::monostate>(sealed.error());
   }
@@ -493,17 +545,63 @@ Checked<std::monostate> PlatformEndpoint::publish(const std::string& rec,
   return std::monostate{};
 }
 
+Checked<std::string> PlatformEndpoint::seal(const std::string& rec, const std::string& member_id,
+                                            std::string_view topic, std::string_view payload) {
+  Member& m = member(rec, member_id);
+  if (!m.link.established()) {
+    connect(rec, member_id);
+    return reject(Failure::kNoSession, "no session established");
+  }
+  auto sealed = m.link.seal(topic, payload);
+  if (!sealed) {
+    return refuse<std::string>(sealed.error());
+  }
+  ++stats_.sealed;
+  return sealed;
+}
+
+Checked<std::monostate> PlatformEndpoint::acknowledge(const std::string& rec,
+                                                      const std::string& member_id,
+                                                      const SequenceWindow& stored) {
+  const auto it = members_.find(Key(rec, member_id));
+  if (it == members_.end() || !it->second.link.established()) {
+    return reject(Failure::kNoSession, "no session established");
+  }
+  const std::string topic = keys_topic(rec, member_id);
+  auto sealed = it->second.link.seal(topic, encode_ack(stored));
+  if (!sealed) {
+    return refuse<std::monostate>(sealed.error());
+  }
+  if (!publish_(topic, std::move(sealed).value(), false)) {
+    return refuse<std::monostate>(
+        reject(Failure::kQueueFull, "the MQTT client refused the message"));
+  }
+  ++stats_.acks;
+  return std::monostate{};
+}
+
 Checked<std::string> PlatformEndpoint::open(const std::string& rec, const std::string& member_id,
                                             std::string_view topic, std::string_view payload) {
+  auto opened = open_message(rec, member_id, topic, payload);
+  if (!opened) {
+    return opened.error();
+  }
+  return std::move(opened->payload);
+}
+
+Checked<PlatformEndpoint::Opened> PlatformEndpoint::open_message(const std::string& rec,
+                                                                 const std::string& member_id,
+                                                                 std::string_view topic,
+                                                                 std::string_view payload) {
   auto view = parse_envelope(payload);
   if (!view) {
-    return refuse<std::string>(view.error());
+    return refuse<Opened>(view.error());
   }
   Member& m = member(rec, member_id);
   if (!m.link.holds(view->header.session_id)) {
     if (const auto owner = owner_of(view->header.session_id);
         owner && *owner != Key(rec, member_id)) {
-      return refuse<std::string>(
+      return refuse<Opened>(
           reject(Failure::kWrongMember,
                  fmt::format("sealed in the session of {}/{}", owner->first, owner->second)));
     }
@@ -514,10 +612,10 @@ Checked<std::string> PlatformEndpoint::open(const std::string& rec, const std::s
         opened.error().failure == Failure::kNoSession) {
       connect(rec, member_id);  // e.g. this engine restarted while the gateway kept its session
     }
-    return refuse<std::string>(opened.error());
+    return refuse<Opened>(opened.error());
   }
   ++stats_.opened;
-  return opened;
+  return Opened{std::move(opened).value(), view->header.sequence};
 }
 
 Checked<std::monostate> PlatformEndpoint::on_keys_response(const std::string& rec,
@@ -623,7 +721,7 @@ void PlatformEndpoint::close_all() {
       continue;
     }
     const std::string topic = keys_topic(key.first, key.second);
-    auto sealed = m.link.current()->seal(topic, kClosePayload);
+    auto sealed = m.link.seal(topic, kClosePayload);
     if (sealed) {
       (void)publish_(topic, std::move(sealed).value(), false);
     }

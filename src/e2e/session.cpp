@@ -1,10 +1,12 @@
 #include "recmesh/e2e/session.hpp"
 
+#include <limits>
 #include <optional>
 
 #include <fmt/format.h>
 
 #include "recmesh/core/error.hpp"
+#include "recmesh/e2e/delivery.hpp"
 
 #include "primitives.hpp"
 
@@ -42,45 +44,6 @@ struct Epoch {
   std::string iv;
   std::optional<detail::AeadKey> aead;
   Clock::TimePoint started;
-};
-
-// Sliding window over sequence numbers: bit (seq mod size) for the last `size` numbers.
-class ReplayWindow {
- public:
-  explicit ReplayWindow(std::uint32_t size) : bits_(size / 64, 0), size_(size) {}
-
-  std::optional<Failure> check(std::uint64_t seq) const {
-    if (highest_ == 0 || seq > highest_) {
-      return std::nullopt;
-    }
-    if (highest_ - seq >= size_) {
-      return Failure::kOutsideWindow;
-    }
-    return test(seq) ? std::optional(Failure::kReplayed) : std::nullopt;
-  }
-  void accept(std::uint64_t seq) {
-    if (seq > highest_) {
-      const std::uint64_t delta = seq - highest_;
-      if (delta >= size_) {
-        std::fill(bits_.begin(), bits_.end(), 0);
-      } else {
-        for (std::uint64_t s = highest_ + 1; s < seq; ++s) {
-          clear(s);
-        }
-      }
-      highest_ = seq;
-    }
-    set(seq);
-  }
-
- private:
-  bool test(std::uint64_t s) const { return (bits_[(s % size_) / 64] >> (s % 64)) & 1U; }
-  void set(std::uint64_t s) { bits_[(s % size_) / 64] |= std::uint64_t{1} << (s % 64); }
-  void clear(std::uint64_t s) { bits_[(s % size_) / 64] &= ~(std::uint64_t{1} << (s % 64)); }
-
-  std::vector<std::uint64_t> bits_;
-  std::uint64_t size_;
-  std::uint64_t highest_ = 0;  // sequence numbers start at 1
 };
 
 }  // namespace
@@ -153,7 +116,7 @@ struct Session::State {
   Epoch receive;
   std::optional<Epoch> previous;  // the receive epoch before `receive`, during its grace
   Clock::TimePoint previous_until{};
-  ReplayWindow window;
+  SequenceWindow window;
   SessionStats stats;
 };
 
@@ -172,12 +135,28 @@ Suite Session::suite() const {
 Clock::TimePoint Session::established_at() const {
   return state_->established;
 }
+std::uint64_t Session::next_sequence() const {
+  return state_->next_sequence;
+}
 const SessionStats& Session::stats() const {
   return state_->stats;
 }
 
 Checked<std::string> Session::seal(std::string_view topic, std::string_view payload) {
+  return seal(topic, payload, state_->next_sequence);
+}
+
+Checked<std::string> Session::seal(std::string_view topic, std::string_view payload,
+                                   std::uint64_t sequence) {
   State& s = *state_;
+  // Never twice the same number in one session: it is the AEAD nonce.
+  if (sequence == 0 || sequence == std::numeric_limits<std::uint64_t>::max()) {
+    return reject(Failure::kMalformed, "sequence out of range");
+  }
+  if (sequence < s.next_sequence) {
+    return reject(Failure::kReplayed,
+                  fmt::format("sequence {} is not above the last one sealed", sequence));
+  }
   if (payload.size() > kMaxPayloadBytes) {
     return reject(Failure::kMalformed, "payload larger than the envelope limit");
   }
@@ -197,7 +176,7 @@ Checked<std::string> Session::seal(std::string_view topic, std::string_view payl
   header.direction = s.send_direction;
   header.epoch = static_cast<std::uint8_t>(s.send.number & 0xFF);
   header.session_id = s.id;
-  header.sequence = s.next_sequence;
+  header.sequence = sequence;
   header.timestamp_ms = unix_ms(now) & kMaxTimestampMs;
   const auto header_bytes = encode_header(header);
   std::string out(reinterpret_cast<const char*>(header_bytes.data()), header_bytes.size());
@@ -207,7 +186,7 @@ Checked<std::string> Session::seal(std::string_view topic, std::string_view payl
   if (!s.send.aead->seal(message_nonce(s.send.iv, header.sequence), aad, payload, out)) {
     return reject(Failure::kInternal, "AEAD seal failed");
   }
-  ++s.next_sequence;
+  s.next_sequence = sequence + 1;
   ++s.sent_in_epoch;
   ++s.stats.sealed;
   return out;

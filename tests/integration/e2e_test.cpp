@@ -310,9 +310,15 @@ TEST_F(E2eTest, AttacksOnTheBackboneAreDroppedCountedAndNeverActedOn) {
   ASSERT_TRUE(eventually([&] { return metrics_stored() == 1; }));
   const std::string& genuine = captured->payload;
 
-  // A sequence number not seen yet, so the tag is what refuses it (the sequence is authenticated).
+  // A sequence number not seen yet (the next one), so the tag is what refuses it (the sequence
+  // is authenticated).
   std::string tampered = genuine;
-  tampered[16] = static_cast<char>(tampered[16] ^ 0x40);
+  for (std::size_t i = 16; i >= 9; --i) {  // the big-endian sequence at offsets 9..16, plus one
+    tampered[i] = static_cast<char>(static_cast<unsigned char>(tampered[i]) + 1U);
+    if (tampered[i] != '\0') {
+      break;
+    }
+  }
   ASSERT_TRUE(attacker.publish("/r1/m1/metrics/aggregate", tampered));
   ASSERT_TRUE(attacker.publish("/r1/m1/metrics/aggregate", genuine.substr(0, 20)));
   ASSERT_TRUE(attacker.publish("/r1/m1/metrics/aggregate", genuine));  // a replay

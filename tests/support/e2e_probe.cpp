@@ -88,8 +88,21 @@ std::optional<ReceivedMessage> E2eProbe::handle(ReceivedMessage m) {
     return m;  // not protected (status flags, device topics) or a cleared retained message
   }
   last_raw_ = m;
-  auto opened = side_ == Side::kPlatform ? platform_->open(rec_, member_, bound, m.payload)
-                                         : gateway_->open(m.topic, m.payload);
+  if (side_ == Side::kPlatform) {
+    // As the engine does: a gateway message ID stored before is a duplicate, and an ack
+    // confirms what was taken (docs/protocol/e2e.md §6.1).
+    auto opened = platform_->open_message(rec_, member_, bound, m.payload);
+    if (opened && !stored_.delivered(opened->sequence)) {
+      stored_.accept(opened->sequence);
+      (void)platform_->acknowledge(rec_, member_, stored_);
+      m.payload = std::move(opened->payload);
+      drain();
+      return m;
+    }
+    drain();
+    return std::nullopt;
+  }
+  auto opened = gateway_->open(m.topic, m.payload);
   drain();
   if (!opened) {
     return std::nullopt;

@@ -59,6 +59,7 @@ class E2eProbe {
   std::deque<std::pair<std::string, std::string>> outgoing_;  // topic, payload
   std::deque<ReceivedMessage> held_;
   ReceivedMessage last_raw_;
+  e2e::SequenceWindow stored_{1024};  // kPlatform: the gateway's message IDs taken
 };
 
 }  // namespace recmesh::testing

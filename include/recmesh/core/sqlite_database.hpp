@@ -95,7 +95,9 @@ class SqliteDatabase {
   std::map<std::string, SqliteStatement, std::less<>> cache_;
 };
 
-// RAII transaction: BEGIN IMMEDIATE on construction, ROLLBACK unless commit() was called.
+// RAII transaction: BEGIN IMMEDIATE on construction, ROLLBACK unless commit() was called. Inside
+// another transaction it is a savepoint, so that a write that is atomic on its own can also be
+// made part of a caller's larger one.
 class SqliteTransaction {
  public:
   explicit SqliteTransaction(SqliteDatabase& db);
@@ -107,6 +109,7 @@ class SqliteTransaction {
  private:
   SqliteDatabase& db_;
   bool open_ = true;
+  bool nested_ = false;
 };
 
 }  // namespace recmesh

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <deque>
@@ -12,6 +13,7 @@
 #include <utility>
 
 #include "recmesh/core/clock.hpp"
+#include "recmesh/e2e/delivery.hpp"
 #include "recmesh/e2e/failure.hpp"
 #include "recmesh/e2e/handshake.hpp"
 #include "recmesh/e2e/session.hpp"
@@ -52,6 +54,7 @@ struct EndpointStats {
   std::uint64_t handshakes_unsent = 0;     // MQTT refused the message: retried later
   std::uint64_t stale_hellos = 0;          // made before the current session's response: ignored
   std::uint64_t closes = 0;                // sessions ended by a close message
+  std::uint64_t acks = 0;                  // acks sent (EMS engine) or accepted (gateway)
   std::array<std::uint64_t, kFailureCount> refused{};
   std::uint64_t refused_total() const;
   std::uint64_t refused_of(Failure f) const { return refused[static_cast<std::size_t>(f)]; }
@@ -83,8 +86,18 @@ class PeerLink {
   // Opens with the session the envelope names (current, or a retired one in its grace).
   Checked<std::string> open(std::string_view bound, std::string_view envelope,
                             Clock::TimePoint now);
+  // Seals in the current session (which must exist) with the next sequence number, or with
+  // `id` (a message ID the sender keeps across sessions, docs/protocol/e2e.md §6.1).
+  Checked<std::string> seal(std::string_view bound, std::string_view payload);
+  Checked<std::string> seal(std::string_view bound, std::string_view payload, std::uint64_t id);
   // Seals and publishes what was queued, in order, once a session exists.
   void flush(const RawPublish& publish, EndpointStats& stats);
+  // Sequence numbers continue from session to session instead of restarting at 1 (the
+  // gateway's side: the engine remembers the numbers it stored across sessions).
+  void continue_sequences() { continue_sequences_ = true; }
+  // The highest sequence number sealed in any session of this link.
+  std::uint64_t last_sealed() const { return last_sealed_; }
+  void resume_after(std::uint64_t id) { last_sealed_ = std::max(last_sealed_, id); }
   // True when some session of this link has this ID.
   bool holds(std::uint32_t session_id) const;
 
@@ -100,6 +113,8 @@ class PeerLink {
   std::optional<Session> current_;
   std::deque<Retired> retired_;  // newest first, at most kMaxRetired
   std::deque<Queued> queue_;
+  bool continue_sequences_ = false;
+  std::uint64_t last_sealed_ = 0;
 };
 
 // The gateway's end (docs/protocol/e2e.md): answers the EMS engine's handshakes on
@@ -122,8 +137,15 @@ class MemberEndpoint {
   Checked<std::monostate> publish(std::string_view topic, std::string_view payload,
                                   bool retain = false);
   // Seals for local `topic` now, for a caller that keeps unsent messages itself (a durable
-  // outbox): kNoSession when no session exists (a hello goes out), never queued.
+  // outbox): kNoSession when no session exists (a hello goes out), never queued. `id` is the
+  // message's ID in that store, its envelope's sequence number: increasing, kept across
+  // sessions and restarts, so that the engine recognises a message re-sealed in a later session
+  // as delivered (docs/protocol/e2e.md §6.1). Without it the next number is taken.
   Checked<std::string> seal(std::string_view topic, std::string_view payload);
+  Checked<std::string> seal(std::string_view topic, std::string_view payload, std::uint64_t id);
+  // Message IDs up to `last_id` were sealed by an earlier run of this gateway: sequence numbers
+  // continue above it, and the engine's acks may confirm any of them.
+  void resume_after(std::uint64_t last_id) { link_.resume_after(last_id); }
   // What arrived on /platform/keys: an init (answered) or a close.
   Checked<std::monostate> on_keys(std::string_view payload);
   // Opens a protected message that arrived on local `topic`.
@@ -136,9 +158,14 @@ class MemberEndpoint {
   std::size_t queued() const;
   // Called when a session comes up (after queued messages went out).
   std::function<void()> on_established;
+  // Called with every valid ack of the EMS engine: the messages it confirms are stored there.
+  std::function<void(const Acknowledgement&)> on_acknowledged;
 
  private:
   Checked<std::monostate> refuse(Rejection r);
+  Checked<std::monostate> on_sealed_keys(std::string_view payload);
+  Checked<std::string> seal_checked(std::string_view topic, std::string_view payload,
+                                    std::optional<std::uint64_t> id);
   void send_hello();
 
   Credentials own_;
@@ -178,12 +205,28 @@ class PlatformEndpoint {
   Checked<std::monostate> publish(const std::string& rec, const std::string& member,
                                   std::string_view topic, std::string_view payload,
                                   bool retain = false);
+  // Seals for central `topic` now, for a caller that keeps unsent messages itself (the
+  // engine's control table): kNoSession when no session exists (a handshake starts), never
+  // queued.
+  Checked<std::string> seal(const std::string& rec, const std::string& member,
+                            std::string_view topic, std::string_view payload);
+  // Confirms to the member's gateway what `stored` holds: a sealed ack on /<r>/<m>/keys
+  // (docs/protocol/e2e.md §6.1). kNoSession without a session.
+  Checked<std::monostate> acknowledge(const std::string& rec, const std::string& member,
+                                      const SequenceWindow& stored);
   // What arrived on /<r>/<m>/keys/response: a response, a hello or a close.
   Checked<std::monostate> on_keys_response(const std::string& rec, const std::string& member,
                                            std::string_view payload);
   // Opens a protected message that arrived on central `topic` of rec/member.
   Checked<std::string> open(const std::string& rec, const std::string& member,
                             std::string_view topic, std::string_view payload);
+  // The same, with the envelope's sequence number: the gateway's message ID.
+  struct Opened {
+    std::string payload;
+    std::uint64_t sequence = 0;
+  };
+  Checked<Opened> open_message(const std::string& rec, const std::string& member,
+                               std::string_view topic, std::string_view payload);
   // The member's gateway went offline: its session is dropped, later messages are queued.
   void peer_offline(const std::string& rec, const std::string& member);
   // Clean stop: a close to every member with a session.

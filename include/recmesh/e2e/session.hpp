@@ -34,6 +34,13 @@ class Session {
 
   // The envelope of `payload` for `topic` (the topic is authenticated, not sent).
   Checked<std::string> seal(std::string_view topic, std::string_view payload);
+  // The same with the sequence number given: a message ID that the sender keeps across sessions
+  // (docs/protocol/e2e.md §6.1). It must be above every number sealed in this session before
+  // (kReplayed otherwise: a nonce is never used twice); the next seal() continues after it.
+  Checked<std::string> seal(std::string_view topic, std::string_view payload,
+                            std::uint64_t sequence);
+  // The number the next seal() without one takes.
+  std::uint64_t next_sequence() const;
   // The payload, after every check of docs/protocol/e2e.md "Opening an envelope" passed.
   Checked<std::string> open(std::string_view topic, std::string_view envelope);
   Checked<std::string> open(std::string_view topic, const EnvelopeView& envelope);

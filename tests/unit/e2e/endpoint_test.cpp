@@ -1,6 +1,7 @@
 #include "recmesh/e2e/endpoint.hpp"
 
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
@@ -436,6 +437,115 @@ TEST_F(EndpointTest, GarbageOnEveryEntryPointIsRefusedNotThrown) {
     EXPECT_FALSE(platform_->open("r1", "m1", "/r1/m1/control/response", bad));
   }
   EXPECT_GT(platform_->stats().refused_total(), 0U);
+}
+
+// Lossless restarts (docs/protocol/e2e.md §6.1): the gateway numbers its messages, the engine
+// confirms what it stored with a sealed ack, and a message re-sealed in a later session keeps
+// its number.
+TEST_F(EndpointTest, TheEnginesAckConfirmsExactlyTheMessagesItStored) {
+  handshake(*platform_, *gateway_);
+  std::vector<Acknowledgement> acks;
+  gateway_->on_acknowledged = [&](const Acknowledgement& ack) { acks.push_back(ack); };
+  SequenceWindow stored(settings_.replay_window);
+  for (const std::uint64_t id : {100U, 101U, 102U, 103U}) {
+    ASSERT_TRUE(gateway_->seal("/platform/metrics/aggregate", "m", id));
+  }
+  // What the gateway sealed, as the engine opens it: the envelope's sequence is the ID.
+  for (const std::uint64_t id : {100U, 101U, 103U}) {
+    auto sealed = gateway_->seal("/platform/metrics/aggregate", "n", id + 10);
+    ASSERT_TRUE(sealed);
+    auto opened = platform_->open_message("r1", "m1", "/r1/m1/metrics/aggregate", *sealed);
+    ASSERT_TRUE(opened) << opened.error().detail;
+    EXPECT_EQ(opened->sequence, id + 10);
+    stored.accept(opened->sequence);
+  }
+  ASSERT_TRUE(platform_->acknowledge("r1", "m1", stored));
+  auto ack = to_members_.take();
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(ack->topic, "/r1/m1/keys");
+  EXPECT_EQ(ack->payload.find("ack"), std::string::npos);  // sealed
+  ASSERT_TRUE(gateway_->on_keys(ack->payload));
+  ASSERT_EQ(acks.size(), 1U);
+  EXPECT_TRUE(acks[0].confirms(110));
+  EXPECT_TRUE(acks[0].confirms(111));
+  EXPECT_FALSE(acks[0].confirms(112));
+  EXPECT_TRUE(acks[0].confirms(113));
+  EXPECT_EQ(gateway_->stats().acks, 1U);
+
+  // Replayed, tampered or reflected, an ack changes nothing.
+  EXPECT_EQ(gateway_->on_keys(ack->payload).error().failure, Failure::kReplayed);
+  ASSERT_TRUE(platform_->acknowledge("r1", "m1", stored));
+  auto second = to_members_.take();
+  std::string tampered = second->payload;
+  tampered[tampered.size() - 20] = static_cast<char>(tampered[tampered.size() - 20] ^ 0x01);
+  EXPECT_EQ(gateway_->on_keys(tampered).error().failure, Failure::kTampered);
+  EXPECT_FALSE(platform_->on_keys_response("r1", "m1", second->payload));
+  EXPECT_EQ(acks.size(), 1U);
+}
+
+TEST_F(EndpointTest, AnAckOfMessagesNeverSentIsRefusedWhole) {
+  handshake(*platform_, *gateway_);
+  bool called = false;
+  gateway_->on_acknowledged = [&](const Acknowledgement&) { called = true; };
+  ASSERT_TRUE(gateway_->seal("/platform/metrics/aggregate", "m", 50));
+  SequenceWindow forged(settings_.replay_window);
+  forged.accept(50);
+  forged.accept(5000);  // the gateway never sent 5000: its rows up to 4000 must not go
+  ASSERT_TRUE(platform_->acknowledge("r1", "m1", forged));
+  auto ack = to_members_.take();
+  auto refused = gateway_->on_keys(ack->payload);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().failure, Failure::kMalformed);
+  EXPECT_FALSE(called);
+  // A restarted gateway knows the IDs its earlier run gave out.
+  gateway_ = make_member();
+  gateway_->resume_after(6000);
+  gateway_->on_acknowledged = [&](const Acknowledgement&) { called = true; };
+  handshake(*platform_, *gateway_);
+  ASSERT_TRUE(platform_->acknowledge("r1", "m1", forged));
+  ASSERT_TRUE(gateway_->on_keys(to_members_.take()->payload));
+  EXPECT_TRUE(called);
+}
+
+TEST_F(EndpointTest, AMessageResealedAfterARestartKeepsItsNumber) {
+  handshake(*platform_, *gateway_);
+  auto before = gateway_->seal("/platform/metrics/aggregate", "row 7", 7);
+  ASSERT_TRUE(before);
+  // The gateway dies with its session; the engine restarts as well and holds none.
+  gateway_ = make_member();
+  gateway_->resume_after(7);
+  platform_ = make_platform();
+  auto lost = platform_->open_message("r1", "m1", "/r1/m1/metrics/aggregate", *before);
+  ASSERT_FALSE(lost);
+  EXPECT_EQ(lost.error().failure, Failure::kNoSession);
+  handshake(*platform_, *gateway_);  // completes the init that the refusal started
+  auto again = gateway_->seal("/platform/metrics/aggregate", "row 7", 7);
+  ASSERT_TRUE(again);
+  auto opened = platform_->open_message("r1", "m1", "/r1/m1/metrics/aggregate", *again);
+  ASSERT_TRUE(opened) << opened.error().detail;
+  EXPECT_EQ(opened->sequence, 7U);
+  EXPECT_EQ(opened->payload, "row 7");
+  // Within one session a number is never sealed twice.
+  EXPECT_EQ(gateway_->seal("/platform/metrics/aggregate", "row 7", 7).error().failure,
+            Failure::kReplayed);
+  // A number-less message (close) continues above the IDs given out.
+  gateway_->close();
+  auto close = to_platform_.take();
+  ASSERT_TRUE(close);
+  EXPECT_EQ(parse_envelope(close->payload)->header.sequence, 8U);
+}
+
+TEST_F(EndpointTest, TheEnginesSealWithoutASessionStartsOneAndQueuesNothing) {
+  auto sealed = platform_->seal("r1", "m1", "/r1/m1/control", "c");
+  ASSERT_FALSE(sealed);
+  EXPECT_EQ(sealed.error().failure, Failure::kNoSession);
+  EXPECT_EQ(platform_->queued("r1", "m1"), 0U);
+  EXPECT_EQ(platform_->stats().handshakes_started, 1U);
+  EXPECT_FALSE(platform_->acknowledge("r1", "m1", SequenceWindow(64)));
+  handshake(*platform_, *gateway_);  // completes the init that seal() started
+  sealed = platform_->seal("r1", "m1", "/r1/m1/control", "c");
+  ASSERT_TRUE(sealed);
+  EXPECT_EQ(*gateway_->open("/platform/control", *sealed), "c");
 }
 
 }  // namespace

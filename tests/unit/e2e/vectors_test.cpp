@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/e2e/delivery.hpp"
 #include "recmesh/e2e/handshake.hpp"
 #include "recmesh/e2e/session.hpp"
 #include "recmesh/pki/pki.hpp"
@@ -93,6 +94,24 @@ SessionKeys gateway_side(SessionKeys keys) {
   return keys;
 }
 
+// Lossless restarts (docs/protocol/e2e.md §6.1): a gateway envelope whose sequence is the
+// message's outbox ID, and the engine's ack of IDs 1000, 1001 and 1003 in a 64-bit window, sealed
+// as the first message of its direction on /r1/m1/keys.
+constexpr std::uint64_t kMessageId = 1795309200000001;  // an outbox ID: the clock in µs
+json restart_vectors(const SessionKeys& platform_side, const Clock& clock) {
+  json v;
+  Session gateway(gateway_side(platform_side), E2eSettings{}, clock);
+  v["envelope_message_id"] = hex(gateway.seal(kTopic, kPayload, kMessageId).value());
+  SequenceWindow stored(64);
+  for (const std::uint64_t id : {1000U, 1001U, 1003U}) {
+    stored.accept(id);
+  }
+  v["ack_payload"] = hex(encode_ack(stored));
+  Session engine(platform_side, E2eSettings{}, clock);
+  v["ack_envelope"] = hex(engine.seal("/r1/m1/keys", encode_ack(stored)).value());
+  return v;
+}
+
 TEST(E2eVectors, DISABLED_WriteVectors) {
   const char* out_dir = std::getenv("RECMESH_E2E_VECTOR_DIR");
   ASSERT_NE(out_dir, nullptr) << "set RECMESH_E2E_VECTOR_DIR";
@@ -154,6 +173,7 @@ TEST(E2eVectors, DISABLED_WriteVectors) {
   const SessionKeys member_side = gateway_side(*keys);
   v["envelope_aes_256_gcm"] = hex(envelope(member_side, Suite::kAes256Gcm, clock));
   v["envelope_chacha20_poly1305"] = hex(envelope(member_side, Suite::kChaCha20Poly1305, clock));
+  v.update(restart_vectors(*keys, clock));
   std::ofstream(out / "vectors.json") << v.dump(2) << "\n";
 }
 
@@ -220,6 +240,29 @@ TEST_F(E2eVectorTest, EnvelopesAreExactlyTheDocumentedBytes) {
   auto opened = session.open(kTopic, unhex(v_["envelope_aes_256_gcm"].get<std::string>()));
   ASSERT_TRUE(opened);
   EXPECT_EQ(*opened, kPayload);
+}
+
+TEST_F(E2eVectorTest, RestartVectorsAreExactlyTheDocumentedBytes) {
+  auto platform = PlatformHandshake::from_recorded(init_, fixed_inputs(0x01, 0xA0, 0).ephemeral);
+  auto keys = platform->finish(response_, gateway_trust(), E2eSettings{}, clock_);
+  ASSERT_TRUE(keys);
+  const json v = restart_vectors(*keys, clock_);
+  for (const char* name : {"envelope_message_id", "ack_payload", "ack_envelope"}) {
+    EXPECT_EQ(v[name], v_[name]) << name;
+  }
+  // The engine opens the gateway's envelope and reads the ID; the gateway opens the ack.
+  Session engine(*keys, E2eSettings{}, clock_);
+  const std::string envelope = unhex(v_["envelope_message_id"].get<std::string>());
+  ASSERT_TRUE(engine.open(kTopic, envelope));
+  EXPECT_EQ(parse_envelope(envelope)->header.sequence, kMessageId);
+  Session gateway(gateway_side(*keys), E2eSettings{}, clock_);
+  auto ack = gateway.open("/r1/m1/keys", unhex(v_["ack_envelope"].get<std::string>()));
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(hex(*ack), v_["ack_payload"]);
+  auto parsed = parse_ack(*ack);
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->highest, 1003U);
+  EXPECT_FALSE(parsed->confirms(1002));
 }
 
 TEST_F(E2eVectorTest, TheDocumentShowsTheseVectors) {

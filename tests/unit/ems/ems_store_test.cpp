@@ -92,5 +92,45 @@ TEST(EmsStoreTest, DataVersionMovesWhenAnotherConnectionCommits) {
   EXPECT_NE(engine.data_version(), before);
 }
 
+TEST(EmsStoreTest, DeliveryStateAndUnansweredControlsSurviveAReopen) {
+  testing::TempDir tmp;
+  const auto path = tmp.path() / "ems.db";
+  {
+    EmsStore store(path, SqliteDatabase::Mode::kCreate);
+    EXPECT_FALSE(store.delivery("r1", "m1"));
+    // Binary bitmaps with zero bytes come back exactly, inside a caller's transaction too.
+    SqliteTransaction outer(store.db());
+    store.put_delivery("r1", "m1", {1003, std::string("\x0d\0\0\0\0\0\0\0", 8)});
+    store.put_member_metrics("r1", "m1", "aggregate", "{}", "2026-11-22T00:00:00.000Z");
+    outer.commit();
+    store.put_control({"c1", "r1", "m1", "store-surplus", 5, "t", "ISSUED", "t", ""}, "payload 1");
+    store.put_control({"c2", "r1", "m1", "store-surplus", 6, "t", "SUCCESS", "t", ""}, "payload 2");
+    store.put_control({"c3", "r1", "m2", "store-surplus", 7, "t", "ISSUED", "t", ""}, "payload 3");
+  }
+  EmsStore store(path, SqliteDatabase::Mode::kReadWrite);
+  const auto d = store.delivery("r1", "m1");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->highest, 1003U);
+  EXPECT_EQ(d->bitmap, std::string("\x0d\0\0\0\0\0\0\0", 8));
+  EXPECT_EQ(store.count("metrics"), 1);
+  const auto open = store.unconfirmed_controls("r1", "m1");
+  ASSERT_EQ(open.size(), 1U);
+  EXPECT_EQ(open[0].control_id, "c1");
+  EXPECT_EQ(open[0].payload, "payload 1");
+  EXPECT_EQ(store.members_with_unconfirmed_controls().size(), 2U);
+}
+
+TEST(EmsStoreTest, AFailedWriteRollsBackTheDeliveryStateWithIt) {
+  testing::TempDir tmp;
+  EmsStore store(tmp.path() / "ems.db", SqliteDatabase::Mode::kCreate);
+  {
+    SqliteTransaction tx(store.db());
+    store.put_delivery("r1", "m1", {7, std::string("\x01\0\0\0\0\0\0\0", 8)});
+    store.put_member_metrics("r1", "m1", "aggregate", "{}", "t");  // a nested transaction
+  }                                                                // not committed
+  EXPECT_FALSE(store.delivery("r1", "m1"));
+  EXPECT_EQ(store.count("metrics"), 0);
+}
+
 }  // namespace
 }  // namespace recmesh::ems

@@ -58,5 +58,44 @@ TEST(Outbox, DropsTheOldestWhenFull) {
   EXPECT_THROW(Outbox(tmp / "gw.db", 0), Error);
 }
 
+// With end-to-end protection a row stays until the engine's ack confirms it (docs/protocol/
+// e2e.md §6.1); its ID is the message's end-to-end ID, above the clock of the database's birth.
+TEST(Outbox, ForgetsExactlyWhatTheEnginesAckConfirms) {
+  testing::TempDir tmp;
+  Outbox outbox(tmp / "gw.db", 100);
+  EXPECT_EQ(outbox.last_id(), outbox.last_id());
+  const std::uint64_t born = outbox.last_id();
+  EXPECT_GT(born, std::uint64_t{1'700'000'000'000'000});  // microseconds since 1970
+  for (int i = 0; i < 5; ++i) {
+    outbox.push("/platform/metrics/aggregate", std::to_string(i), i == 4);
+  }
+  const auto rows = outbox.after(0, 10);
+  ASSERT_EQ(rows.size(), 5U);
+  EXPECT_EQ(static_cast<std::uint64_t>(rows[0].id), born + 1);
+  EXPECT_TRUE(rows[4].retain);
+  EXPECT_FALSE(rows[0].retain);
+  EXPECT_EQ(outbox.last_id(), static_cast<std::uint64_t>(rows[4].id));
+
+  // The engine stored rows 0, 1 and 3; row 2 is still on its way.
+  e2e::SequenceWindow stored(64);
+  for (const std::size_t i : {0U, 1U, 3U}) {
+    stored.accept(static_cast<std::uint64_t>(rows[i].id));
+  }
+  auto ack = e2e::parse_ack(e2e::encode_ack(stored));
+  ASSERT_TRUE(ack);
+  EXPECT_EQ(outbox.confirm(*ack), 3U);
+  EXPECT_EQ(outbox.size(), 2U);
+  const auto left = outbox.after(0, 10);
+  ASSERT_EQ(left.size(), 2U);
+  EXPECT_EQ(left[0].payload, "2");
+  EXPECT_EQ(left[1].payload, "4");
+  EXPECT_EQ(outbox.confirm(*ack), 0U);  // the same ack again: nothing more
+
+  // Far below the window counts as done; a new database numbers above the old one.
+  stored.accept(static_cast<std::uint64_t>(rows[4].id) + 1000);
+  EXPECT_EQ(outbox.confirm(*e2e::parse_ack(e2e::encode_ack(stored))), 2U);
+  EXPECT_EQ(outbox.size(), 0U);
+}
+
 }  // namespace
 }  // namespace recmesh::gateway
