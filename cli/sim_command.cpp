@@ -76,11 +76,16 @@ void add_sim_command(CLI::App& app, Runner& run) {
   auto image = std::make_shared<std::string>("recmesh:latest");
   k8s->add_option("SCENARIO", *k8s_file, "Scenario YAML file")->required();
   k8s->add_option("--out", *out, "Output directory (created)")->required();
+  auto guard_plugin = std::make_shared<std::string>(sim::kImageGuardPlugin);
   k8s->add_option("--image", *image, "Container image holding recmesh and mosquitto")
       ->capture_default_str();
-  k8s->callback([&run, k8s_file, out, image] {
-    run = [k8s_file, out, image] {
-      const auto files = sim::render_kubernetes(sim::load_scenario(*k8s_file), *out, *image);
+  k8s->add_option("--guard-plugin", *guard_plugin,
+                  "Absolute path of recmesh_guard.so inside the image")
+      ->capture_default_str();
+  k8s->callback([&run, k8s_file, out, image, guard_plugin] {
+    run = [k8s_file, out, image, guard_plugin] {
+      const auto files =
+          sim::render_kubernetes(sim::load_scenario(*k8s_file), *out, *image, *guard_plugin);
       std::cout << files.size() << " manifests written to " << *out << '\n';
       return kExitOk;
     };

@@ -40,11 +40,33 @@ void add_rule(secmgr::ApiClient& api, const std::string& identity, const std::st
         {"note", note}});
 }
 
+// The attacks' insiders: registered devices (so the device quota is theirs) allowed to publish
+// where their attack aims, so that the quota, not the ACL, is what stops them. The observer
+// reads the platform side of every member's flows and the central broker's security events;
+// it publishes nothing.
+void register_simulator(secmgr::ApiClient& api, const Scenario& scenario) {
+  for (const InsiderIdentity& insider : insider_identities(scenario)) {
+    call(api, "POST",
+         fmt::format("/v1/recs/{}/members/{}/devices", secmgr::url_encode(insider.rec),
+                     secmgr::url_encode(insider.member)),
+         {{"id", insider.device}});
+    const std::string cn =
+        pki::Identity::make(pki::IdentityKind::kDevice, insider.rec, insider.member, insider.device)
+            .common_name();
+    add_rule(api, cn, "*", "write", insider.topic,
+             "simulated insider attack (publish within the device quota)");
+  }
+  call(api, "POST", "/v1/services", {{"id", "sim"}});
+  for (const std::string& filter : CommunityObserver::read_filters()) {
+    add_rule(api, "ems_sim", "*", "read", filter, "simulation observer (read only)");
+  }
+}
+
 }  // namespace
 
 std::map<std::string, std::string> register_community(
     secmgr::ApiClient& api, const Scenario& scenario,
-    const std::vector<BrokerRegistration>& brokers) {
+    const std::vector<BrokerRegistration>& brokers, SimulatorIdentities simulator) {
   for (const auto& rec : scenario.recs) {
     call(api, "POST", "/v1/recs", {{"id", rec.id}});
     const std::string members = fmt::format("/v1/recs/{}/members", secmgr::url_encode(rec.id));
@@ -58,28 +80,12 @@ std::map<std::string, std::string> register_community(
       }
     }
   }
-  // The attacks' insiders: registered devices (so the device quota is theirs) allowed to
-  // publish where their attack aims, so that the quota, not the ACL, is what stops them.
-  for (const InsiderIdentity& insider : insider_identities(scenario)) {
-    call(api, "POST",
-         fmt::format("/v1/recs/{}/members/{}/devices", secmgr::url_encode(insider.rec),
-                     secmgr::url_encode(insider.member)),
-         {{"id", insider.device}});
-    const std::string cn =
-        pki::Identity::make(pki::IdentityKind::kDevice, insider.rec, insider.member, insider.device)
-            .common_name();
-    add_rule(api, cn, "*", "write", insider.topic,
-             "simulated insider attack (publish within the device quota)");
-  }
-  // The observer reads the platform side of every member's flows and the central broker's
-  // security events; it publishes nothing.
-  call(api, "POST", "/v1/services", {{"id", "sim"}});
-  for (const std::string& filter : CommunityObserver::read_filters()) {
-    add_rule(api, "ems_sim", "*", "read", filter, "simulation observer (read only)");
+  if (simulator == SimulatorIdentities::kRegister) {
+    register_simulator(api, scenario);
   }
   for (const BrokerRegistration& broker : brokers) {
     call(api, "POST", "/v1/brokers",
-         {{"id", broker.id}, {"host", "127.0.0.1"}, {"port", broker.port}, {"connector", "guard"}});
+         {{"id", broker.id}, {"host", broker.host}, {"port", broker.port}, {"connector", "guard"}});
   }
   std::map<std::string, std::string> bundles;
   for (const BrokerRegistration& broker : brokers) {

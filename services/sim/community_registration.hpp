@@ -14,16 +14,24 @@ namespace recmesh::sim {
 struct BrokerRegistration {
   std::string id;
   int port = 0;
+  std::string host = "127.0.0.1";
+};
+
+// Who is registered besides the community's own identities.
+enum class SimulatorIdentities {
+  kRegister,  // the attacks' insiders and the observer ems_sim (`sim run`)
+  kLeaveOut,  // neither runs (`sim render-k8s`: the cluster has no timeline and no observer)
 };
 
 // Registers the scenario's community with the Security Manager through its API, as an operator
 // would (docs/scenarios.md, "Access control"): every REC, member, gateway and device, the
 // insiders of the timeline's attacks with a custom rule each, the observer ems_sim with its
-// read-only grants, then the brokers (last: a broker's registration pushes to it, and none runs
-// yet). Returns each broker's signed policy bundle, by broker ID, for broker-config's seed.
-// Throws Error naming the request the manager refused.
+// read-only grants (unless `simulator` leaves them out), then the brokers (last: a broker's
+// registration pushes to it, and none runs yet). Returns each broker's signed policy bundle, by
+// broker ID, for broker-config's seed. Throws Error naming the request the manager refused.
 std::map<std::string, std::string> register_community(
     secmgr::ApiClient& api, const Scenario& scenario,
-    const std::vector<BrokerRegistration>& brokers);
+    const std::vector<BrokerRegistration>& brokers,
+    SimulatorIdentities simulator = SimulatorIdentities::kRegister);
 
 }  // namespace recmesh::sim

@@ -320,7 +320,7 @@ void add_guard(ConfigWriter& writer, pki::Pki& pki, const GuardPluginOptions& gu
                const policy::BrokerId& broker,
                const std::vector<std::pair<std::string, std::string>>& client_cas,
                RenderedBroker& rendered) {
-  if (!fs::is_regular_file(guard.plugin)) {
+  if (guard.plugin_is_local && !fs::is_regular_file(guard.plugin)) {
     throw Error(ErrorCode::kNotFound,
                 fmt::format("recmesh-guard plugin {} not found (build the recmesh_guard target, "
                             "or pass --guard-plugin)",

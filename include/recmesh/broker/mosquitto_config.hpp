@@ -35,6 +35,9 @@ struct GuardPluginOptions {
   // everything until the first push. Verified like a pushed one; ignored (kept as is) when the
   // store already holds a bundle with the same or a higher sequence.
   std::optional<std::string> seed_bundle = std::nullopt;
+  // false: the configuration is for another machine (`sim render-k8s`), where `plugin` is an
+  // absolute path inside its image; it need not exist here.
+  bool plugin_is_local = true;
 };
 
 // Where `recmesh` expects the plugin: <dir of the executable>/../lib/recmesh/recmesh_guard.so,
