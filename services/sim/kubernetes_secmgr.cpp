@@ -99,7 +99,7 @@ pki::IssuedFiles api_identity(pki::Pki& pki) {
 std::map<std::string, fs::path> pki_copy(const pki::Pki& pki,
                                          std::map<std::string, std::string>& items) {
   std::map<std::string, fs::path> files;
-  const fs::path root = pki.directory();
+  const fs::path& root = pki.directory();
   for (const auto& entry : fs::recursive_directory_iterator(root)) {
     if (!entry.is_regular_file()) {
       continue;
@@ -124,7 +124,7 @@ std::map<std::string, fs::path> pki_copy(const pki::Pki& pki,
 
 // Kubernetes keeps an object within 1 MiB; the state Secret is the largest one rendered.
 void require_secret_fits(const std::map<std::string, fs::path>& files) {
-  constexpr std::uintmax_t kLimit = 1024 * 1024;
+  constexpr std::uintmax_t kLimit = std::uintmax_t{1024} * 1024;
   std::uintmax_t encoded = 0;
   for (const auto& [key, path] : files) {
     encoded += key.size() + (fs::file_size(path) + 2) / 3 * 4;
