@@ -1,6 +1,8 @@
 #include "secmgr/security_manager.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 
 #include <fmt/format.h>
 
@@ -9,6 +11,7 @@
 #include "recmesh/core/identifier.hpp"
 #include "recmesh/crypto/pem.hpp"
 #include "recmesh/pki/identity.hpp"
+#include "recmesh/policy/access_matrix.hpp"
 #include "recmesh/protocol/limits.hpp"
 #include "recmesh/protocol/topics.hpp"
 
@@ -315,6 +318,17 @@ Outcome SecurityManager::add_device(const std::string& rec, const std::string& m
     throw ApiError::conflict(fmt::format("{} is already registered", identity.common_name()));
   }
   const std::string kind = gateway ? "gateway" : "device";
+  if (!gateway) {
+    // The member's grants grow with its devices; past the bound its brokers would refuse them.
+    const auto registered = registry_.identities(rec, member, kind);
+    const auto active = std::count_if(registered.begin(), registered.end(),
+                                      [](const IdentityRecord& d) { return d.status == kActive; });
+    if (static_cast<std::size_t>(active) >= policy::kMaxDevicesPerMember) {
+      throw ApiError::conflict(
+          fmt::format("member {}/{} has {} devices, the most one member may register", rec, member,
+                      policy::kMaxDevicesPerMember));
+    }
+  }
   registry_.add_identity(
       {identity.common_name(), kind, rec, member, id, std::string(kActive), now()});
   lock.unlock();
