@@ -18,12 +18,13 @@ struct BrokerRegistration {
 
 // Registers the scenario's community with the Security Manager through its API, as an operator
 // would (docs/scenarios.md, "Access control"): every REC, member, gateway and device, the
-// insiders of the timeline's attacks with a custom rule each, the observer ems_sim with its
-// read-only grants, then the brokers (last: a broker's registration pushes to it, and none runs
-// yet). Returns each broker's signed policy bundle, by broker ID, for broker-config's seed.
-// Throws Error naming the request the manager refused.
-std::map<std::string, std::string> register_community(
-    secmgr::ApiClient& api, const Scenario& scenario,
-    const std::vector<BrokerRegistration>& brokers);
+// insiders of the timeline's attacks with a custom rule each, and the observer ems_sim with its
+// read-only grants. Throws Error naming the request the manager refused.
+void register_community(secmgr::ApiClient& api, const Scenario& scenario);
+
+// Then the brokers (last: a broker's registration pushes to it, and none runs yet). Returns
+// each broker's signed policy bundle, by broker ID, for broker-config's seed.
+std::map<std::string, std::string> register_brokers(
+    secmgr::ApiClient& api, const std::vector<BrokerRegistration>& brokers);
 
 }  // namespace recmesh::sim
