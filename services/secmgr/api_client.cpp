@@ -43,21 +43,17 @@ ApiResponse ApiClient::del(const std::string& path) {
 
 ApiResponse ApiClient::send(const std::string& method, const std::string& path,
                             const std::string& body, const std::string& content_type) {
-  if (!client_) {
-    client_ = cert_ ? std::make_unique<httplib::SSLClient>(options_.host, options_.port,
-                                                           cert_.get(), key_.get())
-                    : std::make_unique<httplib::SSLClient>(options_.host, options_.port);
-    client_->set_ca_cert_path(options_.cafile.string());
-    client_->enable_server_certificate_verification(true);
-    const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(options_.timeout);
-    client_->set_connection_timeout(timeout);
-    client_->set_read_timeout(timeout);
-    client_->set_write_timeout(timeout);
-    client_->set_keep_alive(true);
-    // A request and its answer are small writes: on a kept connection, Nagle's algorithm
-    // against delayed acknowledgements would stall each one.
-    client_->set_tcp_nodelay(true);
-  }
+  std::unique_ptr<httplib::SSLClient> client =
+      cert_ ? std::make_unique<httplib::SSLClient>(options_.host, options_.port, cert_.get(),
+                                                   key_.get())
+            : std::make_unique<httplib::SSLClient>(options_.host, options_.port);
+  client->set_ca_cert_path(options_.cafile.string());
+  client->enable_server_certificate_verification(true);
+  const auto timeout = std::chrono::duration_cast<std::chrono::microseconds>(options_.timeout);
+  client->set_connection_timeout(timeout);
+  client->set_read_timeout(timeout);
+  client->set_write_timeout(timeout);
+  client->set_keep_alive(false);
   httplib::Request request;
   request.method = method;
   request.path = path;
@@ -66,14 +62,13 @@ ApiResponse ApiClient::send(const std::string& method, const std::string& path,
     request.set_header("Content-Type", content_type);
   }
   ApiResponse out;
-  httplib::Result result = client_->send(request);
+  httplib::Result result = client->send(request);
   if (!result) {
     out.error = httplib::to_string(result.error());
-    const long verdict = client_->get_openssl_verify_result();
+    const long verdict = client->get_openssl_verify_result();
     if (verdict != X509_V_OK) {
       out.error += fmt::format(" (server certificate: {})", X509_verify_cert_error_string(verdict));
     }
-    client_.reset();  // start from a fresh connection next time
     return out;
   }
   out.status = result->status;

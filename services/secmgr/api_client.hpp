@@ -9,10 +9,6 @@
 #include "recmesh/core/secret.hpp"
 #include "recmesh/crypto/openssl_ptr.hpp"
 
-namespace httplib {
-class SSLClient;
-}  // namespace httplib
-
 namespace recmesh::secmgr {
 
 struct ApiClientOptions {
@@ -33,9 +29,7 @@ struct ApiResponse {
 };
 
 // A client of the Security Manager's API over mutual TLS, for `recmesh sec`, the simulator and
-// tests. One keep-alive connection, opened at the first request and again whenever the server
-// closed it (after a refusal, an idle while, or its per-connection request limit), so that a
-// run of requests pays one TLS handshake; thread-compatible. The first client makes the process
+// tests. One connection per request; thread-compatible. The first client makes the process
 // ignore SIGPIPE, so that a peer closing early is an error rather than the end of the process.
 class ApiClient {
  public:
@@ -56,7 +50,6 @@ class ApiClient {
   ApiClientOptions options_;
   crypto::X509Ptr cert_;
   crypto::PkeyPtr key_;
-  std::unique_ptr<httplib::SSLClient> client_;
 };
 
 // A PKCS#10 request for `key` with subject CN `common_name` (no CN when empty), signed SHA-256.

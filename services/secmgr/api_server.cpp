@@ -34,7 +34,6 @@ constexpr std::size_t kMaxAuditPath = 256;
 constexpr std::int64_t kMaxDays = 825;
 constexpr std::int64_t kMaxAuditLimit = 1000;
 constexpr std::string_view kSessionContext = "recmesh-secmgr";
-constexpr std::size_t kKeepAliveRequests = 1000;
 
 // One request as a route handler sees it.
 struct Call {
@@ -622,11 +621,6 @@ ApiServer::ApiServer(SecurityManager& manager, const ApiServerOptions& options, 
   const auto io = std::chrono::duration_cast<std::chrono::microseconds>(options.io_timeout);
   server.set_read_timeout(io);
   server.set_write_timeout(io);
-  // A client's run of requests shares one TLS handshake; an idle connection holds a worker
-  // thread, so it is closed after a second.
-  server.set_keep_alive_max_count(kKeepAliveRequests);
-  server.set_keep_alive_timeout(1);
-  server.set_tcp_nodelay(true);
   server.set_socket_options([](int socket) {
     const int yes = 1;
     ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
