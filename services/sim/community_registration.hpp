@@ -24,7 +24,7 @@ void register_community(secmgr::ApiClient& api, const Scenario& scenario);
 
 // Then the brokers (last: a broker's registration pushes to it, and none runs yet). Returns
 // each broker's signed policy bundle, by broker ID, for broker-config's seed.
-std::map<std::string, std::string> register_brokers(
-    secmgr::ApiClient& api, const std::vector<BrokerRegistration>& brokers);
+std::map<std::string, std::string> register_brokers(secmgr::ApiClient& api,
+                                                    const std::vector<BrokerRegistration>& brokers);
 
 }  // namespace recmesh::sim
