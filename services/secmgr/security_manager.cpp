@@ -1,6 +1,8 @@
 #include "secmgr/security_manager.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <map>
 #include <set>
 
@@ -11,6 +13,7 @@
 #include "recmesh/core/identifier.hpp"
 #include "recmesh/crypto/pem.hpp"
 #include "recmesh/pki/identity.hpp"
+#include "recmesh/policy/access_matrix.hpp"
 #include "recmesh/protocol/limits.hpp"
 #include "recmesh/protocol/topics.hpp"
 
@@ -662,12 +665,30 @@ SecurityManager::Registered SecurityManager::register_all(const RegistrationBatc
     add_identity(
         {bridge.common_name(), "bridge", member.rec, member.id, "", std::string(kActive), at});
   }
+  // Active devices per member (rec/member), counted once per batch.
+  std::map<std::string, std::size_t> devices_of;
   for (const auto& device : batch.devices) {
     const MemberRecord record = require_member(device.rec, device.member);
     if (record.status != kActive) {
       throw ApiError::conflict(fmt::format("member {}/{} is revoked", device.rec, device.member));
     }
     const pki::Identity identity = device_identity(device);
+    if (identity.kind == pki::IdentityKind::kDevice) {
+      // The member's grants grow with its devices; past the bound its brokers would refuse them.
+      const auto [count, first] = devices_of.try_emplace(device.rec + "/" + device.member, 0);
+      if (first) {
+        const auto registered = registry_.identities(device.rec, device.member, "device");
+        count->second = static_cast<std::size_t>(
+            std::count_if(registered.begin(), registered.end(),
+                          [](const IdentityRecord& d) { return d.status == kActive; }));
+      }
+      if (count->second >= policy::kMaxDevicesPerMember) {
+        throw ApiError::conflict(
+            fmt::format("member {}/{} has {} devices, the most one member may register", device.rec,
+                        device.member, policy::kMaxDevicesPerMember));
+      }
+      ++count->second;
+    }
     add_identity({identity.common_name(),
                   identity.kind == pki::IdentityKind::kGateway ? "gateway" : "device", device.rec,
                   device.member, device.id, std::string(kActive), at});

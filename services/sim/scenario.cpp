@@ -11,6 +11,7 @@
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/policy/access_matrix.hpp"
 
 #include "common/yaml_mapping_reader.hpp"
 
@@ -118,6 +119,11 @@ DeviceCounts parse_devices(std::string_view source, const Node& node, Key prefix
   r.read();
   if (counts.total() == 0) {
     fail_at(source, node, prefix, "a member needs at least one device");
+  }
+  if (static_cast<std::size_t>(counts.total()) > policy::kMaxDevicesPerMember) {
+    fail_at(source, node, prefix,
+            fmt::format("{} devices; a member registers at most {}", counts.total(),
+                        policy::kMaxDevicesPerMember));
   }
   return counts;
 }

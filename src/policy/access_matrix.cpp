@@ -103,8 +103,13 @@ bool is_in(const protocol::BridgeRule& rule) {
   return rule.direction == BridgeDirection::kIn;
 }
 
-void require_devices(std::span<const std::string> devices) {
-  for (const auto& device : devices) {
+void require_devices(const MemberRegistration& m) {
+  if (m.devices.size() > kMaxDevicesPerMember) {
+    throw Error(ErrorCode::kInvalidArgument,
+                fmt::format("member {}/{} registers {} devices, more than {}", m.rec, m.member,
+                            m.devices.size(), kMaxDevicesPerMember));
+  }
+  for (const auto& device : m.devices) {
     pki::Identity::make(pki::IdentityKind::kDevice, "r", "m", device);  // same rule as the PKI
   }
 }
@@ -258,7 +263,7 @@ Result<std::vector<DerivedGrant>> derive_access_matrix(
     for (const auto& m : members) {
       require_identifier("REC", m.rec);
       require_identifier("member", m.member);
-      require_devices(m.devices);
+      require_devices(m);
     }
     std::vector<DerivedGrant> rows;
     if (broker.kind == BrokerId::Kind::kLocal) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -10,6 +11,12 @@
 #include "recmesh/policy/policy_bundle.hpp"
 
 namespace recmesh::policy {
+
+// The most devices one member may register (its gateway not counted). The member's grants grow
+// with its devices, five topics each in its gateway's subscriptions, and a grant's list holds at
+// most kMaxTopicsPerGrant: the Security Manager refuses the device past this bound when it is
+// registered, and the derivation refuses a registration past it.
+inline constexpr std::size_t kMaxDevicesPerMember = 1000;
 
 // A member the Security Manager knows, with every device it registered (not the gateway).
 struct MemberRegistration {
@@ -42,7 +49,8 @@ struct DerivedGrant {
 // when the member has no device yet, and carry devices registered later.
 // A local broker uses its own member's registration only (kNotFound when it is missing); the
 // central broker gets every member's bridge and the EMS services' rows over all members.
-// kInvalidArgument for invalid IDs or the reserved device ID `gateway`.
+// kInvalidArgument for invalid IDs, the reserved device ID `gateway`, or a member with more than
+// kMaxDevicesPerMember devices.
 Result<std::vector<DerivedGrant>> derive_access_matrix(const BrokerId& broker,
                                                        std::span<const MemberRegistration> members);
 

@@ -20,9 +20,12 @@ inline constexpr int kBundleFormatVersion = 1;
 // Bounds of a bundle; a larger one is refused before it is parsed.
 inline constexpr std::size_t kMaxBundleBytes = std::size_t{8} * 1024 * 1024;  // signed form
 inline constexpr std::size_t kMaxGrants = 100000;
-// The EMS engine's grant on the central broker names every device's status, info and
-// diagnostic topic of the community: over 30 000 at 1,000 members of 10 devices.
-inline constexpr std::size_t kMaxTopicsPerGrant = 100000;
+// Entries of a grant's `publish` or `subscribe` list. The derived lists that grow are one
+// member's and grow with its devices (policy::kMaxDevicesPerMember, 1,000): its gateway's
+// subscriptions on its local broker, five per device (5,002 at the most devices), and its
+// bridge's publications on the central broker, three per device. The EMS services' rows are
+// wildcards of a fixed size. The rest, about half, is room for custom allow rules.
+inline constexpr std::size_t kMaxTopicsPerGrant = 10000;
 inline constexpr std::size_t kMaxRevocations = 100000;
 
 // Limits on what one identity may do; 0 means "no limit" for every field.

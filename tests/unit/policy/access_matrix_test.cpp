@@ -206,5 +206,48 @@ TEST(AccessMatrixTest, BadRegistrationsAreRefused) {
   EXPECT_EQ(missing.status().code, ErrorCode::kNotFound);
 }
 
+// The grants that grow are one member's: its gateway's on its local broker (five subscriptions
+// per device) and its bridge's on the central broker (three publications per device); the EMS
+// services' rows stay the same for any community. At the most devices a member may register its
+// largest list takes at most 60 % of a grant's bound; the rest is room for custom allow rules.
+TEST(AccessMatrixTest, TheLargestGrantIsAMembersAndFitsItsBoundWithRoom) {
+  const auto largest = [](const std::vector<DerivedGrant>& rows) {
+    const DerivedGrant* found = &rows.front();
+    std::size_t size = 0;
+    for (const auto& r : rows) {
+      for (const auto* list : {&r.grant.publish, &r.grant.subscribe}) {
+        if (list->size() > size) {
+          size = list->size();
+          found = &r;
+        }
+      }
+    }
+    return std::pair{found->row, size};
+  };
+  std::vector<std::string> devices;
+  for (std::size_t d = 0; d < kMaxDevicesPerMember; ++d) {
+    devices.push_back("d" + std::to_string(d));
+  }
+  const MemberRegistration full[] = {{"r1", "m1", devices}, kM2};
+  auto local = derive_access_matrix(BrokerId::local("r1", "m1"), full);
+  auto central = derive_access_matrix(BrokerId::central(), full);
+  ASSERT_TRUE(local.ok() && central.ok());
+  EXPECT_EQ(largest(*local), std::pair(MatrixRow::kGateway, 5 * kMaxDevicesPerMember + 2));
+  EXPECT_EQ(largest(*central).first, MatrixRow::kBridgeCentral);
+  EXPECT_LE(largest(*central).second, largest(*local).second);
+  EXPECT_LE(10 * largest(*local).second, 6 * kMaxTopicsPerGrant);
+
+  // One device more is refused, naming the member.
+  devices.push_back("one-more");
+  const MemberRegistration over[] = {{"r1", "m1", devices}};
+  for (const BrokerId& broker : {BrokerId::local("r1", "m1"), BrokerId::central()}) {
+    auto refused = derive_access_matrix(broker, over);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.status().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(refused.status().message.find("r1/m1"), std::string::npos)
+        << refused.status().message;
+  }
+}
+
 }  // namespace
 }  // namespace recmesh::policy

@@ -99,36 +99,34 @@ TEST(PolicyBundleTest, NonJsonDeepAndOversizeInputIsRefused) {
   EXPECT_NE(parsed.status().message.find("exceeds"), std::string::npos);
 }
 
-// A community of 300 members already needed more than the earlier bound of 10 000 for the EMS
-// engine's exact topics on the central broker; 1,000 members need over 30 000.
-TEST(PolicyBundleTest, AGrantHoldsACommunitysExactTopicsUpToItsBound) {
+// A grant holds kMaxTopicsPerGrant topics in each list; one more is refused before the bundle is
+// used, naming the list. The largest derived list is a member's gateway's, five per device
+// (AccessMatrixTest.TheLargestGrantIsAMembersAndFitsItsBoundWithRoom).
+TEST(PolicyBundleTest, AGrantHoldsTopicsUpToItsBound) {
   PolicyBundle b;
-  b.broker = "central";
+  b.broker = "local/r1/m1";
   b.sequence = 1;
   b.issued_at = 1795315107;
-  Grant engine{"ems:ems_engine", {}, {}, std::nullopt};
-  for (int m = 0; engine.subscribe.size() < 60000; ++m) {
-    for (int d = 0; d < 10; ++d) {
-      for (const char* leaf : {"status", "status/info", "diagnostic"}) {
-        engine.subscribe.push_back("/r1/m" + std::to_string(m) + "/device/d" + std::to_string(d) +
-                                   "/" + leaf);
-      }
-    }
+  Grant gateway{"member/r1/m1:rec_r1_m1_gateway", {}, {}, std::nullopt};
+  for (std::size_t d = 0; gateway.subscribe.size() < kMaxTopicsPerGrant; ++d) {
+    gateway.publish.push_back("/device/d" + std::to_string(d) + "/control");
+    gateway.subscribe.push_back("/device/d" + std::to_string(d) + "/status");
   }
-  b.grants.push_back(engine);
+  b.grants.push_back(gateway);
   auto parsed = parse_policy_bundle(to_json(b));
   ASSERT_TRUE(parsed.ok()) << parsed.status().message;
-  EXPECT_EQ(parsed->grants.front().subscribe.size(), engine.subscribe.size());
+  EXPECT_EQ(parsed->grants.front().publish.size(), kMaxTopicsPerGrant);
+  EXPECT_EQ(parsed->grants.front().subscribe.size(), kMaxTopicsPerGrant);
 
-  json over = json::parse(to_json(b));
-  auto& subscribe = over["grants"][0]["subscribe"];
-  for (std::size_t i = subscribe.size(); i <= kMaxTopicsPerGrant; ++i) {
-    subscribe.push_back("/r2/x/device/d" + std::to_string(i) + "/status");
+  for (const char* list : {"publish", "subscribe"}) {
+    json over = json::parse(to_json(b));
+    over["grants"][0][list].push_back("/device/one-more/status");
+    auto refused = parse_policy_bundle(over.dump());
+    ASSERT_FALSE(refused.ok()) << list;
+    EXPECT_NE(refused.status().message.find(std::string("bundle.grants[0].") + list),
+              std::string::npos)
+        << refused.status().message;
   }
-  auto refused = parse_policy_bundle(over.dump());
-  ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message.find("bundle.grants[0].subscribe"), std::string::npos)
-      << refused.status().message;
 }
 
 TEST(PolicyBundleTest, BrokerIds) {

@@ -132,6 +132,10 @@ TEST(Scenario, RejectsImpossibleValues) {
                      "{smart_meter: 2}\n")
                 .find("smart_meter: 2 is outside 0 .. 1"),
             std::string::npos);
+  EXPECT_NE(error_of("recs:\n  - id: sun\n    members:\n      - id: a\n        devices: "
+                     "{pv: 1000, battery: 1}\n")
+                .find("1001 devices; a member registers at most 1000"),
+            std::string::npos);
   EXPECT_NE(error_of("recs:\n  - id: sun\n    generate: {count: 20000, devices: {pv: 1}}\n")
                 .find("count: 20000 is outside"),
             std::string::npos);
