@@ -69,6 +69,7 @@ struct Options {
   int flood_base = 1000;  // the lossless rate the flood doubles when the ladder did not run
   std::string variant;    // "recmesh" or "builtin" alone; empty: both
   int ladder_from = 0;    // skip the ladder's rungs below this rate
+  int ladder_to = 0;      // and above this one (0: none)
 };
 
 // --- the world: PKI, broker configurations ------------------------------------------------------
@@ -174,6 +175,11 @@ class Deployment {
   }
 
   const Process* bridge() const { return bridge_.get(); }
+  // What moving the messages costs: both brokers and the bridge process, if any.
+  double bridging_cpu_seconds() const {
+    return local_->cpu_seconds() + central_->cpu_seconds() +
+           (bridge_ != nullptr ? bridge_->cpu_seconds() : 0.0);
+  }
   const BrokerProcess& local() const { return *local_; }
   const BrokerProcess& central() const { return *central_; }
 
@@ -495,7 +501,7 @@ Lossless find_lossless(const World& world, Variant variant, std::size_t payload,
                                        40000, 45000, 50000, 60000, 70000, 80000, 100000};
   Lossless out;
   for (const int rate : ladder) {
-    if (rate < options.ladder_from) {
+    if (rate < options.ladder_from || (options.ladder_to > 0 && rate > options.ladder_to)) {
       continue;
     }
     // A producer that falls short is the shared machine's noise as often as a limit: such a
@@ -509,13 +515,19 @@ Lossless find_lossless(const World& world, Variant variant, std::size_t payload,
             fmt::format("{}: nothing crosses; run with RECMESH_BENCH_KEEP=1 and see {}",
                         name_of(variant), world.dir.string()));
       }
+      const double cpu_before = deployment.bridging_cpu_seconds();
       const RunResult r = load.run(rate, options.step, payload);
+      const double bridging_us = r.acked > 0 ? (deployment.bridging_cpu_seconds() - cpu_before) *
+                                                   1e6 / static_cast<double>(r.acked)
+                                             : 0.0;
       out.steps.push_back(r);
-      std::fprintf(
-          stderr, "  %-16s %5zu B  %6d msg/s: achieved %7.0f, acked %7llu, lost %6llu, dup %llu\n",
-          std::string(name_of(variant)).c_str(), payload, rate, r.achieved_rate,
-          static_cast<unsigned long long>(r.acked), static_cast<unsigned long long>(r.lost),
-          static_cast<unsigned long long>(r.duplicates));
+      std::fprintf(stderr,
+                   "  %-16s %5zu B  %6d msg/s: achieved %7.0f, acked %7llu, lost %6llu, dup %llu, "
+                   "bridging CPU %.2f us/msg\n",
+                   std::string(name_of(variant)).c_str(), payload, rate, r.achieved_rate,
+                   static_cast<unsigned long long>(r.acked),
+                   static_cast<unsigned long long>(r.lost),
+                   static_cast<unsigned long long>(r.duplicates), bridging_us);
       if (r.lost > 0) {
         return out;
       }
@@ -753,11 +765,13 @@ int main(int argc, char** argv) {
       options.variant = argv[++i];
     } else if (arg == "--ladder-from" && i + 1 < argc) {
       options.ladder_from = std::stoi(argv[++i]);
+    } else if (arg == "--ladder-to" && i + 1 < argc) {
+      options.ladder_to = std::stoi(argv[++i]);
     } else {
       std::fprintf(stderr,
                    "usage: recmesh-bench-bridge [--quick] [--recmesh PATH] "
                    "[--only lossless|latency|flood] [--variant recmesh|builtin] "
-                   "[--ladder-from MSG_PER_S] [--flood-base MSG_PER_S]\n");
+                   "[--ladder-from MSG_PER_S] [--ladder-to MSG_PER_S] [--flood-base MSG_PER_S]\n");
       return 2;
     }
   }

@@ -29,6 +29,8 @@ constexpr double kResumeShare = 0.9;
 // The clients' own queues only ever hold what the bridge hands them within max_inflight, the
 // status flag and the status info.
 constexpr std::size_t kClientQueueSlack = 16;
+// Topics whose mapping each side's cache keeps (a member has a few dozen in use).
+constexpr std::size_t kMappedTopics = 4096;
 // The longest a removal waits for a commit when no batch of appends carries it.
 constexpr auto kRemovalCommitDelay = 100ms;
 
@@ -43,6 +45,8 @@ Bridge::Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry
       settings_(std::move(settings)),
       log_("bridge"),
       store_(settings_.store_path, settings_.store_sync),
+      local_topics_(kMappedTopics),
+      central_topics_(kMappedTopics),
       dropped_overflow_(
           registry.counter("recmesh_bridge_dropped_total", kDroppedHelp, {{"reason", "overflow"}})),
       dropped_qos0_(registry.counter("recmesh_bridge_dropped_total", kDroppedHelp,
@@ -69,8 +73,8 @@ Bridge::Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry
       central_connected_(
           registry.gauge("recmesh_bridge_connected", kConnectedHelp, {{"broker", "central"}})),
       rejected_log_(log_, log::Level::kWarn, "message refused", kLogInterval),
-      dropped_log_(log_, log::Level::kWarn, "message dropped by the overflow policy",
-                   kLogInterval) {
+      dropped_log_(log_, log::Level::kWarn, "message dropped by the overflow policy", kLogInterval),
+      forward_log_(log_, log::Level::kWarn, "cannot forward now; kept in the store", kLogInterval) {
   for (Route* route : {&out_, &in_}) {
     const std::string direction(protocol::to_string(route->direction));
     route->forwarded_metric = &registry.counter(
@@ -92,7 +96,8 @@ Bridge::Bridge(mqtt::EventLoop& loop, BridgeSettings settings, metrics::Registry
 }
 
 Bridge::~Bridge() {
-  for (const mqtt::EventLoop::TimerId timer : {info_timer_, commit_timer_, durable_timer_}) {
+  for (const mqtt::EventLoop::TimerId timer :
+       {info_timer_, commit_timer_, durable_timer_, out_.spill_timer, in_.spill_timer}) {
     if (timer != 0) {
       loop_.cancel_timer(timer);
     }
@@ -134,6 +139,7 @@ std::unique_ptr<mqtt::MqttClient> Bridge::make_client(Side side) {
               {{"broker", side == Side::kLocal ? "local" : "central"}, {"reason", reason.message}});
     // What it had not acknowledged yet will not be soon: store it, and acknowledge its sources.
     make_durable();
+    update_reading();  // a source waiting for this broker's window reads on, into the store
   };
   callbacks.on_message = [this, side](const mqtt::IncomingMessage& message) {
     on_message(side, message);
@@ -210,6 +216,7 @@ void Bridge::on_connect(Side side) {
   log_.info("connected", {{"broker", side == Side::kLocal ? "local" : "central"}});
   publish_info();
   pump(route_to(side));
+  update_reading();
 }
 
 void Bridge::reject(std::string_view reason, std::string_view topic, std::size_t size) {
@@ -239,23 +246,13 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
     reject("oversize", message.topic, message.payload.size());
     return;
   }
-  const protocol::BridgeRule* rule = nullptr;
-  std::optional<std::string> target;
-  if (side == Side::kLocal) {
-    rule = protocol::find_local_rule(message.topic);
-    if (rule != nullptr && rule->direction == BridgeDirection::kOut) {
-      target = protocol::map_local_to_central(settings_.rec, settings_.member, message.topic);
-    }
-  } else {
-    rule = protocol::find_central_rule(settings_.rec, settings_.member, message.topic);
-    if (rule != nullptr && rule->direction == BridgeDirection::kIn) {
-      target = protocol::map_central_to_local(settings_.rec, settings_.member, message.topic);
-    }
-  }
-  if (!target) {
+  const TopicMapCache::Entry* mapped = map_topic(side, message.topic);
+  if (mapped == nullptr) {
     reject("topic", message.topic, message.payload.size());
     return;
   }
+  const protocol::BridgeRule* rule = mapped->rule;
+  const std::string& target = mapped->target;
   const Side destination = side == Side::kLocal ? Side::kCentral : Side::kLocal;
   Route& route = route_to(destination);
   // MQTT 3.1.1 clears the retain flag of live messages, so the mapping decides: status flags
@@ -263,7 +260,7 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
   const bool retain = rule->retain;
   if (message.qos == 0) {
     mqtt::MqttClient& far = client(destination);
-    if (!far.connected() || !far.publish(*target, message.payload, 0, retain)) {
+    if (!far.connected() || !far.publish(target, message.payload, 0, retain)) {
       drop("qos0-far-side-down");
       return;
     }
@@ -296,7 +293,7 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
   }
   StoredMessage stored;
   stored.direction = route.direction;
-  stored.topic = std::move(*target);
+  stored.topic = target;
   stored.payload.assign(message.payload);
   stored.qos = 1;
   stored.retain = retain;
@@ -309,12 +306,8 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
       bytes_ += stored.size();
       route.in_flight.emplace(*sent, std::move(stored));
       ++route.unsafe;
-      if (durable_timer_ == 0) {
-        durable_timer_ = loop_.add_timer(settings_.store_write_behind, [this] {
-          durable_timer_ = 0;
-          make_durable();
-        });
-      }
+      route.unsafe_since.emplace_back(*sent, loop_.now());
+      arm_write_behind();
       return;
     }
   }
@@ -331,6 +324,30 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
   hold(route, std::move(stored));
 }
 
+const TopicMapCache::Entry* Bridge::map_topic(Side side, std::string_view topic) {
+  TopicMapCache& cache = side == Side::kLocal ? local_topics_ : central_topics_;
+  if (const TopicMapCache::Entry* known = cache.find(topic)) {
+    return known;
+  }
+  const protocol::BridgeRule* rule = nullptr;
+  std::optional<std::string> target;
+  if (side == Side::kLocal) {
+    rule = protocol::find_local_rule(topic);
+    if (rule != nullptr && rule->direction == BridgeDirection::kOut) {
+      target = protocol::map_local_to_central(settings_.rec, settings_.member, topic);
+    }
+  } else {
+    rule = protocol::find_central_rule(settings_.rec, settings_.member, topic);
+    if (rule != nullptr && rule->direction == BridgeDirection::kIn) {
+      target = protocol::map_central_to_local(settings_.rec, settings_.member, topic);
+    }
+  }
+  if (!target) {
+    return nullptr;
+  }
+  return &cache.insert(topic, {rule, std::move(*target)});
+}
+
 bool Bridge::forward_at_once(const Route& route) const {
   const mqtt::MqttClient& far = route.direction == BridgeDirection::kOut ? *central_ : *local_;
   return settings_.store_write_behind.count() > 0 && !stopping_ && route.unsent.empty() &&
@@ -339,18 +356,98 @@ bool Bridge::forward_at_once(const Route& route) const {
 }
 
 void Bridge::stage_unsafe(Route& route) {
-  if (route.unsafe == 0) {
-    return;
+  stage_unsafe_until(route, std::nullopt);
+}
+
+bool Bridge::stage_unsafe_until(Route& route,
+                                std::optional<mqtt::MonotonicClock::TimePoint> forwarded_before) {
+  bool staged = false;
+  const auto stage = [&](StoredMessage& message) {
+    store_.append(message);  // sets message.id: safe once committed
+    route.buffered_metric->increment();
+    ++counters_.buffered;
+    route.unsafe -= route.unsafe > 0 ? 1 : 0;
+    staged = true;
+  };
+  // In the order they were forwarded, so that the store keeps the order of arrival.
+  while (route.unsafe > 0 && !route.unsafe_since.empty() &&
+         (!forwarded_before || route.unsafe_since.front().second <= *forwarded_before)) {
+    const auto it = route.in_flight.find(route.unsafe_since.front().first);
+    if (it != route.in_flight.end() && it->second.id == 0) {
+      stage(it->second);
+    }
+    route.unsafe_since.pop_front();
   }
-  for (auto& entry : route.in_flight) {
-    StoredMessage& message = entry.second;
-    if (message.id == 0) {
-      store_.append(message);
-      route.buffered_metric->increment();
-      ++counters_.buffered;
+  if (!forwarded_before && route.unsafe > 0) {
+    for (auto& entry : route.in_flight) {  // none is left unless an ID was reused meanwhile
+      if (entry.second.id == 0) {
+        stage(entry.second);
+      }
     }
   }
-  route.unsafe = 0;
+  if (route.unsafe == 0 || !forwarded_before) {
+    route.unsafe = 0;
+    route.unsafe_since.clear();
+  }
+  return staged;
+}
+
+void Bridge::forget_safe(Route& route) {
+  while (!route.unsafe_since.empty()) {
+    const auto it = route.in_flight.find(route.unsafe_since.front().first);
+    if (it != route.in_flight.end() && it->second.id == 0) {
+      return;  // still unsafe
+    }
+    route.unsafe_since.pop_front();
+  }
+}
+
+void Bridge::arm_write_behind() {
+  if (durable_timer_ != 0) {
+    return;
+  }
+  std::optional<mqtt::MonotonicClock::TimePoint> oldest;
+  for (const Route* route : {&out_, &in_}) {
+    if (!route->unsafe_since.empty() && (!oldest || route->unsafe_since.front().second < *oldest)) {
+      oldest = route->unsafe_since.front().second;
+    }
+  }
+  if (!oldest) {
+    return;
+  }
+  const auto delay = std::max(mqtt::MonotonicClock::Duration::zero(),
+                              *oldest + settings_.store_write_behind - loop_.now());
+  durable_timer_ =
+      loop_.add_timer(std::chrono::duration_cast<mqtt::MonotonicClock::Duration>(delay), [this] {
+        durable_timer_ = 0;
+        on_write_behind_due();
+      });
+}
+
+void Bridge::on_write_behind_due() {
+  // Only what the far broker has left unacknowledged for store.write_behind is stored: in a
+  // steady stream some message is always in flight, and storing whatever happens to be would
+  // put a share of every stream through the store. The source's PUBACKs stay held until the
+  // younger ones are acknowledged or old enough to be stored in turn.
+  const auto forwarded_before = loop_.now() - settings_.store_write_behind;
+  bool staged = false;
+  try {
+    for (Route* route : {&out_, &in_}) {
+      forget_safe(*route);
+      staged = stage_unsafe_until(*route, forwarded_before) || staged;
+      forget_safe(*route);
+    }
+  } catch (const std::exception& e) {
+    fail_stop(e);
+    return;
+  }
+  if (staged) {
+    if (!commit_now()) {
+      return;
+    }
+    update_holds();
+  }
+  arm_write_behind();
 }
 
 bool Bridge::make_durable() {
@@ -379,6 +476,11 @@ void Bridge::update_holds() {
   // A source's PUBACKs wait while any message read from it is neither stored nor acknowledged.
   local_->hold_writes(out_.unsafe > 0);
   central_->hold_writes(in_.unsafe > 0);
+  for (Route* route : {&out_, &in_}) {
+    if (route->unsafe == 0) {
+      route->unsafe_since.clear();
+    }
+  }
   if (out_.unsafe == 0 && in_.unsafe == 0 && durable_timer_ != 0) {
     loop_.cancel_timer(durable_timer_);
     durable_timer_ = 0;
@@ -432,12 +534,6 @@ void Bridge::on_messages_received() {
   if (!commit_now()) {
     return;
   }
-  // A source holding this many acknowledgements would soon stop sending: store them now.
-  const auto many =
-      static_cast<std::uint64_t>(std::max<std::int64_t>(1, settings_.max_inflight / 2));
-  if ((out_.unsafe >= many || in_.unsafe >= many) && !make_durable()) {
-    return;
-  }
   update_holds();
   update_blocking();
   pump_all();
@@ -462,6 +558,9 @@ void Bridge::on_delivered(Side side, mqtt::MessageId id) {
   }
   release(it->second);
   route.in_flight.erase(it);
+  if (!stored) {
+    forget_safe(route);
+  }
   ++route.forwarded;
   route.forwarded_metric->increment();
   if (stored) {
@@ -512,8 +611,7 @@ void Bridge::pump(Route& route) {
     StoredMessage& next = route.unsent.front();
     const Result<mqtt::MessageId> sent = far.publish(next.topic, next.payload, 1, next.retain);
     if (!sent) {
-      log_.warn("cannot forward now; kept in the store",
-                {{"topic", next.topic}, {"reason", sent.status().message}});
+      forward_log_.log({{"topic", next.topic}, {"reason", sent.status().message}});
       return;
     }
     route.in_flight.emplace(*sent, std::move(next));
@@ -526,6 +624,7 @@ void Bridge::update_blocking() {
   depth_gauge_.set(static_cast<double>(depth_));
   bytes_gauge_.set(static_cast<double>(bytes_));
   if (settings_.overflow != OverflowPolicy::kBlock) {
+    update_reading();
     return;
   }
   bool block = blocked_;
@@ -539,14 +638,12 @@ void Bridge::update_blocking() {
     block = false;
   }
   if (block == blocked_) {
+    update_reading();
     return;
   }
   blocked_ = block;
   blocked_gauge_.set(block ? 1 : 0);
-  // Only the source of a direction with a backlog stops: the other side must still be read,
-  // since the PUBACKs that drain the store arrive there.
-  local_->pause_reading(block && !out_.unsent.empty());
-  central_->pause_reading(block && !in_.unsent.empty());
+  update_reading();
   if (block) {
     log_.warn("store full: reading paused until it drains",
               {{"queue_depth", depth_},
@@ -556,6 +653,40 @@ void Bridge::update_blocking() {
   } else {
     log_.info("store drained: reading resumed", {{"queue_depth", depth_}});
   }
+}
+
+bool Bridge::waiting_for_window(Route& route) {
+  const mqtt::MqttClient& far = route.direction == BridgeDirection::kOut ? *central_ : *local_;
+  // Reading resumes once a quarter of the window is open again, not at every PUBACK.
+  const auto window = static_cast<std::size_t>(settings_.max_inflight);
+  const std::size_t limit = route.full_since ? window - window / 4 : window;
+  const bool full = !stopping_ && far.connected() && route.in_flight.size() >= limit;
+  if (!full) {
+    route.full_since.reset();
+    if (route.spill_timer != 0) {
+      loop_.cancel_timer(route.spill_timer);
+      route.spill_timer = 0;
+    }
+    return false;
+  }
+  const auto now = loop_.now();
+  if (!route.full_since) {
+    route.full_since = now;
+    route.spill_timer = loop_.add_timer(settings_.window_wait, [this, &route] {
+      route.spill_timer = 0;
+      update_reading();
+    });
+  }
+  return now - *route.full_since < settings_.window_wait;
+}
+
+void Bridge::update_reading() {
+  // Only the source of a direction with a backlog stops for a full store: the other side must
+  // still be read, since the PUBACKs that drain the store arrive there.
+  const bool local_paused = (blocked_ && !out_.unsent.empty()) || waiting_for_window(out_);
+  const bool central_paused = (blocked_ && !in_.unsent.empty()) || waiting_for_window(in_);
+  local_->pause_reading(local_paused);
+  central_->pause_reading(central_paused);
 }
 
 BridgeCounters Bridge::counters() const {
@@ -646,6 +777,7 @@ void Bridge::note_stopped() {
   commit_now();
   rejected_log_.flush();
   dropped_log_.flush();
+  forward_log_.flush();
   const BridgeCounters c = counters();
   log_.info("bridge stopped", {{"forwarded_out", c.forwarded_out},
                                {"forwarded_in", c.forwarded_in},

@@ -19,6 +19,7 @@
 
 #include "bridge/bridge_settings.hpp"
 #include "bridge/message_store.hpp"
+#include "bridge/topic_map_cache.hpp"
 
 namespace recmesh::bridge {
 
@@ -70,6 +71,13 @@ class Bridge {
     // In in_flight and not in the store (id 0): forwarded at once, and the source's PUBACKs
     // wait until each is acknowledged by the far broker or stored.
     std::uint64_t unsafe = 0;
+    // When each unsafe message was forwarded, oldest first (entries of messages made safe
+    // since are dropped lazily, by forget_safe).
+    std::deque<std::pair<mqtt::MessageId, mqtt::MonotonicClock::TimePoint>> unsafe_since;
+    // Since when the forwarding window has been full while the far broker is connected, and
+    // the timer that ends the wait for it (docs/bridge.md, "Back-pressure").
+    std::optional<mqtt::MonotonicClock::TimePoint> full_since;
+    mqtt::EventLoop::TimerId spill_timer = 0;
     std::uint64_t forwarded = 0;
     metrics::Counter* forwarded_metric = nullptr;
     metrics::Counter* buffered_metric = nullptr;
@@ -78,6 +86,8 @@ class Bridge {
   std::unique_ptr<mqtt::MqttClient> make_client(Side side);
   void on_connect(Side side);
   void on_message(Side side, const mqtt::IncomingMessage& message);
+  // The rule and far topic of a topic read on `side`; null if SPEC §4.5 does not carry it.
+  const TopicMapCache::Entry* map_topic(Side side, std::string_view topic);
   void on_messages_received();
   void on_delivered(Side side, mqtt::MessageId id);
   void reject(std::string_view reason, std::string_view topic, std::size_t size);
@@ -90,9 +100,21 @@ class Bridge {
   void pump(Route& route);
   void pump_all();
   void update_blocking();
+  // Pauses reading a source while its direction's store is full (overflow: block) or while
+  // the far broker keeps the forwarding window full (for at most settings.window_wait).
+  void update_reading();
+  bool waiting_for_window(Route& route);
   void schedule_commit();
   bool forward_at_once(const Route& route) const;
   void stage_unsafe(Route& route);
+  // Appends the unsafe messages forwarded before the given time (all: nullopt) to the store;
+  // true if it appended any.
+  bool stage_unsafe_until(Route& route,
+                          std::optional<mqtt::MonotonicClock::TimePoint> forwarded_before);
+  static void forget_safe(Route& route);
+  // Arms the write-behind timer for the oldest unsafe message, if any and not armed yet.
+  void arm_write_behind();
+  void on_write_behind_due();
   bool make_durable();  // false: the store failed and the bridge is stopping
   void update_holds();
   void publish_info();
@@ -108,10 +130,12 @@ class Bridge {
   MessageStore store_;
   std::unique_ptr<mqtt::MqttClient> local_;
   std::unique_ptr<mqtt::MqttClient> central_;
+  TopicMapCache local_topics_;
+  TopicMapCache central_topics_;
   std::string local_info_topic_;
   std::string central_info_topic_;
-  Route out_{protocol::BridgeDirection::kOut, {}, {}, 0, 0, nullptr, nullptr};
-  Route in_{protocol::BridgeDirection::kIn, {}, {}, 0, 0, nullptr, nullptr};
+  Route out_{protocol::BridgeDirection::kOut, {}, {}, 0, {}, {}, 0, 0, nullptr, nullptr};
+  Route in_{protocol::BridgeDirection::kIn, {}, {}, 0, {}, {}, 0, 0, nullptr, nullptr};
 
   std::uint64_t depth_ = 0;
   std::uint64_t bytes_ = 0;
@@ -139,6 +163,7 @@ class Bridge {
   metrics::Gauge& central_connected_;
   log::RateLimitedLog rejected_log_;
   log::RateLimitedLog dropped_log_;
+  log::RateLimitedLog forward_log_;
 };
 
 // `recmesh bridge`: runs a Bridge on its own event loop until the context asks it to stop.

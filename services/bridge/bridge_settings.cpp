@@ -57,6 +57,11 @@ config::Schema<BridgeSettings> bridge_schema() {
   s.field("max_inflight", &S::max_inflight,
           "QoS 1 messages forwarded and awaiting PUBACK, per direction")
       .range(1, 20000);
+  s.field("window_wait", &S::window_wait,
+          "How long reading a source pauses while the far broker, connected, keeps the "
+          "forwarding window full, before the bridge reads on and stores what it reads. 0: "
+          "store at once")
+      .range(0ms, 60000ms);
   s.field("status_interval", &S::status_interval,
           "How often the counters are published on the status info topics and logged")
       .range(100ms, 1h);

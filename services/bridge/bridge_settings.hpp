@@ -38,9 +38,12 @@ struct BridgeSettings {
   // How long a QoS 1 message forwarded before it is stored may wait for the far broker's
   // PUBACK; then it is stored, and the source's PUBACK follows the commit. 0: every message is
   // stored before it is forwarded.
-  std::chrono::milliseconds store_write_behind{5};
+  std::chrono::milliseconds store_write_behind{25};
   std::int64_t max_payload_bytes = 262144;  // larger messages are refused and counted
   std::int64_t max_inflight = 1000;         // QoS 1 forwards awaiting PUBACK, per direction
+  // How long reading a source pauses while the far broker, connected, keeps the forwarding
+  // window full; then the bridge reads on and stores what it reads (back-pressure first).
+  std::chrono::milliseconds window_wait{250};
   std::chrono::milliseconds status_interval{10000};  // how often /bridge/status/info is sent
   std::chrono::seconds keepalive{30};
   std::chrono::milliseconds reconnect_initial{500};

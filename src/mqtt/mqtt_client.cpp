@@ -203,7 +203,7 @@ void MqttClient::configure_library() {
   mosquitto_publish_callback_set(m, &MqttClient::on_publish_cb);
   mosquitto_subscribe_callback_set(m, &MqttClient::on_subscribe_cb);
   mosquitto_message_callback_set(m, &MqttClient::on_message_cb);
-  mosquitto_log_callback_set(m, &MqttClient::on_log_cb);
+  // The log callback is set for each connection attempt only (begin_attempt, handle_connack).
 }
 
 // --- libmosquitto callbacks: nothing may escape into C -----------------------------------------
@@ -529,6 +529,8 @@ void MqttClient::begin_attempt() {
   connack_rc_.reset();
   handshake_done_ = false;
   mosquitto* m = handle_.get();
+  // Its errors name why an attempt fails (describe_failure).
+  mosquitto_log_callback_set(m, &MqttClient::on_log_cb);
   const bool first = first_attempt_;
   // Closes a socket a failed attempt left behind (libmosquitto 2.0 offers no other way).
   const int rc = call_library([&] {
@@ -687,6 +689,10 @@ void MqttClient::handle_connack(int rc) {
   connected_at_ = loop_.now();
   ++stats_.connections;
   attempt_log_.clear();
+  // Once connected, libmosquitto would format a debug line for every packet (a malloc and a
+  // vsnprintf each) only for the callback to discard it: a lost connection is described by
+  // its error code.
+  mosquitto_log_callback_set(handle_.get(), nullptr);
   if (!last_failure_logged_.empty()) {
     spdlog::info("mqtt {}: connected to {} again", options_.client_id, endpoint());
     last_failure_logged_.clear();

@@ -116,6 +116,16 @@ class BridgeDurabilityTest : public ::testing::Test {
     EXPECT_EQ(stream_->received().size() + stream_->refused(), stream_->received_total());
   }
 
+  // Starts the stream through the backbone proxy, then makes the route to the central broker
+  // go silent (connections stay open, no byte moves) for `silent` while the stream goes on.
+  void stream_into_a_silent_route(BridgeOptions options, std::chrono::milliseconds silent) {
+    options.through_proxy = true;
+    start(options);
+    std::this_thread::sleep_for(1000ms);
+    world_.backbone().cut(TcpProxy::Cut::kBlackhole);
+    std::this_thread::sleep_for(silent);
+  }
+
   BridgeWorld world_;
   std::unique_ptr<SequenceStream> stream_;
 };
@@ -289,13 +299,9 @@ TEST_F(BridgeDurabilityTest, E2eStreamAcrossRestartsAndABridgeCrash) {
 // again to the restarted bridge.
 TEST_F(BridgeDurabilityTest, KillBetweenForwardAndCommitLosesNothingAcknowledged) {
   BridgeOptions options;
-  options.through_proxy = true;
   options.write_behind = "60s";
   options.max_inflight = 1000;  // room for everything read while the route is silent
-  start(options);
-  std::this_thread::sleep_for(1000ms);
-  world_.backbone().cut(TcpProxy::Cut::kBlackhole);
-  std::this_thread::sleep_for(1000ms);
+  stream_into_a_silent_route(options, 1000ms);
   // Forwarded and unacknowledged, not stored: the window this test is about.
   EXPECT_GT(world_.metric_or_zero("recmesh_bridge_queue_depth"), 50.0) << world_.bridge_log();
   EXPECT_EQ(world_.metric_or_zero(R"(recmesh_bridge_buffered_total{direction="out"})"), 0.0);
@@ -304,6 +310,45 @@ TEST_F(BridgeDurabilityTest, KillBetweenForwardAndCommitLosesNothingAcknowledged
   options.write_behind = "5ms";
   world_.start_bridge(options);
   std::this_thread::sleep_for(1500ms);
+  expect_every_acknowledged_message_crossed();
+}
+
+// Back-pressure: while the central broker is connected but keeps the forwarding window full,
+// the bridge stops reading the local broker instead of storing what it reads (the store is
+// for outages; a slow far side would otherwise put every message through it). Here the route
+// goes silent with a small window and a long window_wait: nothing is stored and the bridge
+// holds no more than the window, the rest waits in the local broker; when the route returns,
+// every acknowledged message crosses. (Storing them, as the bridge did, fails the first checks.)
+// A window of 20 messages, and nothing stored by write-behind while the route is silent.
+BridgeOptions small_window(std::string window_wait) {
+  BridgeOptions options;
+  options.max_inflight = 20;
+  options.write_behind = "60s";
+  options.window_wait = std::move(window_wait);
+  return options;
+}
+
+TEST_F(BridgeDurabilityTest, AFullWindowPausesReadingTheSourceInsteadOfStoring) {
+  stream_into_a_silent_route(small_window("60s"), 1500ms);  // 300 messages, within keepalive
+  const double depth = world_.metric_or_zero("recmesh_bridge_queue_depth");
+  EXPECT_GE(depth, 20.0) << world_.bridge_log();
+  // The window, and at most what one read of the local broker's socket carried beyond it.
+  EXPECT_LE(depth, 40.0) << world_.bridge_log();
+  EXPECT_EQ(world_.metric_or_zero(R"(recmesh_bridge_buffered_total{direction="out"})"), 0.0);
+  // The blackhole discarded bytes of the TLS stream: the connection breaks and is made again,
+  // and the local broker resends what the bridge had not acknowledged.
+  world_.backbone().restore();
+  expect_every_acknowledged_message_crossed();
+}
+
+// ... but only for window_wait: a far side that stays slow while connected must not leave
+// the backlog to the local broker's memory and queue limits. Past window_wait the bridge reads
+// on and stores what it reads, as during an outage.
+TEST_F(BridgeDurabilityTest, AWindowFullForLongerThanWindowWaitIsReadIntoTheStore) {
+  stream_into_a_silent_route(small_window("200ms"), 1500ms);
+  EXPECT_GT(world_.metric_or_zero("recmesh_bridge_queue_depth"), 100.0) << world_.bridge_log();
+  EXPECT_GT(world_.metric_or_zero(R"(recmesh_bridge_buffered_total{direction="out"})"), 100.0);
+  world_.backbone().restore();
   expect_every_acknowledged_message_crossed();
 }
 

@@ -69,8 +69,9 @@ struct BridgeOptions {
   std::int64_t max_payload_bytes = 65536;
   std::int64_t max_inflight = 100;
   std::string write_behind = "5ms";  // store.write_behind
-  bool through_proxy = false;        // reach the central broker through the TcpProxy
-  int local_port = 0;                // 0: the local broker's bridge listener
+  std::string window_wait = "250ms";
+  bool through_proxy = false;  // reach the central broker through the TcpProxy
+  int local_port = 0;          // 0: the local broker's bridge listener
 };
 
 class BridgeWorld {
@@ -164,12 +165,13 @@ class BridgeWorld {
         << fmt::format(
                "store:\n  path: bridge-store.db\n  max_messages: {}\n  overflow: {}\n"
                "  write_behind: {}\n"
-               "max_payload_bytes: {}\nmax_inflight: {}\nstatus_interval: 300ms\nkeepalive: 5s\n"
+               "max_payload_bytes: {}\nmax_inflight: {}\nwindow_wait: {}\n"
+               "status_interval: 300ms\nkeepalive: 5s\n"
                "reconnect:\n  initial: 100ms\n  max: 1s\n"
                "metrics:\n  enabled: true\n  port: {}\n"
                "logging:\n  format: json\n",
                options.store_max_messages, options.overflow, options.write_behind,
-               options.max_payload_bytes, options.max_inflight, metrics_port_);
+               options.max_payload_bytes, options.max_inflight, options.window_wait, metrics_port_);
     return config;
   }
   void start_bridge(const BridgeOptions& options = {}) {

@@ -52,6 +52,19 @@ TEST_F(BridgeSettingsTest, UnknownKeysAndBadValuesAreReportedWithTheirLine) {
   EXPECT_FALSE(load("max_inflight: 0\n").ok());
   EXPECT_FALSE(load("max_payload_bytes: 10\n").ok());
   EXPECT_FALSE(load("reconnect:\n  initial: 5s\n  max: 1s\n").ok());
+  EXPECT_FALSE(load("window_wait: 61s\n").ok());
+  EXPECT_FALSE(load("window_wait: -1ms\n").ok());
+  EXPECT_FALSE(load("window_wait: soon\n").ok());
+}
+
+TEST_F(BridgeSettingsTest, AFullWindowIsWaitedForBrieflyAndWriteBehindOutlastsALoadedRoundTrip) {
+  const auto defaults = load("");
+  ASSERT_TRUE(defaults.ok()) << config::describe_problems(defaults.problems);
+  EXPECT_EQ(defaults.settings.window_wait, std::chrono::milliseconds(250));
+  EXPECT_EQ(defaults.settings.store_write_behind, std::chrono::milliseconds(25));
+  const auto set = load("window_wait: 2s\n");
+  ASSERT_TRUE(set.ok()) << config::describe_problems(set.problems);
+  EXPECT_EQ(set.settings.window_wait, std::chrono::milliseconds(2000));
 }
 
 TEST_F(BridgeSettingsTest, RecAndMemberMustBeIds) {
