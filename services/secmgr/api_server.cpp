@@ -90,6 +90,37 @@ std::string reason_of(const Call& call) {
   return JsonBody(call.request.body, {"reason"}).optional_string("reason").value_or("");
 }
 
+// POST /v1/registrations/batch: each entry an object with the fields of its single
+// registration's body plus the path's parameters.
+RegistrationBatch batch_of(const Call& call) {
+  const JsonBody body(call.request.body, {"recs", "members", "devices", "services", "brokers"});
+  RegistrationBatch batch;
+  for (const JsonBody& rec : body.object_list("recs", {"id"}, kMaxBatchEntries)) {
+    batch.recs.push_back(rec.required_string("id"));
+  }
+  for (const JsonBody& member : body.object_list("members", {"rec", "id"}, kMaxBatchEntries)) {
+    batch.members.push_back({member.required_string("rec"), member.required_string("id")});
+  }
+  for (const JsonBody& device :
+       body.object_list("devices", {"rec", "member", "id"}, kMaxBatchEntries)) {
+    batch.devices.push_back({device.required_string("rec"), device.required_string("member"),
+                             device.required_string("id")});
+  }
+  for (const JsonBody& service : body.object_list("services", {"id"}, kMaxBatchEntries)) {
+    batch.services.push_back(service.required_string("id"));
+  }
+  for (const JsonBody& broker :
+       body.object_list("brokers", {"id", "host", "port", "connector"}, kMaxBatchEntries)) {
+    batch.brokers.push_back({broker.required_string("id"), broker.required_string("host"),
+                             broker.optional_integer("port", 1, 65535).value_or(0),
+                             broker.optional_string("connector").value_or("guard")});
+  }
+  if (batch.size() == 0) {
+    throw ApiError::bad_request("request body: the batch holds no entry");
+  }
+  return batch;
+}
+
 std::vector<Route> route_table() {
   using M = SecurityManager;
   using A = const Actor&;
@@ -186,6 +217,12 @@ std::vector<Route> route_table() {
                              body.optional_integer("port", 1, 65535).value_or(0),
                              body.optional_string("connector").value_or("guard"));
        }},
+      {"POST",
+       "/v1/registrations/batch",
+       reg,
+       "registration.batch",
+       {},
+       [](M& m, A, C c) { return m.register_batch(batch_of(c)); }},
       {"GET",
        "/v1/brokers/{broker}",
        read,

@@ -75,12 +75,47 @@ JsonBody::JsonBody(std::string_view text, std::initializer_list<std::string_view
   if (!object_.is_object()) {
     throw ApiError::bad_request("request body must be a JSON object");
   }
+  check_keys(allowed);
+}
+
+JsonBody::JsonBody(nlohmann::json object, std::string context,
+                   std::initializer_list<std::string_view> allowed)
+    : object_(std::move(object)), context_(std::move(context)) {
+  if (!object_.is_object()) {
+    throw ApiError::bad_request(fmt::format("{} must be a JSON object", context_));
+  }
+  check_keys(allowed);
+}
+
+void JsonBody::check_keys(std::initializer_list<std::string_view> allowed) const {
   for (const auto& [key, value] : object_.items()) {
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
-      throw ApiError::bad_request(fmt::format("request body: unknown field {} (allowed: {})",
+      throw ApiError::bad_request(fmt::format("{}: unknown field {} (allowed: {})", context_,
                                               quote_untrusted(key), join(allowed)));
     }
   }
+}
+
+std::vector<JsonBody> JsonBody::object_list(std::string_view key,
+                                            std::initializer_list<std::string_view> allowed,
+                                            std::size_t max_items) const {
+  const nlohmann::json* value = find(key);
+  if (value == nullptr) {
+    return {};
+  }
+  if (!value->is_array()) {
+    throw ApiError::bad_request(fmt::format("{}: {} must be an array", context_, key));
+  }
+  if (value->size() > max_items) {
+    throw ApiError::bad_request(
+        fmt::format("{}: {} has more than {} entries", context_, key, max_items));
+  }
+  std::vector<JsonBody> out;
+  out.reserve(value->size());
+  for (std::size_t i = 0; i < value->size(); ++i) {
+    out.push_back(JsonBody((*value)[i], fmt::format("{}: {}[{}]", context_, key, i), allowed));
+  }
+  return out;
 }
 
 const nlohmann::json* JsonBody::find(std::string_view key) const {
@@ -95,7 +130,7 @@ bool JsonBody::has(std::string_view key) const {
 std::string JsonBody::required_string(std::string_view key) const {
   std::optional<std::string> value = optional_string(key);
   if (!value) {
-    throw ApiError::bad_request(fmt::format("request body: {} is required", key));
+    throw ApiError::bad_request(fmt::format("{}: {} is required", context_, key));
   }
   return *value;
 }
@@ -106,7 +141,7 @@ std::optional<std::string> JsonBody::optional_string(std::string_view key) const
     return std::nullopt;
   }
   if (!value->is_string()) {
-    throw ApiError::bad_request(fmt::format("request body: {} must be a string", key));
+    throw ApiError::bad_request(fmt::format("{}: {} must be a string", context_, key));
   }
   return value->get<std::string>();
 }
@@ -118,13 +153,13 @@ std::optional<std::int64_t> JsonBody::optional_integer(std::string_view key, std
     return std::nullopt;
   }
   if (!value->is_number_integer()) {
-    throw ApiError::bad_request(fmt::format("request body: {} must be an integer", key));
+    throw ApiError::bad_request(fmt::format("{}: {} must be an integer", context_, key));
   }
   const std::int64_t number = value->get<std::int64_t>();
   if (number < min || number > max ||
       (value->is_number_unsigned() && value->get<std::uint64_t>() > protocol::kMaxWireInteger)) {
     throw ApiError::bad_request(
-        fmt::format("request body: {} must be between {} and {}", key, min, max));
+        fmt::format("{}: {} must be between {} and {}", context_, key, min, max));
   }
   return number;
 }
@@ -135,7 +170,7 @@ std::optional<bool> JsonBody::optional_bool(std::string_view key) const {
     return std::nullopt;
   }
   if (!value->is_boolean()) {
-    throw ApiError::bad_request(fmt::format("request body: {} must be true or false", key));
+    throw ApiError::bad_request(fmt::format("{}: {} must be true or false", context_, key));
   }
   return value->get<bool>();
 }

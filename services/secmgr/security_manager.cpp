@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -72,6 +74,73 @@ void require_host(const std::string& host) {
   if (!valid) {
     throw ApiError::bad_request(
         fmt::format("host {} is not a host name or IP address", quote_untrusted(host)));
+  }
+}
+
+void check_broker(const RegistrationBatch::Broker& broker) {
+  const std::optional<pki::Identity> server = pki::parse_common_name(broker.id);
+  if (!server || (server->kind != pki::IdentityKind::kLocalBroker &&
+                  server->kind != pki::IdentityKind::kCentralBroker)) {
+    throw ApiError::bad_request(
+        fmt::format("broker id {} must be a broker's server common name: broker_<rec>_<member> "
+                    "(local) or ems_<name> (central)",
+                    quote_untrusted(broker.id)));
+  }
+  require_host(broker.host);
+  if (broker.port < 1 || broker.port > kMaxPort) {
+    throw ApiError::bad_request("port must be between 1 and 65535");
+  }
+  const std::string& connector = broker.connector;
+  if (connector != "guard" && connector != "dynsec" && connector != "rabbitmq" &&
+      connector != "none") {
+    throw ApiError::bad_request(fmt::format(
+        "connector {} is not one of guard, dynsec, rabbitmq, none", quote_untrusted(connector)));
+  }
+  if (server->kind == pki::IdentityKind::kLocalBroker && connector == "rabbitmq") {
+    throw ApiError::bad_request("the rabbitmq connector serves central brokers only");
+  }
+}
+
+pki::Identity device_identity(const RegistrationBatch::Device& device) {
+  return pki::Identity::make(
+      device.id == "gateway" ? pki::IdentityKind::kGateway : pki::IdentityKind::kDevice, device.rec,
+      device.member, device.id);
+}
+
+// What needs no registry: identifiers, broker names and addresses, size, entries listed twice.
+void check_entries(const RegistrationBatch& batch) {
+  if (batch.size() > kMaxBatchEntries) {
+    throw ApiError::bad_request(fmt::format("a batch holds at most {} entries, this one {}",
+                                            kMaxBatchEntries, batch.size()));
+  }
+  std::set<std::string> seen;
+  const auto once = [&seen](const std::string& key) {
+    if (!seen.insert(key).second) {
+      throw ApiError::bad_request(fmt::format("{} is listed twice in the batch", key));
+    }
+  };
+  for (const std::string& rec : batch.recs) {
+    require_identifier("REC", rec);
+    once("REC " + rec);
+  }
+  for (const auto& member : batch.members) {
+    require_identifier("REC", member.rec);
+    require_identifier("member", member.id);
+    once(fmt::format("member {}/{}", member.rec, member.id));
+  }
+  for (const auto& device : batch.devices) {
+    require_identifier("REC", device.rec);
+    require_identifier("member", device.member);
+    require_identifier("device", device.id);
+    once(device_identity(device).common_name());
+  }
+  for (const std::string& service : batch.services) {
+    require_identifier("service", service);
+    once(pki::Identity::make(pki::IdentityKind::kService, "", "", service).common_name());
+  }
+  for (const auto& broker : batch.brokers) {
+    check_broker(broker);
+    once("broker " + broker.id);
   }
 }
 
@@ -153,24 +222,9 @@ Outcome SecurityManager::whoami(const Actor& actor) const {
 // ---- RECs and members ----
 
 Outcome SecurityManager::add_rec(const std::string& id) {
-  require_identifier("REC", id);
-  std::lock_guard lock(mutex_);
-  if (registry_.rec(id)) {
-    throw ApiError::conflict(fmt::format("REC {} is already registered", id));
-  }
-  // The PKI may know the REC already (enrolled with `recmesh pki`): adopt it.
-  const bool in_pki = [&] {
-    for (const auto& authority : pki_.authorities()) {
-      if (authority.id == pki::authority_id(pki::AuthorityKind::kRec, id)) {
-        return true;
-      }
-    }
-    return false;
-  }();
-  if (!in_pki) {
-    pki_.add_rec(id);
-  }
-  registry_.add_rec(id, now());
+  RegistrationBatch batch;
+  batch.recs = {id};
+  (void)register_all(batch);
   return {201, {{"id", id}, {"status", kActive}}, "added REC " + id};
 }
 
@@ -203,42 +257,12 @@ Outcome SecurityManager::show_rec(const std::string& id) {
 }
 
 Outcome SecurityManager::add_member(const std::string& rec, const std::string& id) {
-  require_identifier("REC", rec);
-  require_identifier("member", id);
-  std::lock_guard lock(mutex_);
-  const auto rec_record = registry_.rec(rec);
-  if (!rec_record) {
-    throw ApiError::not_found(fmt::format("REC {} is not registered", rec));
-  }
-  if (rec_record->status != kActive) {
-    throw ApiError::conflict(fmt::format("REC {} is revoked", rec));
-  }
-  if (registry_.member(rec, id)) {
-    throw ApiError::conflict(fmt::format("member {}/{} is already registered", rec, id));
-  }
-  const std::string ca_id = pki::authority_id(pki::AuthorityKind::kMember, rec, id);
-  bool in_pki = false;
-  for (const auto& authority : pki_.authorities()) {
-    if (authority.id == ca_id) {
-      if (authority.revoked) {
-        throw ApiError::conflict(fmt::format("member {}/{} was revoked in the PKI", rec, id));
-      }
-      in_pki = true;
-    }
-  }
-  if (!in_pki) {
-    pki_.add_member(rec, id);
-  }
-  // Every member has exactly one bridging module.
-  const pki::Identity bridge = pki::Identity::make(pki::IdentityKind::kBridge, rec, id, "");
-  SqliteTransaction transaction(registry_.database());
-  registry_.add_member(rec, id, now());
-  registry_.add_identity(
-      {bridge.common_name(), "bridge", rec, id, "", std::string(kActive), now()});
-  transaction.commit();
+  RegistrationBatch batch;
+  batch.members = {{rec, id}};
+  const std::string bridge = register_all(batch).identities.at(0).common_name;
   return {201,
-          {{"rec", rec}, {"id", id}, {"status", kActive}, {"bridge", bridge.common_name()}},
-          fmt::format("added member {}/{} and {}", rec, id, bridge.common_name())};
+          {{"rec", rec}, {"id", id}, {"status", kActive}, {"bridge", bridge}},
+          fmt::format("added member {}/{} and {}", rec, id, bridge)};
 }
 
 Outcome SecurityManager::list_members(const std::string& rec) {
@@ -303,47 +327,19 @@ IdentityRecord SecurityManager::require_identity(const std::string& common_name)
 
 Outcome SecurityManager::add_device(const std::string& rec, const std::string& member,
                                     const std::string& id) {
-  require_identifier("REC", rec);
-  require_identifier("member", member);
-  require_identifier("device", id);
-  std::unique_lock lock(mutex_);
-  const MemberRecord record = require_member(rec, member);
-  if (record.status != kActive) {
-    throw ApiError::conflict(fmt::format("member {}/{} is revoked", rec, member));
-  }
-  const bool gateway = id == "gateway";
-  const pki::Identity identity = pki::Identity::make(
-      gateway ? pki::IdentityKind::kGateway : pki::IdentityKind::kDevice, rec, member, id);
-  if (registry_.identity(identity.common_name())) {
-    throw ApiError::conflict(fmt::format("{} is already registered", identity.common_name()));
-  }
-  const std::string kind = gateway ? "gateway" : "device";
-  if (!gateway) {
-    // The member's grants grow with its devices; past the bound its brokers would refuse them.
-    const auto registered = registry_.identities(rec, member, kind);
-    const auto active = std::count_if(registered.begin(), registered.end(),
-                                      [](const IdentityRecord& d) { return d.status == kActive; });
-    if (static_cast<std::size_t>(active) >= policy::kMaxDevicesPerMember) {
-      throw ApiError::conflict(
-          fmt::format("member {}/{} has {} devices, the most one member may register", rec, member,
-                      policy::kMaxDevicesPerMember));
-    }
-  }
-  registry_.add_identity(
-      {identity.common_name(), kind, rec, member, id, std::string(kActive), now()});
-  lock.unlock();
-  PolicyChange change;
-  change.all_brokers = true;
-  change.reason = "registered " + identity.common_name();
+  RegistrationBatch batch;
+  batch.devices = {{rec, member, id}};
+  const Registered done = register_all(batch);
+  const IdentityRecord& identity = done.identities.at(0);
   return pushed({201,
-                 {{"common_name", identity.common_name()},
-                  {"kind", kind},
+                 {{"common_name", identity.common_name},
+                  {"kind", identity.kind},
                   {"rec", rec},
                   {"member", member},
                   {"name", id},
                   {"status", kActive}},
-                 "added " + kind + " " + identity.common_name()},
-                change);
+                 "added " + identity.kind + " " + identity.common_name},
+                done.change);
 }
 
 Outcome SecurityManager::list_devices(const std::string& rec, const std::string& member) {
@@ -361,25 +357,15 @@ Outcome SecurityManager::list_devices(const std::string& rec, const std::string&
 }
 
 Outcome SecurityManager::add_service(const std::string& id) {
-  require_identifier("service", id);
-  const pki::Identity identity = pki::Identity::make(pki::IdentityKind::kService, "", "", id);
-  std::unique_lock lock(mutex_);
-  if (registry_.identity(identity.common_name())) {
-    throw ApiError::conflict(fmt::format("{} is already registered", identity.common_name()));
-  }
-  registry_.add_identity(
-      {identity.common_name(), "service", "", "", id, std::string(kActive), now()});
-  lock.unlock();
-  PolicyChange change;
-  change.all_brokers = true;
-  change.reason = "registered " + identity.common_name();
-  return pushed({201,
-                 {{"common_name", identity.common_name()},
-                  {"kind", "service"},
-                  {"name", id},
-                  {"status", kActive}},
-                 "added service " + identity.common_name()},
-                change);
+  RegistrationBatch batch;
+  batch.services = {id};
+  const Registered done = register_all(batch);
+  const std::string& common_name = done.identities.at(0).common_name;
+  return pushed(
+      {201,
+       {{"common_name", common_name}, {"kind", "service"}, {"name", id}, {"status", kActive}},
+       "added service " + common_name},
+      done.change);
 }
 
 Outcome SecurityManager::list_services() {
@@ -585,52 +571,177 @@ bool SecurityManager::is_valid_certificate(const std::string& serial,
 
 Outcome SecurityManager::add_broker(const std::string& id, const std::string& host,
                                     std::int64_t port, const std::string& connector) {
-  const std::optional<pki::Identity> server = pki::parse_common_name(id);
-  if (!server || (server->kind != pki::IdentityKind::kLocalBroker &&
-                  server->kind != pki::IdentityKind::kCentralBroker)) {
-    throw ApiError::bad_request(
-        fmt::format("broker id {} must be a broker's server common name: broker_<rec>_<member> "
-                    "(local) or ems_<name> (central)",
-                    quote_untrusted(id)));
-  }
-  require_host(host);
-  if (port < 1 || port > kMaxPort) {
-    throw ApiError::bad_request("port must be between 1 and 65535");
-  }
-  if (connector != "guard" && connector != "dynsec" && connector != "rabbitmq" &&
-      connector != "none") {
-    throw ApiError::bad_request(fmt::format(
-        "connector {} is not one of guard, dynsec, rabbitmq, none", quote_untrusted(connector)));
-  }
-  const bool local = server->kind == pki::IdentityKind::kLocalBroker;
-  if (local && connector == "rabbitmq") {
-    throw ApiError::bad_request("the rabbitmq connector serves central brokers only");
-  }
-  std::unique_lock lock(mutex_);
-  if (local) {
-    require_member(server->rec, server->member);
-  }
-  if (registry_.broker(id)) {
-    throw ApiError::conflict(fmt::format("broker {} is already registered", id));
-  }
-  BrokerRecord broker;
-  broker.id = id;
-  broker.role = local ? "local" : "central";
-  broker.rec = server->rec;
-  broker.member = server->member;
-  broker.host = host;
-  broker.port = static_cast<std::int32_t>(port);
-  broker.connector = connector;
-  broker.created_at = now();
-  registry_.add_broker(broker);
-  lock.unlock();
-  PolicyChange change;
-  change.brokers = {id};
-  change.reason = "registered broker " + id;
+  RegistrationBatch batch;
+  batch.brokers = {{id, host, port, connector}};
+  const Registered done = register_all(batch);
+  const BrokerRecord& broker = done.brokers.at(0);
   return pushed(
       {201, to_json(broker),
        fmt::format("added {} broker {} ({}:{}, {})", broker.role, id, host, port, connector)},
-      change);
+      done.change);
+}
+
+Outcome SecurityManager::register_batch(const RegistrationBatch& batch) {
+  const Registered done = register_all(batch);
+  json identities = json::array();
+  for (const auto& identity : done.identities) {
+    identities.push_back(identity.common_name);
+  }
+  json brokers = json::array();
+  for (const auto& broker : done.brokers) {
+    brokers.push_back(broker.id);
+  }
+  Outcome outcome{
+      201,
+      {{"recs", batch.recs.size()},
+       {"members", batch.members.size()},
+       {"identities", identities},
+       {"brokers", brokers}},
+      fmt::format("registered {} RECs, {} members, {} identities, {} brokers", batch.recs.size(),
+                  batch.members.size(), identities.size(), brokers.size())};
+  if (!done.change.all_brokers && done.change.brokers.empty()) {
+    outcome.body["pushed"] = json::object();
+    return outcome;
+  }
+  return pushed(std::move(outcome), done.change);
+}
+
+SecurityManager::Registered SecurityManager::register_all(const RegistrationBatch& batch) {
+  check_entries(batch);
+  Registered out;
+  std::lock_guard lock(mutex_);
+  // Which authorities the PKI holds already (enrolled with `recmesh pki`): those are adopted.
+  std::map<std::string, bool> revoked_authorities;
+  if (!batch.recs.empty() || !batch.members.empty()) {
+    for (const auto& authority : pki_.authorities()) {
+      revoked_authorities[authority.id] = authority.revoked;
+    }
+  }
+  std::vector<std::string> new_recs;
+  std::map<std::string, std::vector<std::string>> new_members;  // by REC
+  const std::int64_t at = now();
+  const auto add_identity = [&](IdentityRecord identity) {
+    if (registry_.identity(identity.common_name)) {
+      throw ApiError::conflict(fmt::format("{} is already registered", identity.common_name));
+    }
+    registry_.add_identity(identity);
+    out.identities.push_back(std::move(identity));
+  };
+  SqliteTransaction transaction(registry_.database());
+  for (const std::string& rec : batch.recs) {
+    if (registry_.rec(rec)) {
+      throw ApiError::conflict(fmt::format("REC {} is already registered", rec));
+    }
+    if (!revoked_authorities.contains(pki::authority_id(pki::AuthorityKind::kRec, rec))) {
+      new_recs.push_back(rec);
+    }
+    registry_.add_rec(rec, at);
+  }
+  for (const auto& member : batch.members) {
+    const auto rec = registry_.rec(member.rec);
+    if (!rec) {
+      throw ApiError::not_found(fmt::format("REC {} is not registered", member.rec));
+    }
+    if (rec->status != kActive) {
+      throw ApiError::conflict(fmt::format("REC {} is revoked", member.rec));
+    }
+    if (registry_.member(member.rec, member.id)) {
+      throw ApiError::conflict(
+          fmt::format("member {}/{} is already registered", member.rec, member.id));
+    }
+    const auto ca = revoked_authorities.find(
+        pki::authority_id(pki::AuthorityKind::kMember, member.rec, member.id));
+    if (ca != revoked_authorities.end() && ca->second) {
+      throw ApiError::conflict(
+          fmt::format("member {}/{} was revoked in the PKI", member.rec, member.id));
+    }
+    if (ca == revoked_authorities.end()) {
+      new_members[member.rec].push_back(member.id);
+    }
+    registry_.add_member(member.rec, member.id, at);
+    // Every member has exactly one bridging module.
+    const pki::Identity bridge =
+        pki::Identity::make(pki::IdentityKind::kBridge, member.rec, member.id, "");
+    add_identity(
+        {bridge.common_name(), "bridge", member.rec, member.id, "", std::string(kActive), at});
+  }
+  // Active devices per member (rec/member), counted once per batch.
+  std::map<std::string, std::size_t> devices_of;
+  for (const auto& device : batch.devices) {
+    const MemberRecord record = require_member(device.rec, device.member);
+    if (record.status != kActive) {
+      throw ApiError::conflict(fmt::format("member {}/{} is revoked", device.rec, device.member));
+    }
+    const pki::Identity identity = device_identity(device);
+    if (identity.kind == pki::IdentityKind::kDevice) {
+      // The member's grants grow with its devices; past the bound its brokers would refuse them.
+      const auto [count, first] = devices_of.try_emplace(device.rec + "/" + device.member, 0);
+      if (first) {
+        const auto registered = registry_.identities(device.rec, device.member, "device");
+        count->second = static_cast<std::size_t>(
+            std::count_if(registered.begin(), registered.end(),
+                          [](const IdentityRecord& d) { return d.status == kActive; }));
+      }
+      if (count->second >= policy::kMaxDevicesPerMember) {
+        throw ApiError::conflict(
+            fmt::format("member {}/{} has {} devices, the most one member may register", device.rec,
+                        device.member, policy::kMaxDevicesPerMember));
+      }
+      ++count->second;
+    }
+    add_identity({identity.common_name(),
+                  identity.kind == pki::IdentityKind::kGateway ? "gateway" : "device", device.rec,
+                  device.member, device.id, std::string(kActive), at});
+    out.change.all_brokers = true;
+  }
+  for (const std::string& service : batch.services) {
+    const pki::Identity identity =
+        pki::Identity::make(pki::IdentityKind::kService, "", "", service);
+    add_identity({identity.common_name(), "service", "", "", service, std::string(kActive), at});
+    out.change.all_brokers = true;
+  }
+  for (const auto& entry : batch.brokers) {
+    const pki::Identity server = *pki::parse_common_name(entry.id);
+    const bool local = server.kind == pki::IdentityKind::kLocalBroker;
+    if (local) {
+      require_member(server.rec, server.member);
+    }
+    if (registry_.broker(entry.id)) {
+      throw ApiError::conflict(fmt::format("broker {} is already registered", entry.id));
+    }
+    BrokerRecord broker;
+    broker.id = entry.id;
+    broker.role = local ? "local" : "central";
+    broker.rec = server.rec;
+    broker.member = server.member;
+    broker.host = entry.host;
+    broker.port = static_cast<std::int32_t>(entry.port);
+    broker.connector = entry.connector;
+    broker.created_at = at;
+    registry_.add_broker(broker);
+    out.change.brokers.push_back(broker.id);
+    out.brokers.push_back(std::move(broker));
+  }
+  // The CAs last, so that a refused entry creates none; a CA created for a batch whose commit
+  // then fails stays in the PKI and is adopted by the next registration of its REC or member.
+  for (const std::string& rec : new_recs) {
+    pki_.add_rec(rec);
+  }
+  for (const auto& [rec, members] : new_members) {
+    pki_.add_members(rec, members);
+  }
+  transaction.commit();
+  if (batch.size() == 1) {
+    out.change.reason =
+        out.brokers.empty()
+            ? (out.identities.empty() ? std::string("registered")
+                                      : "registered " + out.identities.front().common_name)
+            : "registered broker " + out.brokers.front().id;
+  } else {
+    out.change.reason = fmt::format("registered {} identities and {} brokers",
+                                    out.identities.size(), out.brokers.size());
+  }
+  return out;
 }
 
 Outcome SecurityManager::list_brokers() {
@@ -806,10 +917,8 @@ PolicySnapshot SecurityManager::policy_snapshot() {
   std::lock_guard lock(mutex_);
   PolicySnapshot out{
       registry_.members({}), registry_.identities(), registry_.brokers(), registry_.rules(), {}};
-  for (const auto& record : pki_.certificates()) {
-    if (record.kind != "ca" && record.status != pki::CertificateStatus::kValid) {
-      out.revoked_certificates.push_back({record.issuer, record.serial});
-    }
+  for (const auto& record : pki_.revoked_leaf_certificates()) {
+    out.revoked_certificates.push_back({record.issuer, record.serial});
   }
   return out;
 }

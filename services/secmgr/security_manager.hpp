@@ -41,6 +41,39 @@ struct PolicyChange {
   std::string reason;                // for logs and push results
 };
 
+// Many registrations at once (POST /v1/registrations/batch): each entry is checked as its single
+// registration checks it, in this order, so that a member may name a REC of the same batch, a
+// device or a local broker a member of it.
+struct RegistrationBatch {
+  struct Member {
+    std::string rec;
+    std::string id;
+  };
+  struct Device {
+    std::string rec;
+    std::string member;
+    std::string id;  // `gateway`: the smart gateway
+  };
+  struct Broker {
+    std::string id;
+    std::string host;
+    std::int64_t port = 0;
+    std::string connector = "guard";
+  };
+  std::vector<std::string> recs;
+  std::vector<Member> members;
+  std::vector<Device> devices;
+  std::vector<std::string> services;
+  std::vector<Broker> brokers;
+
+  std::size_t size() const {
+    return recs.size() + members.size() + devices.size() + services.size() + brokers.size();
+  }
+};
+
+// The most entries one batch may hold: a batch is one transaction under the manager's lock.
+inline constexpr std::size_t kMaxBatchEntries = 5000;
+
 // Told of every change after it is committed; pushes it to the brokers.
 class PolicyPusher {
  public:
@@ -83,6 +116,10 @@ class SecurityManager {
 
   Outcome add_broker(const std::string& id, const std::string& host, std::int64_t port,
                      const std::string& connector);
+  // All of `batch` in one transaction or nothing of it, then one push (docs/secmgr.md,
+  // "Registering many at once"). Refused whole, with the first entry's problem, as its single
+  // registration would refuse it; an entry listed twice is refused too.
+  Outcome register_batch(const RegistrationBatch& batch);
   Outcome list_brokers();
   Outcome show_broker(const std::string& id);
 
@@ -123,6 +160,14 @@ class SecurityManager {
   Outcome sign(const std::string& common_name, const std::string& csr_pem, std::optional<int> days,
                bool renewal);
   Outcome pushed(Outcome outcome, const PolicyChange& change);
+  // What a registration created, for the answer and the push.
+  struct Registered {
+    std::vector<IdentityRecord> identities;  // bridges, gateways, devices, services
+    std::vector<BrokerRecord> brokers;
+    PolicyChange change;
+  };
+  // The one path of every registration, single or batch.
+  Registered register_all(const RegistrationBatch& batch);
 
   mutable std::mutex mutex_;
   Registry registry_;  // guarded by mutex_

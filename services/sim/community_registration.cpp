@@ -1,5 +1,7 @@
 #include "sim/community_registration.hpp"
 
+#include <set>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -14,13 +16,12 @@ namespace {
 
 using Json = nlohmann::json;
 
-// One request; a refusal (other than "already registered", so that a REC shared by two entries
-// or a re-run is harmless) stops the registration.
+// One request; a refusal stops the registration (a batch refused is registered in nothing).
 Json call(secmgr::ApiClient& api, const std::string& method, const std::string& path,
           const Json& body = {}) {
   const secmgr::ApiResponse response =
       method == "GET" ? api.get(path) : api.post(path, body.dump());
-  if (!response.ok() && response.status != 409) {
+  if (!response.ok()) {
     throw Error(ErrorCode::kUnavailable,
                 fmt::format("Security Manager: {} {}: {}", method, path,
                             response.status == 0
@@ -40,53 +41,102 @@ void add_rule(secmgr::ApiClient& api, const std::string& identity, const std::st
         {"note", note}});
 }
 
-// The attacks' insiders: registered devices (so the device quota is theirs) allowed to publish
-// where their attack aims, so that the quota, not the ACL, is what stops them. The observer
-// reads the platform side of every member's flows and the central broker's security events;
-// it publishes nothing.
-void register_simulator(secmgr::ApiClient& api, const Scenario& scenario) {
-  for (const InsiderIdentity& insider : insider_identities(scenario)) {
-    call(api, "POST",
-         fmt::format("/v1/recs/{}/members/{}/devices", secmgr::url_encode(insider.rec),
-                     secmgr::url_encode(insider.member)),
-         {{"id", insider.device}});
+// Registrations sent as POST /v1/registrations/batch, each batch well within the manager's
+// limits (secmgr::kMaxBatchEntries entries, api.max_body bytes).
+class BatchWriter {
+ public:
+  explicit BatchWriter(secmgr::ApiClient& api) : api_(api) {}
+  BatchWriter(const BatchWriter&) = delete;
+  BatchWriter& operator=(const BatchWriter&) = delete;
+
+  void add(const char* list, Json entry) {
+    body_[list].push_back(std::move(entry));
+    ++entries_;
+  }
+  // Sends what is pending unless `more` entries still fit.
+  void flush_if_full(std::size_t more) {
+    if (entries_ + more > kEntriesPerBatch) {
+      flush();
+    }
+  }
+  void flush() {
+    if (entries_ > 0) {
+      call(api_, "POST", "/v1/registrations/batch", body_);
+    }
+    body_ = Json::object();
+    entries_ = 0;
+  }
+
+ private:
+  // About 100 KiB of JSON: below the default api.max_body (256 KiB).
+  static constexpr std::size_t kEntriesPerBatch = 2000;
+  secmgr::ApiClient& api_;
+  Json body_ = Json::object();
+  std::size_t entries_ = 0;
+};
+
+}  // namespace
+
+void register_community(secmgr::ApiClient& api, const Scenario& scenario,
+                        SimulatorIdentities simulator) {
+  BatchWriter batch(api);
+  std::set<std::string> recs;
+  for (const auto& rec : scenario.recs) {
+    if (recs.insert(rec.id).second) {
+      batch.add("recs", {{"id", rec.id}});
+    }
+  }
+  for (const auto& rec : scenario.recs) {
+    for (const auto& member : rec.members) {
+      // A member and its devices travel in one batch.
+      batch.flush_if_full(member.device_list().size() + 2);
+      batch.add("members", {{"rec", rec.id}, {"id", member.id}});
+      batch.add("devices", {{"rec", rec.id}, {"member", member.id}, {"id", "gateway"}});
+      for (const auto& device : member.device_list()) {
+        batch.add("devices", {{"rec", rec.id}, {"member", member.id}, {"id", device.id}});
+      }
+    }
+  }
+  if (simulator == SimulatorIdentities::kLeaveOut) {
+    batch.flush();
+    return;
+  }
+  // The attacks' insiders: registered devices (so the device quota is theirs) allowed to
+  // publish where their attack aims, so that the quota, not the ACL, is what stops them.
+  const std::vector<InsiderIdentity> insiders = insider_identities(scenario);
+  std::set<std::string> insider_devices;
+  for (const InsiderIdentity& insider : insiders) {
+    if (insider_devices.insert(insider.rec + "/" + insider.member + "/" + insider.device).second) {
+      batch.add("devices",
+                {{"rec", insider.rec}, {"member", insider.member}, {"id", insider.device}});
+    }
+  }
+  // The observer reads the platform side of every member's flows and the central broker's
+  // security events; it publishes nothing.
+  batch.add("services", {{"id", "sim"}});
+  batch.flush();
+  for (const InsiderIdentity& insider : insiders) {
     const std::string cn =
         pki::Identity::make(pki::IdentityKind::kDevice, insider.rec, insider.member, insider.device)
             .common_name();
     add_rule(api, cn, "*", "write", insider.topic,
              "simulated insider attack (publish within the device quota)");
   }
-  call(api, "POST", "/v1/services", {{"id", "sim"}});
   for (const std::string& filter : CommunityObserver::read_filters()) {
     add_rule(api, "ems_sim", "*", "read", filter, "simulation observer (read only)");
   }
 }
 
-}  // namespace
-
-std::map<std::string, std::string> register_community(
-    secmgr::ApiClient& api, const Scenario& scenario,
-    const std::vector<BrokerRegistration>& brokers, SimulatorIdentities simulator) {
-  for (const auto& rec : scenario.recs) {
-    call(api, "POST", "/v1/recs", {{"id", rec.id}});
-    const std::string members = fmt::format("/v1/recs/{}/members", secmgr::url_encode(rec.id));
-    for (const auto& member : rec.members) {
-      call(api, "POST", members, {{"id", member.id}});
-      const std::string devices =
-          fmt::format("{}/{}/devices", members, secmgr::url_encode(member.id));
-      call(api, "POST", devices, {{"id", "gateway"}});
-      for (const auto& device : member.device_list()) {
-        call(api, "POST", devices, {{"id", device.id}});
-      }
-    }
-  }
-  if (simulator == SimulatorIdentities::kRegister) {
-    register_simulator(api, scenario);
-  }
+std::map<std::string, std::string> register_brokers(
+    secmgr::ApiClient& api, const std::vector<BrokerRegistration>& brokers) {
+  BatchWriter batch(api);
   for (const BrokerRegistration& broker : brokers) {
-    call(api, "POST", "/v1/brokers",
-         {{"id", broker.id}, {"host", broker.host}, {"port", broker.port}, {"connector", "guard"}});
+    batch.flush_if_full(1);
+    batch.add(
+        "brokers",
+        {{"id", broker.id}, {"host", broker.host}, {"port", broker.port}, {"connector", "guard"}});
   }
+  batch.flush();
   std::map<std::string, std::string> bundles;
   for (const BrokerRegistration& broker : brokers) {
     const Json answer =

@@ -25,13 +25,15 @@ enum class SimulatorIdentities {
 
 // Registers the scenario's community with the Security Manager through its API, as an operator
 // would (docs/scenarios.md, "Access control"): every REC, member, gateway and device, the
-// insiders of the timeline's attacks with a custom rule each, the observer ems_sim with its
-// read-only grants (unless `simulator` leaves them out), then the brokers (last: a broker's
-// registration pushes to it, and none runs yet). Returns each broker's signed policy bundle, by
-// broker ID, for broker-config's seed. Throws Error naming the request the manager refused.
-std::map<std::string, std::string> register_community(
-    secmgr::ApiClient& api, const Scenario& scenario,
-    const std::vector<BrokerRegistration>& brokers,
-    SimulatorIdentities simulator = SimulatorIdentities::kRegister);
+// insiders of the timeline's attacks with a custom rule each, and the observer ems_sim with its
+// read-only grants (unless `simulator` leaves them out). Throws Error naming the request the
+// manager refused.
+void register_community(secmgr::ApiClient& api, const Scenario& scenario,
+                        SimulatorIdentities simulator = SimulatorIdentities::kRegister);
+
+// Then the brokers (last: a broker's registration pushes to it, and none runs yet). Returns
+// each broker's signed policy bundle, by broker ID, for broker-config's seed.
+std::map<std::string, std::string> register_brokers(secmgr::ApiClient& api,
+                                                    const std::vector<BrokerRegistration>& brokers);
 
 }  // namespace recmesh::sim

@@ -177,7 +177,8 @@ ClusterSecurityManager register_for_cluster(pki::Pki& pki, const Scenario& scena
     api.certfile = operator_files.chain;
     api.keyfile = operator_files.key;
     secmgr::ApiClient client(api);
-    out.bundles = register_community(client, scenario, brokers, SimulatorIdentities::kLeaveOut);
+    register_community(client, scenario, SimulatorIdentities::kLeaveOut);
+    out.bundles = register_brokers(client, brokers);
   }
   manager.set_pusher(nullptr);
   return out;

@@ -24,7 +24,8 @@ struct ClusterSecurityManager {
   std::filesystem::path database;              // its registry, holding the community
 };
 
-// Registers the scenario's community, as `sim run` does (register_community, without the
+// Registers the scenario's community, as `sim run` does (register_community and
+// register_brokers, without the
 // simulator's own identities), with a Security Manager served in this process on 127.0.0.1
 // over a new registry `database` and `pki`, the brokers at their cluster addresses; returns the
 // brokers' bundles, signed as the cluster's manager signs them and with sequences below any it

@@ -146,6 +146,10 @@ Json report_json(const SimReport& r) {
                        {"down_per_s", s.down_per_s},
                        {"members_online", s.members_online}});
   }
+  Json startup_phases = Json::array();
+  for (const auto& phase : r.startup_phases) {
+    startup_phases.push_back({{"phase", phase.name}, {"s", phase.seconds}});
+  }
   return {{"scenario", r.scenario},
           {"stop_reason", r.stop_reason},
           {"duration_s", r.duration_s},
@@ -168,6 +172,8 @@ Json report_json(const SimReport& r) {
           {"faults", faults},
           {"crashes", crashes},
           {"processes", processes},
+          {"startup_s", r.startup_s},
+          {"startup_phases", startup_phases},
           {"samples", samples}};
 }
 

@@ -39,6 +39,12 @@ struct ProcessRecord {
   int restarts = 0;
 };
 
+// One step of the start-up (docs/scenarios.md, "What it starts") and how long it took.
+struct StartupPhase {
+  std::string name;
+  double seconds = 0;
+};
+
 struct SimReport {
   std::string scenario;
   std::string stop_reason;  // "duration", "signal", "failure: ..."
@@ -63,6 +69,8 @@ struct SimReport {
   std::vector<ProcessExit> crashes;  // exits nobody asked for
   std::vector<ProcessRecord> processes;
   std::vector<Sample> samples;
+  double startup_s = 0;  // from the simulator's start until every process was up
+  std::vector<StartupPhase> startup_phases;
 };
 
 nlohmann::json report_json(const SimReport& report);

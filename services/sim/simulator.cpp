@@ -126,6 +126,8 @@ class Simulation {
   };
 
   void prepare();
+  // Ends the current start-up phase: logs and records how long it took since the last one.
+  void phase_done(std::string name);
   // Starts the Security Manager, registers the community and returns the brokers' bundles.
   std::map<std::string, std::string> start_secmgr(const std::vector<BrokerRegistration>& brokers);
   void start_central();
@@ -167,6 +169,8 @@ class Simulation {
   mqtt::EventLoop::TimerId tick_timer_ = 0;
   mqtt::MonotonicClock::TimePoint started_;
   std::optional<mqtt::MonotonicClock::TimePoint> up_at_;
+  mqtt::MonotonicClock::TimePoint phase_started_;
+  std::vector<StartupPhase> phases_;
   bool stopping_ = false;
   bool failed_ = false;
   std::string stop_reason_;
@@ -189,12 +193,22 @@ double Simulation::since_up() const {
   return up_at_ ? std::chrono::duration<double>(loop_.now() - *up_at_).count() : 0;
 }
 
+void Simulation::phase_done(std::string name) {
+  const auto now = loop_.now();
+  const double seconds = std::chrono::duration<double>(now - phase_started_).count();
+  phase_started_ = now;
+  spdlog::info("sim: startup: {} in {:.2f} s", name, seconds);
+  phases_.push_back({std::move(name), seconds});
+}
+
 void Simulation::prepare() {
+  phase_started_ = started_;
   prepare_directory(paths_.dir);
   const std::string passphrase = random_passphrase();
   write_file_atomic(paths_.passphrase(), passphrase, 0600);
   pki_ = pki::Pki::create(paths_.pki(), Secret(passphrase));
   issue_community(*pki_, scenario_);
+  phase_done("pki");
   central_ports_ = {free_port(ports_), free_port(ports_), free_port(ports_)};
   SupervisionPolicy policy;
   policy.restart = scenario_.restart;
@@ -236,6 +250,7 @@ void Simulation::prepare() {
     member.devices =
         supervisor_->add(launch_devices(paths_, scenario_, *spec, member.ports, member.seed));
   }
+  phase_done("configurations");
   // The observer: an EMS-CA identity of its own, never the engine's.
   mqtt::MqttClientOptions observer;
   observer.port = central_ports_.ems;
@@ -264,6 +279,7 @@ std::map<std::string, std::string> Simulation::start_secmgr(
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  phase_done("security manager");
   secmgr::ApiClientOptions api;
   api.port = central_ports_.secmgr;
   api.cafile = pki_->authority_chain_path("ems");
@@ -271,10 +287,10 @@ std::map<std::string, std::string> Simulation::start_secmgr(
   api.certfile = files.chain;
   api.keyfile = files.key;
   secmgr::ApiClient client(api);
-  const auto begun = std::chrono::steady_clock::now();
-  auto bundles = register_community(client, scenario_, brokers);
-  spdlog::info("sim: community registered with the Security Manager in {:.1f} s",
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - begun).count());
+  register_community(client, scenario_);
+  phase_done("registration");
+  auto bundles = register_brokers(client, brokers);
+  phase_done("policy bundles");
   return bundles;
 }
 
@@ -320,6 +336,7 @@ void Simulation::start_central() {
   supervisor_->start(central_);
   write_state(true);
   wait_until_up({central_}, [this] {
+    phase_done("central broker");
     supervisor_->start(ems_);
     std::vector<std::size_t> brokers;
     for (const auto& member : members_) {
@@ -328,6 +345,7 @@ void Simulation::start_central() {
     }
     write_state(true);
     wait_until_up(brokers, [this] {
+      phase_done("local brokers");
       // Each bridge subscribes on its local broker before anything publishes there.
       std::vector<std::size_t> bridges;
       for (const auto& member : members_) {
@@ -336,6 +354,7 @@ void Simulation::start_central() {
       }
       write_state(true);
       wait_until_up(bridges, [this] {
+        phase_done("bridges");
         plan_device_crashes();
         for (const auto& member : members_) {
           supervisor_->start(member.gateway);
@@ -343,6 +362,7 @@ void Simulation::start_central() {
         }
         observer_->start();
         write_state(true);
+        phase_done("gateways and devices");
         on_up();
       });
     });
@@ -371,9 +391,13 @@ void Simulation::plan_device_crashes() {
 
 void Simulation::on_up() {
   up_at_ = loop_.now();
-  spdlog::info("sim: {} members, {} devices, {} processes up in {:.1f} s; files in {}",
+  std::string phases;
+  for (const StartupPhase& phase : phases_) {
+    phases += fmt::format("{}{} {:.1f} s", phases.empty() ? "" : ", ", phase.name, phase.seconds);
+  }
+  spdlog::info("sim: {} members, {} devices, {} processes up in {:.1f} s ({}); files in {}",
                scenario_.member_count(), scenario_.device_count(), supervisor_->size(),
-               since_start(), paths_.dir.string());
+               since_start(), phases, paths_.dir.string());
   for (const auto& event : scenario_.timeline) {
     timers_.push_back(
         loop_.add_timer(std::chrono::milliseconds(static_cast<std::int64_t>(event.at_s * 1000)),
@@ -641,6 +665,8 @@ SimReport Simulation::build_report() {
   r.scenario = scenario_.name;
   r.stop_reason = stop_reason_;
   r.duration_s = since_up();
+  r.startup_s = up_at_ ? std::chrono::duration<double>(*up_at_ - started_).count() : 0;
+  r.startup_phases = phases_;
   r.members = scenario_.member_count();
   r.devices = scenario_.device_count();
   r.members_online = last_view_.online_members.size();

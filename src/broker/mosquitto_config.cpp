@@ -55,19 +55,16 @@ void require_bind_address(const std::string& address) {
 pki::IssuedCertificate server_identity(pki::Pki& pki, const pki::Identity& identity,
                                        const std::vector<pki::SubjectAltName>& sans,
                                        bool& issued_now) {
-  for (const auto& record : pki.certificates()) {
-    if (record.common_name == identity.common_name() &&
-        record.status == pki::CertificateStatus::kValid) {
-      if (!record.has_key) {
-        throw Error(
-            ErrorCode::kFailedPrecondition,
-            fmt::format("{} was issued from a CSR; its key is not in the PKI", record.common_name));
-      }
-      pki::IssuedCertificate existing;
-      existing.files = pki.files_of(record);
-      existing.record = record;
-      return existing;
+  if (const auto current = pki.valid_certificate(identity.common_name())) {
+    if (!current->has_key) {
+      throw Error(
+          ErrorCode::kFailedPrecondition,
+          fmt::format("{} was issued from a CSR; its key is not in the PKI", current->common_name));
     }
+    pki::IssuedCertificate existing;
+    existing.files = pki.files_of(*current);
+    existing.record = *current;
+    return existing;
   }
   pki::IssueRequest request;
   request.identity = identity;

@@ -23,11 +23,8 @@ void merge(std::vector<std::string>& into, const std::vector<std::string>& topic
 
 pki::IssuedFiles secmgr_files(pki::Pki& pki, bool* issued_now) {
   const pki::Identity secmgr = pki::Identity::make(pki::IdentityKind::kService, "", "", "secmgr");
-  for (const auto& record : pki.certificates()) {
-    if (record.common_name == secmgr.common_name() &&
-        record.status == pki::CertificateStatus::kValid) {
-      return pki.files_of(record);
-    }
+  if (const auto current = pki.valid_certificate(secmgr.common_name())) {
+    return pki.files_of(*current);
   }
   pki::IssueRequest request;
   request.identity = secmgr;

@@ -546,8 +546,15 @@ AuthorityRecord Pki::add_rec(const std::string& rec) {
 }
 
 AuthorityRecord Pki::add_member(const std::string& rec, const std::string& member) {
+  return std::move(add_members(rec, std::span<const std::string>(&member, 1)).front());
+}
+
+std::vector<AuthorityRecord> Pki::add_members(const std::string& rec,
+                                              std::span<const std::string> members) {
   require_identifier("REC", rec);
-  require_identifier("member", member);
+  for (const std::string& member : members) {
+    require_identifier("member", member);
+  }
   impl_->require_signing();
   const std::string rec_id = authority_id(AuthorityKind::kRec, rec);
   auto rec_ca = impl_->repo_.find_authority(rec_id);
@@ -559,24 +566,36 @@ AuthorityRecord Pki::add_member(const std::string& rec, const std::string& membe
     throw Error(ErrorCode::kFailedPrecondition,
                 fmt::format("REC {} is revoked; no member can be added to it", rec));
   }
-  const std::string id = authority_id(AuthorityKind::kMember, rec, member);
-  if (auto existing = impl_->repo_.find_authority(id)) {
-    throw Error(
-        ErrorCode::kAlreadyExists,
-        existing->revoked
-            ? fmt::format("member {}/{} was revoked; member IDs are not reused", rec, member)
-            : fmt::format("member {}/{} already exists", rec, member));
+  std::set<std::string> seen;
+  for (const std::string& member : members) {
+    const std::string id = authority_id(AuthorityKind::kMember, rec, member);
+    if (auto existing = impl_->repo_.find_authority(id)) {
+      throw Error(
+          ErrorCode::kAlreadyExists,
+          existing->revoked
+              ? fmt::format("member {}/{} was revoked; member IDs are not reused", rec, member)
+              : fmt::format("member {}/{} already exists", rec, member));
+    }
+    if (!seen.insert(member).second) {
+      throw Error(ErrorCode::kAlreadyExists,
+                  fmt::format("member {}/{} is listed twice", rec, member));
+    }
   }
   return impl_->transaction([&](StagedFiles& staged) {
-    AuthorityRecord record =
-        impl_->create_authority(staged, {AuthorityKind::kMember, id, rec_id, rec, member,
-                                         fmt::format("recmesh member {}/{} CA", rec, member),
-                                         impl_->settings_.member_ca_days, 0});
-    // A bridge verifies its local broker (member CA) and the central broker (EMS CA).
-    std::string bundle = impl_->chain_pem(id);
-    bundle += crypto::certificate_to_pem(impl_->load("ems", false).cert.get());
-    staged.stage(bridge_bundle(rec, member), bundle, kPublicFile);
-    return record;
+    std::vector<AuthorityRecord> out;
+    out.reserve(members.size());
+    for (const std::string& member : members) {
+      const std::string id = authority_id(AuthorityKind::kMember, rec, member);
+      out.push_back(
+          impl_->create_authority(staged, {AuthorityKind::kMember, id, rec_id, rec, member,
+                                           fmt::format("recmesh member {}/{} CA", rec, member),
+                                           impl_->settings_.member_ca_days, 0}));
+      // A bridge verifies its local broker (member CA) and the central broker (EMS CA).
+      std::string bundle = impl_->chain_pem(id);
+      bundle += crypto::certificate_to_pem(impl_->load("ems", false).cert.get());
+      staged.stage(bridge_bundle(rec, member), bundle, kPublicFile);
+    }
+    return out;
   });
 }
 
@@ -795,6 +814,10 @@ std::vector<CertificateRecord> Pki::certificates() const {
   return impl_->repo_.certificates();
 }
 
+std::vector<CertificateRecord> Pki::revoked_leaf_certificates() const {
+  return impl_->repo_.revoked_leaf_certificates();
+}
+
 CertificateRecord Pki::find_by_serial(const std::string& serial) const {
   if (auto found = impl_->repo_.find_certificate(upper(serial))) {
     return *found;
@@ -810,6 +833,15 @@ CertificateRecord Pki::find_by_common_name(const std::string& common_name) const
                 fmt::format("no certificate with CN {}", quote_untrusted(common_name)));
   }
   return found.front();
+}
+
+std::optional<CertificateRecord> Pki::valid_certificate(const std::string& common_name) const {
+  for (auto& record : impl_->repo_.certificates_with_common_name(common_name)) {
+    if (record.status == CertificateStatus::kValid) {
+      return std::move(record);
+    }
+  }
+  return std::nullopt;
 }
 
 IssuedFiles Pki::files_of(const CertificateRecord& record) const {

@@ -243,6 +243,10 @@ std::vector<CertificateRecord> PkiRepository::certificates() {
   return query_certificates("ORDER BY rowid", {});
 }
 
+std::vector<CertificateRecord> PkiRepository::revoked_leaf_certificates() {
+  return query_certificates("WHERE status != 'valid' AND kind != 'ca' ORDER BY rowid", {});
+}
+
 std::vector<CertificateRecord> PkiRepository::valid_certificates_issued_by(
     const std::string& issuer) {
   return query_certificates("WHERE issuer = ? AND status = 'valid'", {issuer});

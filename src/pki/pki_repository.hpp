@@ -31,6 +31,7 @@ class PkiRepository {
   // Newest first.
   std::vector<CertificateRecord> certificates_with_common_name(const std::string& cn);
   std::vector<CertificateRecord> certificates();
+  std::vector<CertificateRecord> revoked_leaf_certificates();
   // Valid certificates issued by `issuer`, or naming `rec` (and `member` when not empty).
   std::vector<CertificateRecord> valid_certificates_issued_by(const std::string& issuer);
   std::vector<CertificateRecord> valid_certificates_naming(const std::string& rec,

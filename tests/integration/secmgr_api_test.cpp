@@ -11,6 +11,7 @@
 
 #include "recmesh/crypto/pem.hpp"
 
+#include "secmgr/security_manager.hpp"
 #include "secmgr_harness.hpp"
 
 namespace recmesh::testing {
@@ -184,6 +185,126 @@ TEST_F(SecmgrApiTest, BadInputIsRefusedAuditedAndChangesNothing) {
   expect_refused(client, "GET", "/v2/recs", "", "", 404, "no such route");
   expect_refused(client, "POST", "/v1/identities/rec_r1_m1_pv-1/revoke", R"({"reason":"because"})",
                  j, 400, "reason");
+}
+
+TEST_F(SecmgrApiTest, BatchRegistersEverythingInOneRequest) {
+  const json batch = {
+      {"recs", {{{"id", "r2"}}}},
+      {"members", {{{"rec", "r2"}, {"id", "m1"}}, {{"rec", "r1"}, {"id", "m2"}}}},
+      {"devices",
+       {{{"rec", "r2"}, {"member", "m1"}, {"id", "gateway"}},
+        {{"rec", "r2"}, {"member", "m1"}, {"id", "pv-1"}},
+        {{"rec", "r1"}, {"member", "m1"}, {"id", "meter"}}}},
+      {"services", {{{"id", "planner"}}}},
+      {"brokers",
+       {{{"id", "broker_r2_m1"}, {"host", "127.0.0.1"}, {"port", 1883}, {"connector", "none"}}}}};
+  const json answer = sm_.post("/v1/registrations/batch", batch);
+  EXPECT_EQ(answer["recs"], 1);
+  EXPECT_EQ(answer["members"], 2);
+  EXPECT_EQ(answer["identities"],
+            json::array({"bridge_r2_m1", "bridge_r1_m2", "rec_r2_m1_gateway", "rec_r2_m1_pv-1",
+                         "rec_r1_m1_meter", "ems_planner"}));
+  EXPECT_EQ(answer["brokers"], json::array({"broker_r2_m1"}));
+  EXPECT_EQ(answer["pushed"], json({{"broker_r2_m1", "ok"}}));
+
+  std::vector<std::string> names;
+  const json member = sm_.get("/v1/recs/r2/members/m1");
+  for (const auto& identity : member["identities"]) {
+    names.push_back(identity["common_name"]);
+  }
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"bridge_r2_m1", "rec_r2_m1_gateway", "rec_r2_m1_pv-1"}));
+  EXPECT_EQ(sm_.get("/v1/brokers/broker_r2_m1")["connector"], "none");
+  // The new REC and member got their CAs: a device of theirs can be issued a certificate.
+  const crypto::PkeyPtr key = crypto::generate_p256_key();
+  const json issued = sm_.post("/v1/identities/rec_r2_m1_pv-1/certificate",
+                               {{"csr", secmgr::make_csr_pem(key.get(), "")}});
+  EXPECT_EQ(crypto::certificates_from_pem(issued["chain_pem"].get<std::string>(), "chain").size(),
+            3U);
+  // One audit entry for the whole batch.
+  const json entries = audit_entries("ok");
+  ASSERT_FALSE(entries.empty());
+  EXPECT_EQ(entries[entries.size() - 2]["action"], "registration.batch");
+  EXPECT_EQ(entries[entries.size() - 2]["detail"],
+            "registered 1 RECs, 2 members, 6 identities, 1 brokers");
+}
+
+TEST_F(SecmgrApiTest, BatchBadInputIsRefusedWholeAndChangesNothing) {
+  auto client = sm_.client();
+  const std::string j = "application/json";
+  const std::string path = "/v1/registrations/batch";
+  const auto device = [](const std::string& member, const std::string& id) {
+    return json{{"rec", "r1"}, {"member", member}, {"id", id}};
+  };
+  expect_refused(client, "POST", path, R"({"devices":[)", j, 400, "not valid JSON");
+  expect_refused(client, "POST", path, "{}", j, 400, "holds no entry");
+  expect_refused(client, "POST", path, R"({"devices":{}})", j, 400, "devices must be an array");
+  expect_refused(client, "POST", path, R"({"recs":["r3"]})", j, 400,
+                 "recs[0] must be a JSON object");
+  expect_refused(client, "POST", path, R"({"groups":[]})", j, 400, "unknown field \"groups\"");
+  expect_refused(client, "POST", path, R"({"members":[{"rec":"r1","id":"m3","colour":"red"}]})", j,
+                 400, "members[0]: unknown field \"colour\"");
+  expect_refused(client, "POST", path, R"({"members":[{"rec":"r1"}]})", j, 400,
+                 "members[0]: id is required");
+  expect_refused(client, "POST", path, json{{"devices", {device("m1", "Bad_Id")}}}.dump(), j, 400,
+                 "device");
+  expect_refused(client, "POST", path, json{{"recs", {{{"id", "r_3"}}}}}.dump(), j, 400, "REC");
+  expect_refused(
+      client, "POST", path,
+      json{{"brokers", {{{"id", "rec_r1_m1_pv-1"}, {"host", "127.0.0.1"}, {"port", 1883}}}}}.dump(),
+      j, 400, "server common name");
+  expect_refused(
+      client, "POST", path,
+      json{{"brokers", {{{"id", "broker_r1_m1"}, {"host", "a b"}, {"port", 1883}}}}}.dump(), j, 400,
+      "host");
+  // Listed twice in the batch, or registered already: nothing of the batch lands, not even
+  // its valid entries before the bad one.
+  expect_refused(
+      client, "POST", path,
+      json{{"devices", {device("m1", "new-1"), device("m1", "new-2"), device("m1", "new-1")}}}
+          .dump(),
+      j, 400, "rec_r1_m1_new-1 is listed twice");
+  expect_refused(client, "POST", path,
+                 json{{"recs", {{{"id", "r3"}}}},
+                      {"members", {{{"rec", "r3"}, {"id", "m1"}}}},
+                      {"devices", {device("m1", "new-1"), device("m1", "pv-1")}}}
+                     .dump(),
+                 j, 409, "rec_r1_m1_pv-1 is already registered");
+  expect_refused(
+      client, "POST", path,
+      json{{"members", {{{"rec", "r1"}, {"id", "m3"}}, {{"rec", "r1"}, {"id", "m1"}}}}}.dump(), j,
+      409, "member r1/m1 is already registered");
+  expect_refused(client, "POST", path,
+                 json{{"devices", {device("m1", "new-1"), device("nobody", "d")}}}.dump(), j, 404,
+                 "member r1/nobody is not registered");
+  EXPECT_EQ(client.get("/v1/recs/r3").status, 404);
+  // Bounded: entries and bytes.
+  json many = json::array();
+  for (std::size_t i = 0; i <= secmgr::kMaxBatchEntries; ++i) {
+    many.push_back({{"id", "s" + std::to_string(i)}});
+  }
+  expect_refused(client, "POST", path, json{{"services", many}}.dump(), j, 400,
+                 "more than 5000 entries");
+  json spread = json::object();
+  for (const char* list : {"recs", "services"}) {
+    spread[list] = json::array();
+    for (std::size_t i = 0; i < secmgr::kMaxBatchEntries / 2 + 1; ++i) {
+      spread[list].push_back({{"id", std::string(list).substr(0, 1) + std::to_string(i)}});
+    }
+  }
+  expect_refused(client, "POST", path, spread.dump(), j, 400, "at most 5000 entries");
+  expect_refused(client, "POST", path,
+                 R"({"recs":[{"id":")" + std::string(300 * 1024, 'a') + R"("}]})", j, 413,
+                 "larger than");
+  // Authorised as the single registrations: a certificate with the register permission.
+  const std::string batch = json{{"devices", {device("m1", "new-1")}}}.dump();
+  {
+    auto anonymous = sm_.client("");
+    expect_refused(anonymous, "POST", path, batch, j, 401, "client certificate");
+  }
+  sm_.issue_service("web");
+  auto web = sm_.client("ems_web");
+  expect_refused(web, "POST", path, batch, j, 403, "role viewer may not registration.batch");
 }
 
 TEST_F(SecmgrApiTest, OnlyValidEmsCaClientsWithARoleAreServed) {

@@ -92,6 +92,10 @@ class Pki {
 
   AuthorityRecord add_rec(const std::string& rec);
   AuthorityRecord add_member(const std::string& rec, const std::string& member);
+  // Several members of one REC in one transaction (one sync of the files for all their CAs);
+  // all or none.
+  std::vector<AuthorityRecord> add_members(const std::string& rec,
+                                           std::span<const std::string> members);
 
   IssuedCertificate issue(const IssueRequest& request);
   // All or nothing, in one transaction: the fast path for enrolling many devices.
@@ -112,9 +116,14 @@ class Pki {
   std::vector<AuthorityRecord> authorities() const;
   AuthorityRecord authority(const std::string& id) const;
   std::vector<CertificateRecord> certificates() const;
+  // Leaf certificates revoked or superseded (not the CAs'), in issue order; what a broker's
+  // policy must refuse, read without the rest of a large PKI.
+  std::vector<CertificateRecord> revoked_leaf_certificates() const;
   // Throws kNotFound. By serial, or the newest certificate with that common name.
   CertificateRecord find_by_serial(const std::string& serial) const;
   CertificateRecord find_by_common_name(const std::string& common_name) const;
+  // The newest valid certificate with that common name, if there is one.
+  std::optional<CertificateRecord> valid_certificate(const std::string& common_name) const;
   IssuedFiles files_of(const CertificateRecord& record) const;
 
   // Paths of a CA's files.

@@ -30,6 +30,42 @@ TEST(JsonBodyTest, ReadsDeclaredFields) {
   EXPECT_FALSE(body.has("note"));
 }
 
+TEST(JsonBodyTest, ReadsListsOfObjectsEachCheckedAndNamedByItsPlace) {
+  const JsonBody body(R"({"devices":[{"id":"pv-1"},{"id":"meter","note":null}]})", {"devices"});
+  const std::vector<JsonBody> devices = body.object_list("devices", {"id", "note"}, 5);
+  ASSERT_EQ(devices.size(), 2U);
+  EXPECT_EQ(devices[1].required_string("id"), "meter");
+  EXPECT_TRUE(body.object_list("absent", {"id"}, 5).empty());
+
+  const auto refused = [](std::string_view text, std::size_t max_items) -> std::string {
+    try {
+      const JsonBody outer(text, {"devices"});
+      for (const JsonBody& device : outer.object_list("devices", {"id"}, max_items)) {
+        (void)device.required_string("id");
+      }
+    } catch (const ApiError& e) {
+      EXPECT_EQ(e.status(), 400);
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(refused(R"({"devices":{"id":"a"}})", 5).find("devices must be an array"),
+            std::string::npos);
+  EXPECT_NE(refused(R"({"devices":["a"]})", 5).find("devices[0] must be a JSON object"),
+            std::string::npos);
+  EXPECT_NE(refused(R"({"devices":[{"id":"a"},{"id":"b","x":1}]})", 5)
+                .find("devices[1]: unknown field \"x\""),
+            std::string::npos);
+  EXPECT_NE(refused(R"({"devices":[{"id":7}]})", 5).find("devices[0]: id must be a string"),
+            std::string::npos);
+  EXPECT_NE(refused(R"({"devices":[{}]})", 5).find("devices[0]: id is required"),
+            std::string::npos);
+  EXPECT_NE(
+      refused(R"({"devices":[{"id":"a"},{"id":"b"},{"id":"c"}]})", 2).find("more than 2 entries"),
+      std::string::npos);
+  EXPECT_EQ(refused(R"({"devices":[{"id":"a"},{"id":"b"}]})", 2), "");
+}
+
 TEST(JsonBodyTest, AnEmptyBodyIsAnEmptyObject) {
   const JsonBody body("", {"reason"});
   EXPECT_FALSE(body.optional_string("reason").has_value());

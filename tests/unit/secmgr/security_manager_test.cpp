@@ -43,5 +43,32 @@ TEST(SecurityManagerTest, AMemberRegistersAtMostItsBoundOfDevices) {
   EXPECT_EQ(manager.add_device("r1", "m2", "d0").status, 201);
 }
 
+// A batch counts its own devices against the bound and is refused whole past it.
+TEST(SecurityManagerTest, ABatchCountsItsOwnDevicesAgainstTheBound) {
+  testing::TempDir dir;
+  SecurityManager manager(dir / "secmgr.db",
+                          pki::Pki::create(dir / "pki", Secret("security manager test passphrase")),
+                          log::Logger("secmgr"));
+  RegistrationBatch batch;
+  batch.recs = {"r1"};
+  batch.members = {{"r1", "m1"}};
+  batch.devices.push_back({"r1", "m1", "gateway"});
+  for (std::size_t d = 0; d <= policy::kMaxDevicesPerMember; ++d) {
+    batch.devices.push_back({"r1", "m1", "d" + std::to_string(d)});
+  }
+  try {
+    manager.register_batch(batch);
+    ADD_FAILURE() << "a batch past the bound was registered";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), 409);
+    EXPECT_NE(std::string(e.what()).find("r1/m1"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(manager.list_recs().body["recs"].empty()) << "a refused batch left its REC";
+  batch.devices.pop_back();
+  EXPECT_EQ(manager.register_batch(batch).status, 201);
+  EXPECT_EQ(manager.list_devices("r1", "m1").body["devices"].size(),
+            policy::kMaxDevicesPerMember + 1);  // and the gateway
+}
+
 }  // namespace
 }  // namespace recmesh::secmgr
