@@ -25,11 +25,11 @@ struct ClusterSecurityManager {
 };
 
 // Registers the scenario's community, as `sim run` does (register_community and
-// register_brokers, without the
-// simulator's own identities), with a Security Manager served in this process on 127.0.0.1
-// over a new registry `database` and `pki`, the brokers at their cluster addresses; returns the
-// brokers' bundles, signed as the cluster's manager signs them and with sequences below any it
-// will push. Issues the manager's certificates (ems_secmgr, ems_secmgr-api) when missing.
+// register_brokers, without the simulator's own identities), with a Security Manager served in
+// this process on 127.0.0.1 over a new registry `database` and `pki`, the brokers at their cluster
+// addresses; returns the brokers' bundles, signed as the cluster's manager signs them and with
+// sequences below any it will push. Issues the manager's certificates (ems_secmgr, ems_secmgr-api)
+// when missing.
 ClusterSecurityManager register_for_cluster(pki::Pki& pki, const Scenario& scenario,
                                             const std::vector<BrokerRegistration>& brokers,
                                             const std::filesystem::path& database);
