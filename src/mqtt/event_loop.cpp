@@ -108,7 +108,10 @@ void EventLoop::post(Task task) {
     was_empty = posted_.empty();
     posted_.push_back(std::move(task));
   }
-  if (was_empty) {
+  // The loop's own thread runs the task at the end of this round without being woken.
+  const bool from_running_loop =
+      running_.load() && loop_thread_.load() == std::this_thread::get_id();
+  if (was_empty && !from_running_loop) {
     const std::uint64_t one = 1;
     [[maybe_unused]] const ssize_t written = ::write(wakeup_fd_, &one, sizeof(one));
   }

@@ -16,6 +16,8 @@
 
 #include "recmesh/core/error.hpp"
 
+#include "tls_batching.hpp"
+
 namespace recmesh::mqtt {
 namespace {
 
@@ -26,6 +28,7 @@ constexpr std::size_t kMaxAttemptLogLines = 8;
 constexpr std::size_t kMaxPayloadBytes = 268435455;  // MQTT's remaining-length limit
 constexpr std::size_t kMaxPendingLimit = 60000;      // below the 16-bit packet id space
 constexpr int kConnackServerUnavailable = 3;
+constexpr int kMaxReadCallsPerRound = 256;
 
 void ensure_library() {
   static std::once_flag once;
@@ -391,7 +394,12 @@ void MqttClient::after_library_call(int rc, int saved_errno) {
     flush_queue();
   }
   check_stop_progress();
+  request_write();
   update_interest();
+  if (reading_resumed_in_call_) {
+    reading_resumed_in_call_ = false;
+    read_buffered_tls_input();
+  }
 }
 
 void MqttClient::update_interest() {
@@ -400,8 +408,12 @@ void MqttClient::update_interest() {
   }
   const bool read =
       state_ != State::kConnecting && !(reading_paused_ && state_ == State::kConnected);
+  // Connected, a round's writes are posted (request_write()); the socket is watched for
+  // writability only while it is full.
   const bool write =
-      state_ == State::kConnecting || (!holding_writes() && mosquitto_want_write(handle_.get()));
+      state_ == State::kConnecting || tls_write_blocked_ ||
+      (state_ == State::kConnected ? library_write_blocked_ && !holding_writes()
+                                   : !holding_writes() && mosquitto_want_write(handle_.get()));
   if (read == watch_read_ && write == watch_write_) {
     return;
   }
@@ -421,6 +433,8 @@ void MqttClient::release_socket() {
   }
   watch_read_ = false;
   watch_write_ = false;
+  tls_write_blocked_ = false;
+  library_write_blocked_ = false;
 }
 
 int MqttClient::connect_error() const {
@@ -611,19 +625,43 @@ void MqttClient::on_socket_event(FdEvents events) {
   if (events.readable || events.hangup || events.error) {
     read_socket();
   }
-  if (events.writable && handle_ && socket_ >= 0 && !holding_writes()) {
-    call_library([this] { return mosquitto_loop_write(handle_.get(), 1); });
+  if (events.writable && handle_ && socket_ >= 0) {
+    write_socket();
   }
 }
 
 void MqttClient::read_socket() {
   const std::uint64_t before = stats_.received;
-  call_library([this] { return mosquitto_loop_read(handle_.get(), 1); });
+  // libmosquitto reads one packet per call when nothing of ours awaits an acknowledgement:
+  // once connected, a round reads on until the socket is drained (bounded, so that the loop's
+  // other connections get their turn), and the batch is handled and acknowledged as one.
+  for (int call = 0; call < kMaxReadCallsPerRound; ++call) {
+    call_library([this] { return mosquitto_loop_read(handle_.get(), 1); });
+    if (!handle_ || socket_ < 0 || state_ != State::kConnected || reading_paused_ ||
+        library_errno_ == EAGAIN || library_errno_ == EWOULDBLOCK) {
+      break;
+    }
+  }
   if (stats_.received != before) {
     notify(callbacks_.on_messages_received, "on_messages_received");
     // The batch is handled: its acknowledgements go out now rather than a poll round later.
     flush();
   }
+  read_buffered_tls_input();
+}
+
+void MqttClient::write_socket() {
+  writing_ = true;
+  flush_tls();  // what was gathered before goes first
+  if (handle_ && socket_ >= 0 && !tls_write_blocked_ && !holding_writes() &&
+      mosquitto_want_write(handle_.get())) {
+    call_library([this] { return mosquitto_loop_write(handle_.get(), 1); });
+    // libmosquitto writes until the socket refuses: what it still holds waits for writability.
+    library_write_blocked_ = handle_ && socket_ >= 0 && mosquitto_want_write(handle_.get());
+    flush_tls();
+  }
+  writing_ = false;
+  update_interest();
 }
 
 void MqttClient::flush() {
@@ -632,7 +670,71 @@ void MqttClient::flush() {
       writes_held_ || !mosquitto_want_write(handle_.get())) {
     return;
   }
-  call_library([this] { return mosquitto_loop_write(handle_.get(), 1); });
+  write_socket();
+}
+
+void MqttClient::flush_tls() {
+  if (!handle_ || socket_ < 0 || (state_ != State::kConnected && state_ != State::kStopping)) {
+    return;
+  }
+  auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(handle_.get()));
+  // A failed socket is not reported here: its error event makes libmosquitto's next read see it.
+  tls_write_blocked_ = ssl != nullptr && tls_batching::flush_tls_writes(ssl) ==
+                                             tls_batching::FlushResult::kWouldBlock;
+}
+
+bool MqttClient::writes_ready() const {
+  if (tls_write_blocked_ || library_write_blocked_) {
+    return false;  // the socket is full: its writability event writes
+  }
+  if (!holding_writes() && mosquitto_want_write(handle_.get())) {
+    return true;
+  }
+  const auto* ssl = static_cast<const SSL*>(mosquitto_ssl_get(handle_.get()));
+  return ssl != nullptr && tls_batching::pending_tls_writes(ssl) > 0;
+}
+
+void MqttClient::request_write() {
+  if (write_posted_ || writing_ || !handle_ || socket_ < 0 || state_ != State::kConnected ||
+      !writes_ready()) {
+    return;
+  }
+  // Once connected, what a round produced is written at its end, in one go, without watching
+  // the socket for writability (two epoll_ctl calls and a round each time) unless it is full.
+  write_posted_ = true;
+  loop_.post([this, alive = std::weak_ptr<int>(alive_)] {
+    if (alive.expired()) {
+      return;
+    }
+    write_posted_ = false;
+    if (handle_ && socket_ >= 0 && state_ == State::kConnected) {
+      write_socket();
+    }
+  });
+}
+
+void MqttClient::read_buffered_tls_input() {
+  if (tls_read_posted_ || reading_paused_ || !handle_ || socket_ < 0 ||
+      (state_ != State::kConnected && state_ != State::kStopping)) {
+    return;
+  }
+  auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(handle_.get()));
+  if (ssl == nullptr || !tls_batching::tls_input_buffered(ssl)) {
+    return;
+  }
+  // The socket will not say readable for bytes already taken from it. Posted rather than read
+  // now, so that the other connections of this loop get their turn in between.
+  tls_read_posted_ = true;
+  loop_.post([this, alive = std::weak_ptr<int>(alive_)] {
+    if (alive.expired()) {
+      return;
+    }
+    tls_read_posted_ = false;
+    if (handle_ && socket_ >= 0 && !reading_paused_ &&
+        (state_ == State::kConnected || state_ == State::kStopping)) {
+      read_socket();
+    }
+  });
 }
 
 void MqttClient::hold_writes(bool held) {
@@ -658,8 +760,13 @@ bool MqttClient::holding_writes() const {
 void MqttClient::pause_reading(bool paused) {
   assert(loop_.in_loop_thread());
   reading_paused_ = paused;
-  if (library_depth_ == 0) {
-    update_interest();
+  if (library_depth_ > 0) {
+    reading_resumed_in_call_ = !paused;  // after_library_call() updates what is watched
+    return;
+  }
+  update_interest();
+  if (!paused) {
+    read_buffered_tls_input();
   }
 }
 
@@ -693,6 +800,10 @@ void MqttClient::handle_connack(int rc) {
   // vsnprintf each) only for the callback to discard it: a lost connection is described by
   // its error code.
   mosquitto_log_callback_set(handle_.get(), nullptr);
+  if (auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(handle_.get()));
+      ssl != nullptr && !tls_batching::install(ssl)) {
+    spdlog::debug("mqtt {}: no memory to batch TLS writes; writing unbatched", options_.client_id);
+  }
   if (!last_failure_logged_.empty()) {
     spdlog::info("mqtt {}: connected to {} again", options_.client_id, endpoint());
     last_failure_logged_.clear();

@@ -655,6 +655,114 @@ TEST_F(MqttClientTest, HeldWritesKeepTheAcknowledgementOfAReceivedMessageUntilRe
   EXPECT_EQ(payloads(third).front(), "marker");
 }
 
+// --- batched TLS input and output ---------------------------------------------------------------
+
+TEST_F(MqttClientTest, ResumedReadingDeliversWhatWasReadAheadWithoutNewTraffic) {
+  const ClientFiles gw = gateway();
+  const ClientFiles meter = device("meter");
+  auto broker = start_broker();
+  start_loop();
+  // The subscriber stops reading at its first message, from inside the library's read.
+  observed_.push_back(std::make_unique<Observed>());
+  Observed* seen = observed_.back().get();
+  MqttClient* subscriber = on_loop([&] {
+    MqttClientCallbacks callbacks = observe(*seen);
+    callbacks.on_message = [seen, client = &subscriber](const IncomingMessage& message) {
+      seen->messages.push_back(
+          {std::string(message.topic), std::string(message.payload), message.qos, message.retain});
+      (*client)->pause_reading(true);
+    };
+    clients_.push_back(
+        std::make_unique<MqttClient>(loop_, options_for(gw, gw.common_name), callbacks));
+    return clients_.back().get();
+  });
+  on_loop([&] {
+    ASSERT_TRUE(subscriber->subscribe("/device/+/metrics/#", 1));
+    subscriber->start();
+  });
+  ASSERT_TRUE(eventually([&] { return !seen->subacks.empty(); })) << broker->log();
+
+  // All of them reach the subscriber's socket while its loop is held, so that its first read
+  // takes them all at once: one recv() holds the whole burst.
+  constexpr int kMessages = 40;
+  testing::MqttTestClient publisher(meter.common_name);
+  const testing::ConnectOutcome connected =
+      publisher.connect(member_port_, meter.cafile, meter.chain, meter.key);
+  ASSERT_TRUE(connected.accepted()) << connected;
+  {
+    const LoopPause pause(loop_);
+    for (int i = 0; i < kMessages; ++i) {
+      ASSERT_TRUE(publisher.publish("/device/meter/metrics/power", std::to_string(i), 1));
+    }
+    std::this_thread::sleep_for(300ms);  // the broker's writes to the subscriber land
+  }
+  ASSERT_TRUE(eventually([&] { return seen->messages.size() == 1; })) << broker->log();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(on_loop([&] { return seen->messages.size(); }), 1U) << "read on while paused";
+
+  // Nothing more arrives on the socket: the rest is already inside the TLS layer.
+  on_loop([&] {
+    subscriber->pause_reading(false);
+    // Resumed from here on: the callback pauses at every message otherwise.
+  });
+  for (int expected = 2; expected <= kMessages; ++expected) {
+    ASSERT_TRUE(eventually([&] {
+      return seen->messages.size() >= static_cast<std::size_t>(expected);
+    })) << "stuck at "
+        << expected - 1 << " of " << kMessages << "\n"
+        << broker->log();
+    on_loop([&] { subscriber->pause_reading(false); });
+  }
+  on_loop([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      EXPECT_EQ(seen->messages[static_cast<std::size_t>(i)].payload, std::to_string(i));
+    }
+  });
+}
+
+TEST_F(MqttClientTest, ABurstLargerThanTheSocketBuffersArrivesWholeAndInOrder) {
+  const ClientFiles gw = gateway();
+  const ClientFiles meter = device("meter");
+  auto broker = start_broker();
+  start_loop();
+  const Peer subscriber = add_client(options_for(gw, gw.common_name));
+  on_loop([&] {
+    ASSERT_TRUE(subscriber.client->subscribe("/device/+/metrics/#", 1));
+    subscriber.client->start();
+  });
+  ASSERT_TRUE(eventually([&] { return !subscriber.seen->subacks.empty(); })) << broker->log();
+  MqttClientOptions options = options_for(meter, meter.common_name);
+  constexpr int kMessages = 160;
+  options.max_inflight_messages = kMessages;  // all of it on the wire at once
+  const Peer publisher = add_client(options);
+  on_loop([&] { publisher.client->start(); });
+  ASSERT_TRUE(eventually([&] { return publisher.client->connected(); })) << broker->log();
+
+  // 10 MiB in one round: the socket refuses most of it, and the rest waits for writability.
+  const auto payload = [](int i) {
+    std::string text(64 * 1024, static_cast<char>('a' + i % 26));
+    text.replace(0, std::to_string(i).size(), std::to_string(i));
+    return text;
+  };
+  on_loop([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      ASSERT_TRUE(publisher.client->publish("/device/meter/metrics/power", payload(i), 1).ok());
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return publisher.seen->delivered.size() == kMessages; }, 60s))
+      << publisher.seen->delivered.size() << " of " << kMessages << " acknowledged\n"
+      << broker->log();
+  ASSERT_TRUE(eventually([&] { return subscriber.seen->messages.size() == kMessages; }, 60s))
+      << subscriber.seen->messages.size() << " of " << kMessages << " received";
+  on_loop([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      EXPECT_EQ(subscriber.seen->messages[static_cast<std::size_t>(i)].payload, payload(i))
+          << "message " << i;
+    }
+    EXPECT_EQ(publisher.client->pending_messages(), 0U);
+  });
+}
+
 TEST_F(MqttClientTest, BacksOffWhileTheBrokerIsDownAndResubscribesWhenItLostItsState) {
   const ClientFiles gw = gateway();
   const ClientFiles meter = device("meter");

@@ -79,7 +79,8 @@ class EventLoop {
   std::size_t run_once(std::chrono::milliseconds max_wait);
   // Thread-safe. run() returns after the handler that is running, if any.
   void stop();
-  // Thread-safe. Runs `task` on the loop thread, in posting order.
+  // Thread-safe. Runs `task` on the loop thread, in posting order; posted from a handler, it
+  // runs at the end of the same round.
   void post(Task task);
 
   // Runs `task` once, `delay` from now. Timers due at the same time run in the order added.

@@ -215,6 +215,14 @@ class MqttClient {
   void begin_attempt();
   void on_socket_event(FdEvents events);
   void read_socket();
+  void write_socket();
+  // Once connected, writes wait for the end of the round (request_write()) and leave through
+  // the TLS write buffer (tls_batching.hpp) in one go; input that OpenSSL read ahead is read
+  // without waiting for the socket.
+  void request_write();
+  bool writes_ready() const;
+  void flush_tls();
+  void read_buffered_tls_input();
   void on_connect_timeout();
   void handle_connack(int rc);
   void handle_library_disconnect(int rc, int saved_errno);
@@ -261,6 +269,12 @@ class MqttClient {
   bool watch_write_ = false;
   bool reading_paused_ = false;
   bool writes_held_ = false;
+  bool tls_write_blocked_ = false;      // the TLS write buffer waits for the socket
+  bool library_write_blocked_ = false;  // libmosquitto's own packets wait for the socket
+  bool write_posted_ = false;
+  bool writing_ = false;
+  bool tls_read_posted_ = false;
+  bool reading_resumed_in_call_ = false;  // pause_reading(false) from inside a library call
   EventLoop::TimerId reconnect_timer_ = 0;
   EventLoop::TimerId connect_timer_ = 0;
   EventLoop::TimerId misc_timer_ = 0;
