@@ -14,6 +14,7 @@
 #include "recmesh/broker/mosquitto_config.hpp"
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/core/loopback.hpp"
 
 #include "bridge/bridge_settings.hpp"
 #include "sim/attack_runner.hpp"
@@ -254,21 +255,6 @@ fs::path find_mosquitto() {
 
 namespace {
 
-// Whether nothing is bound to 127.0.0.1:`port` now.
-bool bindable(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return false;
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return ok;
-}
-
 // The first port of the kernel's ephemeral range (net.ipv4.ip_local_port_range).
 int first_ephemeral_port() {
   std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
@@ -290,7 +276,7 @@ int free_port(std::vector<int>& taken) {
     std::uniform_int_distribution<int> pick(kLowestPort, high);
     for (int attempt = 0; attempt < 1000; ++attempt) {
       const int port = pick(random);
-      if (std::find(taken.begin(), taken.end(), port) == taken.end() && bindable(port)) {
+      if (std::find(taken.begin(), taken.end(), port) == taken.end() && loopback_bindable(port)) {
         taken.push_back(port);
         return port;
       }
