@@ -1,12 +1,7 @@
 #include "sim/component_launchers.hpp"
 
-#include <algorithm>
-#include <arpa/inet.h>
 #include <cstdlib>
-#include <fstream>
-#include <netinet/in.h>
 #include <random>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -14,7 +9,6 @@
 #include "recmesh/broker/mosquitto_config.hpp"
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
-#include "recmesh/core/loopback.hpp"
 
 #include "bridge/bridge_settings.hpp"
 #include "sim/attack_runner.hpp"
@@ -251,39 +245,6 @@ fs::path find_mosquitto() {
     }
   }
   return "/usr/sbin/mosquitto";
-}
-
-namespace {
-
-// The first port of the kernel's ephemeral range (net.ipv4.ip_local_port_range).
-int first_ephemeral_port() {
-  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
-  int low = 0;
-  return in >> low && low > 0 ? low : 32768;
-}
-
-constexpr int kLowestPort = 20000;
-
-}  // namespace
-
-int free_port(std::vector<int>& taken) {
-  // Below the ephemeral range: a port allocated now is bound only once its component starts,
-  // and meanwhile no outgoing connection of any process on the machine can take it as its
-  // source port (an ephemeral port would, on a busy machine, well within a large start-up).
-  static std::mt19937 random{std::random_device{}()};
-  const int high = first_ephemeral_port() - 1;
-  if (high > kLowestPort) {
-    std::uniform_int_distribution<int> pick(kLowestPort, high);
-    for (int attempt = 0; attempt < 1000; ++attempt) {
-      const int port = pick(random);
-      if (std::find(taken.begin(), taken.end(), port) == taken.end() && loopback_bindable(port)) {
-        taken.push_back(port);
-        return port;
-      }
-    }
-  }
-  throw Error(ErrorCode::kInternal,
-              fmt::format("no free TCP port on 127.0.0.1 between {} and {}", kLowestPort, high));
 }
 
 }  // namespace recmesh::sim

@@ -196,7 +196,8 @@ void Simulation::prepare() {
   pki_ = pki::Pki::create(paths_.pki(), Secret(passphrase));
   issue_community(*pki_, scenario_);
   phase_done("pki");
-  central_ports_ = {free_port(ports_), free_port(ports_), free_port(ports_)};
+  central_ports_ = {free_loopback_port(ports_), free_loopback_port(ports_),
+                    free_loopback_port(ports_)};
   SupervisionPolicy policy;
   policy.restart = scenario_.restart;
   policy.max_restarts = scenario_.max_restarts;
@@ -212,7 +213,8 @@ void Simulation::prepare() {
   for (const MemberSpec* spec : scenario_.members()) {
     Member member;
     member.spec = spec;
-    member.ports = {free_port(ports_), free_port(ports_), free_port(ports_), free_port(ports_)};
+    member.ports = {free_loopback_port(ports_), free_loopback_port(ports_),
+                    free_loopback_port(ports_), free_loopback_port(ports_)};
     brokers.push_back({pki::Identity::make(pki::IdentityKind::kLocalBroker, spec->rec, spec->id, "")
                            .common_name(),
                        member.ports.management});

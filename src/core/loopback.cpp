@@ -1,9 +1,17 @@
 #include "recmesh/core/loopback.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cstdint>
+#include <fstream>
+#include <mutex>
+#include <random>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "recmesh/core/error.hpp"
 
 namespace recmesh {
 namespace {
@@ -23,6 +31,15 @@ bool probe(int port, Probe how) {
   return ok;
 }
 
+// The first port of the kernel's ephemeral range (net.ipv4.ip_local_port_range).
+int first_ephemeral_port() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  int low = 0;
+  return in >> low && low > 0 ? low : 32768;
+}
+
+constexpr int kLowestPort = 20000;
+
 }  // namespace
 
 sockaddr_in loopback_address(int port) {
@@ -39,6 +56,27 @@ bool loopback_bindable(int port) {
 
 bool loopback_accepts(int port) {
   return probe(port, Probe::kConnect);
+}
+
+int free_loopback_port(std::vector<int>& taken) {
+  static std::mutex mutex;
+  static std::mt19937 random{std::random_device{}()};
+  const int high = first_ephemeral_port() - 1;
+  if (high > kLowestPort) {
+    std::uniform_int_distribution<int> pick(kLowestPort, high);
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+      const int port = [&] {
+        const std::lock_guard lock(mutex);
+        return pick(random);
+      }();
+      if (std::find(taken.begin(), taken.end(), port) == taken.end() && loopback_bindable(port)) {
+        taken.push_back(port);
+        return port;
+      }
+    }
+  }
+  throw Error(ErrorCode::kInternal,
+              fmt::format("no free TCP port on 127.0.0.1 between {} and {}", kLowestPort, high));
 }
 
 }  // namespace recmesh

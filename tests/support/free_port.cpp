@@ -1,38 +1,19 @@
 #include "free_port.hpp"
 
-#include <arpa/inet.h>
 #include <chrono>
-#include <netinet/in.h>
-#include <set>
-#include <stdexcept>
-#include <sys/socket.h>
+#include <mutex>
 #include <thread>
-#include <unistd.h>
+#include <vector>
 
 #include "recmesh/core/loopback.hpp"
 
 namespace recmesh::testing {
+
 int free_tcp_port() {
-  // Never hand out the same port twice in one process, even if the first was not bound yet.
-  static std::set<int> given;
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr = loopback_address(0);
-    socklen_t length = sizeof(addr);
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
-      if (fd >= 0) {
-        ::close(fd);
-      }
-      continue;
-    }
-    ::close(fd);
-    const int port = ntohs(addr.sin_port);
-    if (given.insert(port).second) {
-      return port;
-    }
-  }
-  throw std::runtime_error("no free TCP port on 127.0.0.1");
+  static std::mutex mutex;
+  static std::vector<int> given;
+  const std::lock_guard lock(mutex);
+  return free_loopback_port(given);
 }
 
 bool accepts_tcp(int port) {
