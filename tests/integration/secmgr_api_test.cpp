@@ -446,9 +446,10 @@ TEST_F(SecmgrApiTest, OnlyValidEmsCaClientsWithARoleAreServed) {
   {
     // A certificate from a foreign root with an operator's name.
     const auto dir = sm_.dir().path();
-    const auto openssl = [&](std::vector<std::string> args) {
-      args.insert(args.begin(), "openssl");
-      const CommandResult result = run_command(args);
+    const auto openssl = [&](const std::vector<std::string>& args) {
+      std::vector<std::string> command{"openssl"};
+      command.insert(command.end(), args.begin(), args.end());
+      const CommandResult result = run_command(command);
       ASSERT_EQ(result.exit_code, 0) << result.err;
     };
     openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
