@@ -356,6 +356,21 @@ int record_verdict(int, X509_STORE_CTX*) {
   return 1;
 }
 
+// Ends the request's connection after its answer, as its `Connection: close` says. A request
+// refused before routing leaves its body unread, and cpp-httplib would otherwise parse that
+// body as the next request of a kept-alive connection (refused and audited again). Marked as
+// shut by the peer, the TLS session reads as ended from now on, whatever it has buffered, and
+// the server closes the connection at its next read. (Shutting the socket's reading side too
+// would make cpp-httplib take the connection for dead before it writes the answer.)
+void close_after_answer(const httplib::Request& request) {
+  if (request.ssl == nullptr) {
+    return;
+  }
+  // cpp-httplib hands handlers the session as const; its own loop reads it next.
+  SSL* ssl = const_cast<SSL*>(request.ssl);
+  SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
+}
+
 struct Authentication {
   std::optional<Actor> actor;
   int status = 401;
@@ -465,6 +480,7 @@ struct ApiServer::Impl {
               const std::string& action) {
     response.status = status;
     response.set_header("Connection", "close");
+    close_after_answer(request);
     response.set_content(json{{"error", message}}.dump() + "\n", "application/json");
     log.info("request refused", {{"actor", actor},
                                  {"method", request.method},

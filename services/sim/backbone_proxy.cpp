@@ -13,20 +13,13 @@
 #include <fmt/format.h>
 
 #include "recmesh/core/error.hpp"
+#include "recmesh/core/loopback.hpp"
 
 namespace recmesh::sim {
 namespace {
 
 constexpr std::size_t kChunk = 16384;
 constexpr std::size_t kMaxQueuedChunks = 256;  // stop reading a side whose peer lags this far
-
-sockaddr_in loopback(int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
 
 void set_nodelay(int fd) {
   const int one = 1;
@@ -40,7 +33,7 @@ BackboneProxy::BackboneProxy(mqtt::EventLoop& loop, int listen_port, int target_
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   const int one = 1;
   ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in addr = loopback(listen_port);
+  sockaddr_in addr = loopback_address(listen_port);
   if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       ::listen(listen_fd_, 64) != 0) {
     const std::string why = std::strerror(errno);
@@ -94,7 +87,7 @@ void BackboneProxy::on_accept() {
       continue;
     }
     const int up = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    sockaddr_in target = loopback(target_port_);
+    sockaddr_in target = loopback_address(target_port_);
     if (up < 0 || (::connect(up, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0 &&
                    errno != EINPROGRESS)) {
       ::close(fd);

@@ -1,12 +1,7 @@
 #include "sim/component_launchers.hpp"
 
-#include <algorithm>
-#include <arpa/inet.h>
 #include <cstdlib>
-#include <fstream>
-#include <netinet/in.h>
 #include <random>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -250,54 +245,6 @@ fs::path find_mosquitto() {
     }
   }
   return "/usr/sbin/mosquitto";
-}
-
-namespace {
-
-// Whether nothing is bound to 127.0.0.1:`port` now.
-bool bindable(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return false;
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// The first port of the kernel's ephemeral range (net.ipv4.ip_local_port_range).
-int first_ephemeral_port() {
-  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
-  int low = 0;
-  return in >> low && low > 0 ? low : 32768;
-}
-
-constexpr int kLowestPort = 20000;
-
-}  // namespace
-
-int free_port(std::vector<int>& taken) {
-  // Below the ephemeral range: a port allocated now is bound only once its component starts,
-  // and meanwhile no outgoing connection of any process on the machine can take it as its
-  // source port (an ephemeral port would, on a busy machine, well within a large start-up).
-  static std::mt19937 random{std::random_device{}()};
-  const int high = first_ephemeral_port() - 1;
-  if (high > kLowestPort) {
-    std::uniform_int_distribution<int> pick(kLowestPort, high);
-    for (int attempt = 0; attempt < 1000; ++attempt) {
-      const int port = pick(random);
-      if (std::find(taken.begin(), taken.end(), port) == taken.end() && bindable(port)) {
-        taken.push_back(port);
-        return port;
-      }
-    }
-  }
-  throw Error(ErrorCode::kInternal,
-              fmt::format("no free TCP port on 127.0.0.1 between {} and {}", kLowestPort, high));
 }
 
 }  // namespace recmesh::sim

@@ -83,8 +83,4 @@ std::string random_passphrase();
 // The Mosquitto binary: `mosquitto` on PATH, else /usr/sbin/mosquitto.
 std::filesystem::path find_mosquitto();
 
-// A TCP port on 127.0.0.1 that nothing listens on now, not among `taken`, below the kernel's
-// ephemeral range (so that no outgoing connection takes it before its component binds it).
-int free_port(std::vector<int>& taken);
-
 }  // namespace recmesh::sim

@@ -19,6 +19,7 @@
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/core/loopback.hpp"
 #include "recmesh/core/secret.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/pki/pki.hpp"
@@ -36,20 +37,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
-
-bool port_open(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return false;
-  }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool open = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return open;
-}
 
 bool log_contains(const fs::path& log, const std::string& needle) {
   std::ifstream in(log);
@@ -209,7 +196,8 @@ void Simulation::prepare() {
   pki_ = pki::Pki::create(paths_.pki(), Secret(passphrase));
   issue_community(*pki_, scenario_);
   phase_done("pki");
-  central_ports_ = {free_port(ports_), free_port(ports_), free_port(ports_)};
+  central_ports_ = {free_loopback_port(ports_), free_loopback_port(ports_),
+                    free_loopback_port(ports_)};
   SupervisionPolicy policy;
   policy.restart = scenario_.restart;
   policy.max_restarts = scenario_.max_restarts;
@@ -225,7 +213,8 @@ void Simulation::prepare() {
   for (const MemberSpec* spec : scenario_.members()) {
     Member member;
     member.spec = spec;
-    member.ports = {free_port(ports_), free_port(ports_), free_port(ports_), free_port(ports_)};
+    member.ports = {free_loopback_port(ports_), free_loopback_port(ports_),
+                    free_loopback_port(ports_), free_loopback_port(ports_)};
     brokers.push_back({pki::Identity::make(pki::IdentityKind::kLocalBroker, spec->rec, spec->id, "")
                            .common_name(),
                        member.ports.management});
@@ -270,7 +259,7 @@ std::map<std::string, std::string> Simulation::start_secmgr(
   supervisor_->start(secmgr_);
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::milliseconds(scenario_.startup_timeout_ms);
-  while (!port_open(central_ports_.secmgr)) {
+  while (!loopback_accepts(central_ports_.secmgr)) {
     if (std::chrono::steady_clock::now() > deadline) {
       throw Error(ErrorCode::kUnavailable,
                   fmt::format("the Security Manager did not open 127.0.0.1:{} within {} ms; see {}",
@@ -308,7 +297,7 @@ void Simulation::wait_until_up(const std::vector<std::size_t>& processes,
       const ProcessSpec& spec = supervisor_->spec(index);
       std::string missing;
       for (const int port : spec.ports) {
-        if (missing.empty() && !port_open(port)) {
+        if (missing.empty() && !loopback_accepts(port)) {
           missing = fmt::format("open 127.0.0.1:{}", port);
         }
       }

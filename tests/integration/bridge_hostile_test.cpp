@@ -14,6 +14,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "recmesh/core/loopback.hpp"
 #include "recmesh/crypto/openssl_ptr.hpp"
 
 #include "bridge_fixture.hpp"
@@ -62,9 +63,7 @@ class HostileBroker {
     // Ask for the client certificate, as the real listener does, without judging it.
     SSL_CTX_set_verify(ctx_.get(), SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
     listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in address = loopback_address(0);
     socklen_t length = sizeof(address);
     ::bind(listener_, reinterpret_cast<sockaddr*>(&address), length);
     ::listen(listener_, 4);

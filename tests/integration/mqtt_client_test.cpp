@@ -32,6 +32,7 @@
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include "recmesh/core/loopback.hpp"
 #include "recmesh/core/secret.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/pki/pki.hpp"
@@ -115,9 +116,7 @@ class RawListener {
 
   explicit RawListener(Mode mode) {
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in address = loopback_address(0);
     socklen_t length = sizeof(address);
     if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
         ::listen(fd_, 64) != 0 ||

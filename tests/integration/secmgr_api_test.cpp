@@ -1,14 +1,21 @@
 // `recmesh secmgr` as a process with its real HTTPS API and the real PKI: registration,
 // issuance, renewal and revocation, and every kind of bad input refused, audited and without
 // effect.
+#include <cerrno>
 #include <csignal>
 #include <string>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "recmesh/core/loopback.hpp"
+#include "recmesh/crypto/openssl_ptr.hpp"
 #include "recmesh/crypto/pem.hpp"
 
 #include "secmgr/security_manager.hpp"
@@ -23,6 +30,90 @@ std::string csr_for(const std::string& common_name) {
   const crypto::PkeyPtr key = crypto::generate_p256_key();
   return secmgr::make_csr_pem(key.get(), common_name);
 }
+
+// One TLS connection to the API without a client certificate, kept open across requests, as a
+// keep-alive client holds it: raw bytes out, raw bytes back.
+class KeptConnection {
+ public:
+  KeptConnection(int port, const std::string& cafile) : ctx_(SSL_CTX_new(TLS_client_method())) {
+    SSL_CTX_load_verify_locations(ctx_.get(), cafile.c_str(), nullptr);
+    SSL_CTX_set_verify(ctx_.get(), SSL_VERIFY_PEER, nullptr);
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const sockaddr_in address = loopback_address(port);
+    timeval timeout{};
+    timeout.tv_sec = 30;  // a bound on each read: the manager answers long before
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    ssl_.reset(SSL_new(ctx_.get()));
+    connected_ =
+        fd_ >= 0 &&
+        ::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) == 0 &&
+        SSL_set_fd(ssl_.get(), fd_) == 1 && SSL_connect(ssl_.get()) == 1;
+  }
+  KeptConnection(const KeptConnection&) = delete;
+  KeptConnection& operator=(const KeptConnection&) = delete;
+  ~KeptConnection() {
+    ssl_.reset();
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+  }
+
+  bool connected() const { return connected_; }
+
+  bool send(const std::string& bytes) {
+    return SSL_write(ssl_.get(), bytes.data(), static_cast<int>(bytes.size())) ==
+           static_cast<int>(bytes.size());
+  }
+
+  // One HTTP response: its head and the Content-Length bytes of body after it.
+  std::string read_response() {
+    std::string in;
+    while (true) {
+      const auto head_end = in.find("\r\n\r\n");
+      if (head_end != std::string::npos) {
+        const auto field = in.find("Content-Length: ");
+        const std::size_t length = field < head_end ? std::stoul(in.substr(field + 16)) : 0;
+        if (in.size() >= head_end + 4 + length) {
+          return in;
+        }
+      }
+      if (!read_some(in)) {
+        return in;
+      }
+    }
+  }
+
+  // Everything until the server ends the connection; ended() tells whether it did.
+  std::string read_to_end() {
+    std::string in;
+    while (read_some(in)) {
+    }
+    return in;
+  }
+
+  bool ended() const { return ended_; }
+
+ private:
+  bool read_some(std::string& in) {
+    char buffer[4096];
+    const int n = SSL_read(ssl_.get(), buffer, sizeof(buffer));
+    if (n > 0) {
+      in.append(buffer, static_cast<std::size_t>(n));
+      return true;
+    }
+    const int error = SSL_get_error(ssl_.get(), n);
+    // A read that timed out is no end; end of stream, a reset or a broken session is.
+    ended_ = !(error == SSL_ERROR_WANT_READ ||
+               (error == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)));
+    return false;
+  }
+
+  crypto::OpenSslPtr<SSL_CTX, SSL_CTX_free> ctx_;
+  crypto::OpenSslPtr<SSL, SSL_free> ssl_;
+  int fd_ = -1;
+  bool connected_ = false;
+  bool ended_ = false;
+};
 
 class SecmgrApiTest : public ::testing::Test {
  protected:
@@ -187,6 +278,37 @@ TEST_F(SecmgrApiTest, BadInputIsRefusedAuditedAndChangesNothing) {
                  j, 400, "reason");
 }
 
+// Regression: a request refused before routing left its body unread on a kept-alive
+// connection, and the server read that body as the next request: one refusal, two answers
+// and two audit entries. The refusal now ends the connection, as its Connection: close says.
+TEST_F(SecmgrApiTest, ARefusalOnAKeptAliveConnectionIsAuditedOnceAndEndsTheConnection) {
+  std::signal(SIGPIPE, SIG_IGN);  // writing to the ended connection must fail, not stop the test
+  const std::string before = state();
+  const std::size_t refused = audit_entries("refused").size();
+  const std::size_t all = audit_entries().size();
+  KeptConnection connection(sm_.port(), (sm_.dir().path() / "pki/ca/ems/chain.pem").string());
+  ASSERT_TRUE(connection.connected());
+  const std::string body = R"({"id":"r2"})";
+  ASSERT_TRUE(connection.send(
+      "POST /v1/recs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Content-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body));
+  const std::string answer = connection.read_response();
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 401")) << answer;
+  EXPECT_NE(answer.find("Connection: close"), std::string::npos) << answer;
+  // The next request on the same connection is not read: the connection ends unanswered.
+  connection.send("GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+  const std::string after = connection.read_to_end();
+  EXPECT_EQ(after, "") << "the server read on after its refusal";
+  EXPECT_TRUE(connection.ended()) << "the connection stayed open after the refusal";
+  const json entries = audit_entries("refused");
+  ASSERT_EQ(entries.size(), refused + 1) << entries.dump(1);
+  EXPECT_EQ(entries.back()["status"], 401);
+  EXPECT_EQ(entries.back()["action"], "authenticate");
+  EXPECT_EQ(audit_entries().size(), all + 1);
+  EXPECT_EQ(state(), before);
+}
+
 TEST_F(SecmgrApiTest, BatchRegistersEverythingInOneRequest) {
   const json batch = {
       {"recs", {{{"id", "r2"}}}},
@@ -324,9 +446,10 @@ TEST_F(SecmgrApiTest, OnlyValidEmsCaClientsWithARoleAreServed) {
   {
     // A certificate from a foreign root with an operator's name.
     const auto dir = sm_.dir().path();
-    const auto openssl = [&](std::vector<std::string> args) {
-      args.insert(args.begin(), "openssl");
-      const CommandResult result = run_command(args);
+    const auto openssl = [&](const std::vector<std::string>& args) {
+      std::vector<std::string> command{"openssl"};
+      command.insert(command.end(), args.begin(), args.end());
+      const CommandResult result = run_command(command);
       ASSERT_EQ(result.exit_code, 0) << result.err;
     };
     openssl({"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/core/loopback.hpp"
 
 #include "child_process.hpp"
 #include "recmesh_cli.hpp"
@@ -44,10 +45,7 @@ bool process_gone(int pid) {
 // Nothing accepts on 127.0.0.1:port and we can bind it ourselves.
 bool port_free(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in addr = loopback_address(port);
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;

@@ -1,59 +1,23 @@
 #include "free_port.hpp"
 
-#include <arpa/inet.h>
 #include <chrono>
-#include <netinet/in.h>
-#include <set>
-#include <stdexcept>
-#include <sys/socket.h>
+#include <mutex>
 #include <thread>
-#include <unistd.h>
+#include <vector>
+
+#include "recmesh/core/loopback.hpp"
 
 namespace recmesh::testing {
-namespace {
-
-sockaddr_in loopback(int port) {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return addr;
-}
-
-}  // namespace
 
 int free_tcp_port() {
-  // Never hand out the same port twice in one process, even if the first was not bound yet.
-  static std::set<int> given;
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr = loopback(0);
-    socklen_t length = sizeof(addr);
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) != 0) {
-      if (fd >= 0) {
-        ::close(fd);
-      }
-      continue;
-    }
-    ::close(fd);
-    const int port = ntohs(addr.sin_port);
-    if (given.insert(port).second) {
-      return port;
-    }
-  }
-  throw std::runtime_error("no free TCP port on 127.0.0.1");
+  static std::mutex mutex;
+  static std::vector<int> given;
+  const std::lock_guard lock(mutex);
+  return free_loopback_port(given);
 }
 
 bool accepts_tcp(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    return false;
-  }
-  sockaddr_in addr = loopback(port);
-  const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-  ::close(fd);
-  return up;
+  return loopback_accepts(port);
 }
 
 bool wait_for_listener(int port, int timeout_ms) {

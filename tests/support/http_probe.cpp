@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "recmesh/core/loopback.hpp"
+
 namespace recmesh::testing {
 
 HttpReply http_exchange(int port, const std::string& request, std::chrono::milliseconds timeout) {
@@ -16,10 +18,7 @@ HttpReply http_exchange(int port, const std::string& request, std::chrono::milli
   if (fd < 0) {
     throw std::runtime_error("socket failed");
   }
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in addr = loopback_address(port);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     ::close(fd);
     throw std::runtime_error("connect failed");

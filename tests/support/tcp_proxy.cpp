@@ -11,19 +11,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "recmesh/core/loopback.hpp"
+
 namespace recmesh::testing {
 namespace {
 
 constexpr int kBufferBytes = 65536;
 constexpr int kPollMs = 100;
-
-sockaddr_in loopback(int port) {
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  return address;
-}
 
 void set_nodelay(int fd) {
   const int one = 1;
@@ -36,7 +30,7 @@ int connect_to(int port) {
   if (fd < 0) {
     return -1;
   }
-  const sockaddr_in address = loopback(port);
+  const sockaddr_in address = loopback_address(port);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
     ::close(fd);
     return -1;
@@ -51,7 +45,7 @@ TcpProxy::TcpProxy(int target_port, int listen_port) : target_port_(target_port)
   listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
   ::setsockopt(listener_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  sockaddr_in address = loopback(listen_port);
+  sockaddr_in address = loopback_address(listen_port);
   socklen_t length = sizeof(address);
   if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), length) != 0 ||
       ::listen(listener_, 64) != 0 ||
