@@ -40,7 +40,10 @@ struct BridgeSettings {
   // stored before it is forwarded.
   std::chrono::milliseconds store_write_behind{25};
   std::int64_t max_payload_bytes = 262144;  // larger messages are refused and counted
-  std::int64_t max_inflight = 1000;         // QoS 1 forwards awaiting PUBACK, per direction
+  // QoS 1 forwards awaiting PUBACK, per direction. libmosquitto walks its list of them on every
+  // publish and every PUBACK, so a window beyond the link's bandwidth-delay product costs CPU
+  // per message and buys nothing (docs/bridge.md, "Tuning").
+  std::int64_t max_inflight = 256;
   // How long reading a source pauses while the far broker, connected, keeps the forwarding
   // window full; then the bridge reads on and stores what it reads (back-pressure first).
   std::chrono::milliseconds window_wait{250};
