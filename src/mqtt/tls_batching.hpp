@@ -20,7 +20,7 @@
 namespace recmesh::mqtt::tls_batching {
 
 // Bytes gathered before the buffer writes them to the socket by itself.
-inline constexpr std::size_t kWriteBufferBytes = 64 * 1024;
+inline constexpr std::size_t kWriteBufferBytes = std::size_t{64} * 1024;
 
 // Installs batching on an established connection; does nothing if it is already installed.
 // False if OpenSSL cannot allocate the buffer: the connection then works unbatched.
