@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <exception>
@@ -19,6 +20,7 @@ namespace recmesh::mqtt {
 namespace {
 
 constexpr std::size_t kMaxEventsPerRound = 256;
+constexpr int kMaxDeferredPasses = 4;  // then what was deferred again waits for the next round
 // epoll data of the eventfd; a watch's data is (generation << 32 | fd) with generation >= 1.
 constexpr std::uint64_t kWakeupToken = 0;
 
@@ -126,6 +128,9 @@ int EventLoop::wait_timeout_ms(std::chrono::milliseconds max_wait) const {
   if (stop_requested_.load()) {
     return 0;
   }
+  if (!deferred_.empty()) {
+    return 0;
+  }
   {
     std::lock_guard lock(posted_mutex_);
     if (!posted_.empty()) {
@@ -166,6 +171,7 @@ std::size_t EventLoop::run_once(std::chrono::milliseconds max_wait) {
   }
   ran += run_due_timers();
   ran += run_posted_tasks();
+  ran += run_deferred_tasks();
   return ran;
 }
 
@@ -221,6 +227,24 @@ std::size_t EventLoop::run_posted_tasks() {
     guarded("posted task", task);
   }
   return tasks.size();
+}
+
+void EventLoop::defer(Task task) {
+  assert(in_loop_thread());
+  deferred_.push_back(std::move(task));
+}
+
+std::size_t EventLoop::run_deferred_tasks() {
+  std::size_t ran = 0;
+  for (int pass = 0; pass < kMaxDeferredPasses && !deferred_.empty(); ++pass) {
+    std::vector<Task> tasks;
+    tasks.swap(deferred_);
+    for (Task& task : tasks) {
+      guarded("deferred task", task);
+    }
+    ran += tasks.size();
+  }
+  return ran;
 }
 
 // Not const: reading the eventfd consumes its counter, state that belongs to the loop.

@@ -638,8 +638,8 @@ void MqttClient::read_socket() {
   for (int call = 0; call < kMaxReadCallsPerRound; ++call) {
     call_library([this] { return mosquitto_loop_read(handle_.get(), 1); });
     if (!handle_ || socket_ < 0 || state_ != State::kConnected || reading_paused_ ||
-        library_errno_ == EAGAIN || library_errno_ == EWOULDBLOCK) {
-      break;
+        library_errno_ == EAGAIN || library_errno_ == EWOULDBLOCK || !tls_input_held()) {
+      break;  // with nothing read ahead, the socket is asked again only when epoll says so
     }
   }
   if (stats_.received != before) {
@@ -648,6 +648,11 @@ void MqttClient::read_socket() {
     flush();
   }
   read_buffered_tls_input();
+}
+
+bool MqttClient::tls_input_held() const {
+  const auto* ssl = static_cast<const SSL*>(mosquitto_ssl_get(handle_.get()));
+  return ssl != nullptr && SSL_has_pending(ssl) == 1;
 }
 
 void MqttClient::write_socket() {
@@ -702,7 +707,7 @@ void MqttClient::request_write() {
   // Once connected, what a round produced is written at its end, in one go, without watching
   // the socket for writability (two epoll_ctl calls and a round each time) unless it is full.
   write_posted_ = true;
-  loop_.post([this, alive = std::weak_ptr<int>(alive_)] {
+  loop_.defer([this, alive = std::weak_ptr<int>(alive_)] {
     if (alive.expired()) {
       return;
     }

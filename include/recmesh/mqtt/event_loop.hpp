@@ -75,13 +75,18 @@ class EventLoop {
   // Runs until stop(). A stop() that arrives before run() starts makes it return at once.
   void run();
   // One round: waits up to `max_wait` (less when a timer is due or a task is posted), then runs
-  // the ready descriptor handlers, the due timers and the posted tasks. Returns how many ran.
+  // the ready descriptor handlers, the due timers, the posted and the deferred tasks. Returns
+  // how many ran.
   std::size_t run_once(std::chrono::milliseconds max_wait);
   // Thread-safe. run() returns after the handler that is running, if any.
   void stop();
   // Thread-safe. Runs `task` on the loop thread, in posting order; posted from a handler, it
   // runs at the end of the same round.
   void post(Task task);
+  // Loop thread only. Runs `task` last in the current round, after the posted tasks; deferred
+  // from a posted or deferred task, still in this round (a few passes at most, then the next).
+  // For work that gathers what the whole round produced, such as one socket write.
+  void defer(Task task);
 
   // Runs `task` once, `delay` from now. Timers due at the same time run in the order added.
   TimerId add_timer(MonotonicClock::Duration delay, Task task);
@@ -113,6 +118,7 @@ class EventLoop {
   std::size_t run_fd_event(std::uint64_t token, std::uint32_t events);
   std::size_t run_due_timers();
   std::size_t run_posted_tasks();
+  std::size_t run_deferred_tasks();
   void drain_wakeup();
 
   const MonotonicClock& clock_;
@@ -124,7 +130,8 @@ class EventLoop {
   std::atomic<std::uint64_t> wakeups_{0};
 
   mutable std::mutex posted_mutex_;
-  std::vector<Task> posted_;  // guarded by posted_mutex_
+  std::vector<Task> posted_;    // guarded by posted_mutex_
+  std::vector<Task> deferred_;  // loop thread only
 
   std::map<TimerKey, Task> timers_;
   std::unordered_map<TimerId, MonotonicClock::TimePoint> timer_deadlines_;

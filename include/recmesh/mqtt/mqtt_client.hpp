@@ -223,6 +223,7 @@ class MqttClient {
   bool writes_ready() const;
   void flush_tls();
   void read_buffered_tls_input();
+  bool tls_input_held() const;  // OpenSSL holds input read from the socket, maybe partial
   void on_connect_timeout();
   void handle_connack(int rc);
   void handle_library_disconnect(int rc, int saved_errno);

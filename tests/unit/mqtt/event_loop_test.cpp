@@ -114,6 +114,43 @@ TEST(EventLoopTest, TimerAddedByATimerWaitsForTheNextRound) {
   EXPECT_EQ(runs, 2);
 }
 
+TEST(EventLoopTest, DeferredTasksRunLastInTheRoundEvenWhenDeferredByAPostedTask) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  std::vector<std::string> order;
+  loop.add_timer(0ms, [&] {
+    order.push_back("timer");
+    loop.defer([&] { order.push_back("deferred by the timer"); });
+  });
+  loop.post([&] {
+    order.push_back("posted");
+    loop.defer([&] {
+      order.push_back("deferred by the task");
+      loop.defer([&] { order.push_back("deferred again"); });
+    });
+  });
+  EXPECT_EQ(loop.run_once(0ms), 5U);
+  EXPECT_EQ(order, (std::vector<std::string>{"timer", "posted", "deferred by the timer",
+                                             "deferred by the task", "deferred again"}));
+}
+
+TEST(EventLoopTest, ATaskThatKeepsDeferringItselfYieldsToTheNextRound) {
+  ManualClock clock;
+  EventLoop loop(clock);
+  int runs = 0;
+  std::function<void()> again = [&] {
+    ++runs;
+    loop.defer(again);  // would never let the round end if every pass ran
+  };
+  loop.defer(again);
+  loop.run_once(0ms);
+  EXPECT_GE(runs, 1);
+  EXPECT_LE(runs, 8);
+  const int first_round = runs;
+  loop.run_once(1000ms);  // the waiting deferred task runs without waiting for the timeout
+  EXPECT_GT(runs, first_round);
+}
+
 TEST(EventLoopTest, WaitsOnTheRealClockUntilATimerIsDue) {
   EventLoop loop;
   bool ran = false;
