@@ -451,8 +451,12 @@ int MqttClient::connect_error() const {
   return connect_errno_hint_ != 0 ? connect_errno_hint_ : ENOTCONN;
 }
 
+SSL* MqttClient::tls_session() const {
+  return static_cast<SSL*>(mosquitto_ssl_get(handle_.get()));
+}
+
 bool MqttClient::tls_handshake_done() const {
-  const auto* ssl = static_cast<const SSL*>(mosquitto_ssl_get(handle_.get()));
+  const SSL* ssl = tls_session();
   return ssl != nullptr && SSL_is_init_finished(ssl) == 1;
 }
 
@@ -651,7 +655,7 @@ void MqttClient::read_socket() {
 }
 
 bool MqttClient::tls_input_held() const {
-  const auto* ssl = static_cast<const SSL*>(mosquitto_ssl_get(handle_.get()));
+  const SSL* ssl = tls_session();
   return ssl != nullptr && SSL_has_pending(ssl) == 1;
 }
 
@@ -682,7 +686,7 @@ void MqttClient::flush_tls() {
   if (!handle_ || socket_ < 0 || (state_ != State::kConnected && state_ != State::kStopping)) {
     return;
   }
-  auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(handle_.get()));
+  SSL* ssl = tls_session();
   // A failed socket is not reported here: its error event makes libmosquitto's next read see it.
   tls_write_blocked_ = ssl != nullptr && tls_batching::flush_tls_writes(ssl) ==
                                              tls_batching::FlushResult::kWouldBlock;
@@ -695,7 +699,7 @@ bool MqttClient::writes_ready() const {
   if (!holding_writes() && mosquitto_want_write(handle_.get())) {
     return true;
   }
-  const auto* ssl = static_cast<const SSL*>(mosquitto_ssl_get(handle_.get()));
+  const SSL* ssl = tls_session();
   return ssl != nullptr && tls_batching::pending_tls_writes(ssl) > 0;
 }
 
@@ -706,16 +710,11 @@ void MqttClient::request_write() {
   }
   // Once connected, what a round produced is written at its end, in one go, without watching
   // the socket for writability (two epoll_ctl calls and a round each time) unless it is full.
-  write_posted_ = true;
-  loop_.defer([this, alive = std::weak_ptr<int>(alive_)] {
-    if (alive.expired()) {
-      return;
-    }
-    write_posted_ = false;
+  loop_.defer(once_asked(write_posted_, [this] {
     if (handle_ && socket_ >= 0 && state_ == State::kConnected) {
       write_socket();
     }
-  });
+  }));
 }
 
 void MqttClient::read_buffered_tls_input() {
@@ -723,23 +722,30 @@ void MqttClient::read_buffered_tls_input() {
       (state_ != State::kConnected && state_ != State::kStopping)) {
     return;
   }
-  auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(handle_.get()));
+  SSL* ssl = tls_session();
   if (ssl == nullptr || !tls_batching::tls_input_buffered(ssl)) {
     return;
   }
   // The socket will not say readable for bytes already taken from it. Posted rather than read
   // now, so that the other connections of this loop get their turn in between.
-  tls_read_posted_ = true;
-  loop_.post([this, alive = std::weak_ptr<int>(alive_)] {
-    if (alive.expired()) {
-      return;
-    }
-    tls_read_posted_ = false;
+  loop_.post(once_asked(tls_read_posted_, [this] {
     if (handle_ && socket_ >= 0 && !reading_paused_ &&
         (state_ == State::kConnected || state_ == State::kStopping)) {
       read_socket();
     }
-  });
+  }));
+}
+
+template <typename F>
+EventLoop::Task MqttClient::once_asked(bool& asked, F work) {
+  asked = true;
+  return [&asked, alive = std::weak_ptr<int>(alive_), work = std::move(work)] {
+    if (alive.expired()) {
+      return;  // the client, and `asked` with it, is gone
+    }
+    asked = false;
+    work();
+  };
 }
 
 void MqttClient::hold_writes(bool held) {
@@ -805,8 +811,7 @@ void MqttClient::handle_connack(int rc) {
   // vsnprintf each) only for the callback to discard it: a lost connection is described by
   // its error code.
   mosquitto_log_callback_set(handle_.get(), nullptr);
-  if (auto* ssl = static_cast<SSL*>(mosquitto_ssl_get(handle_.get()));
-      ssl != nullptr && !tls_batching::install(ssl)) {
+  if (SSL* ssl = tls_session(); ssl != nullptr && !tls_batching::install(ssl)) {
     spdlog::debug("mqtt {}: no memory to batch TLS writes; writing unbatched", options_.client_id);
   }
   if (!last_failure_logged_.empty()) {

@@ -20,6 +20,7 @@
 
 struct mosquitto;
 struct mosquitto_message;
+struct ssl_st;
 
 namespace recmesh::mqtt {
 
@@ -224,6 +225,11 @@ class MqttClient {
   void flush_tls();
   void read_buffered_tls_input();
   bool tls_input_held() const;  // OpenSSL holds input read from the socket, maybe partial
+  ssl_st* tls_session() const;  // libmosquitto's TLS session of this connection, or null
+  // A task for the loop that runs `work` unless the client is gone; `asked` is true until it
+  // runs, so that callers ask for it once however often they need it.
+  template <typename F>
+  EventLoop::Task once_asked(bool& asked, F work);
   void on_connect_timeout();
   void handle_connack(int rc);
   void handle_library_disconnect(int rc, int saved_errno);
