@@ -104,7 +104,7 @@ Bridge::~Bridge() {
   }
 }
 
-std::unique_ptr<mqtt::MqttClient> Bridge::make_client(Side side) {
+std::unique_ptr<mqtt::BatchedMqttClient> Bridge::make_client(Side side) {
   const config::TlsClientSettings& tls = side == Side::kLocal ? settings_.local : settings_.central;
   mqtt::MqttClientOptions options;
   options.host = tls.host;
@@ -147,7 +147,8 @@ std::unique_ptr<mqtt::MqttClient> Bridge::make_client(Side side) {
   callbacks.on_messages_received = [this] { on_messages_received(); };
   callbacks.on_delivered = [this, side](mqtt::MessageId id) { on_delivered(side, id); };
   callbacks.on_stopped = [this] { note_stopped(); };
-  auto client = std::make_unique<mqtt::MqttClient>(loop_, std::move(options), std::move(callbacks));
+  auto client =
+      std::make_unique<mqtt::BatchedMqttClient>(loop_, std::move(options), std::move(callbacks));
   if (side == Side::kLocal) {
     for (const protocol::BridgeRule& rule : protocol::bridge_rules()) {
       if (rule.direction == BridgeDirection::kOut) {
@@ -171,7 +172,7 @@ std::unique_ptr<mqtt::MqttClient> Bridge::make_client(Side side) {
   return client;
 }
 
-mqtt::MqttClient& Bridge::client(Side side) {
+mqtt::BatchedMqttClient& Bridge::client(Side side) {
   return side == Side::kLocal ? *local_ : *central_;
 }
 
@@ -259,7 +260,7 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
   // and status info are retained by convention (SPEC §4.1), every other flow never is.
   const bool retain = rule->retain;
   if (message.qos == 0) {
-    mqtt::MqttClient& far = client(destination);
+    mqtt::BatchedMqttClient& far = client(destination);
     if (!far.connected() || !far.publish(target, message.payload, 0, retain)) {
       drop("qos0-far-side-down");
       return;
@@ -349,7 +350,8 @@ const TopicMapCache::Entry* Bridge::map_topic(Side side, std::string_view topic)
 }
 
 bool Bridge::forward_at_once(const Route& route) const {
-  const mqtt::MqttClient& far = route.direction == BridgeDirection::kOut ? *central_ : *local_;
+  const mqtt::BatchedMqttClient& far =
+      route.direction == BridgeDirection::kOut ? *central_ : *local_;
   return settings_.store_write_behind.count() > 0 && !stopping_ && route.unsent.empty() &&
          route.in_flight.size() < static_cast<std::size_t>(settings_.max_inflight) &&
          far.connected();
@@ -590,7 +592,7 @@ void Bridge::pump_all() {
 }
 
 void Bridge::pump(Route& route) {
-  mqtt::MqttClient& far =
+  mqtt::BatchedMqttClient& far =
       client(route.direction == BridgeDirection::kOut ? Side::kCentral : Side::kLocal);
   if (stopping_ || !far.connected()) {
     return;
@@ -656,7 +658,8 @@ void Bridge::update_blocking() {
 }
 
 bool Bridge::waiting_for_window(Route& route) {
-  const mqtt::MqttClient& far = route.direction == BridgeDirection::kOut ? *central_ : *local_;
+  const mqtt::BatchedMqttClient& far =
+      route.direction == BridgeDirection::kOut ? *central_ : *local_;
   // Reading resumes once a quarter of the window is open again, not at every PUBACK.
   const auto window = static_cast<std::size_t>(settings_.max_inflight);
   const std::size_t limit = route.full_since ? window - window / 4 : window;

@@ -13,8 +13,8 @@
 #include "recmesh/log/logger.hpp"
 #include "recmesh/log/rate_limited_log.hpp"
 #include "recmesh/metrics/registry.hpp"
+#include "recmesh/mqtt/batched_mqtt_client.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
-#include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/protocol/bridge_mapping.hpp"
 
 #include "bridge/bridge_settings.hpp"
@@ -83,7 +83,7 @@ class Bridge {
     metrics::Counter* buffered_metric = nullptr;
   };
 
-  std::unique_ptr<mqtt::MqttClient> make_client(Side side);
+  std::unique_ptr<mqtt::BatchedMqttClient> make_client(Side side);
   void on_connect(Side side);
   void on_message(Side side, const mqtt::IncomingMessage& message);
   // The rule and far topic of a topic read on `side`; null if SPEC §4.5 does not carry it.
@@ -122,14 +122,14 @@ class Bridge {
   void note_stopped();
 
   Route& route_to(Side destination);
-  mqtt::MqttClient& client(Side side);
+  mqtt::BatchedMqttClient& client(Side side);
 
   mqtt::EventLoop& loop_;
   BridgeSettings settings_;
   log::Logger log_;
   MessageStore store_;
-  std::unique_ptr<mqtt::MqttClient> local_;
-  std::unique_ptr<mqtt::MqttClient> central_;
+  std::unique_ptr<mqtt::BatchedMqttClient> local_;
+  std::unique_ptr<mqtt::BatchedMqttClient> central_;
   TopicMapCache local_topics_;
   TopicMapCache central_topics_;
   std::string local_info_topic_;

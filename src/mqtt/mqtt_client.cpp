@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "recmesh/core/error.hpp"
+#include "recmesh/mqtt/wire_codec.hpp"
 
 #include "tls_batching.hpp"
 
@@ -39,21 +40,6 @@ void require(bool ok, const std::string& message) {
   if (!ok) {
     throw Error(ErrorCode::kInvalidArgument, "mqtt client options: " + message);
   }
-}
-
-bool valid_utf8(std::string_view text) {
-  return text.find('\0') == std::string_view::npos &&
-         mosquitto_validate_utf8(text.data(), static_cast<int>(text.size())) == MOSQ_ERR_SUCCESS;
-}
-
-bool valid_topic_name(std::string_view topic) {
-  return !topic.empty() && topic.size() <= 65535 && valid_utf8(topic) &&
-         mosquitto_pub_topic_check2(topic.data(), topic.size()) == MOSQ_ERR_SUCCESS;
-}
-
-bool valid_topic_filter(std::string_view filter) {
-  return !filter.empty() && filter.size() <= 65535 && valid_utf8(filter) &&
-         mosquitto_sub_topic_check2(filter.data(), filter.size()) == MOSQ_ERR_SUCCESS;
 }
 
 // The pending error of a socket whose non-blocking connect finished (0: it connected).
@@ -115,7 +101,7 @@ std::string_view to_string(MqttClient::State state) {
 }
 
 void MqttClientOptions::validate() const {
-  require(!client_id.empty() && client_id.size() <= 65535 && valid_utf8(client_id),
+  require(!client_id.empty() && client_id.size() <= 65535 && wire::valid_utf8_string(client_id),
           "client_id must be 1..65535 bytes of UTF-8");
   require(!host.empty() && host.find('\0') == std::string::npos, "host must not be empty");
   require(port >= 1 && port <= 65535, "port must be in 1..65535, got " + std::to_string(port));
@@ -127,7 +113,7 @@ void MqttClientOptions::validate() const {
           "keepalive must be in 5..65535 s, got " + std::to_string(keepalive.count()));
   require(default_qos >= 0 && default_qos <= 2,
           "default_qos must be 0, 1 or 2, got " + std::to_string(default_qos));
-  require(status_topic.empty() || valid_topic_name(status_topic),
+  require(status_topic.empty() || wire::valid_topic_name(status_topic),
           "status_topic is not a valid topic name: " + status_topic);
   require(connect_timeout.count() >= 1, "connect_timeout must be at least 1 ms");
   require(stop_timeout.count() >= 0, "stop_timeout must not be negative");
@@ -137,6 +123,8 @@ void MqttClientOptions::validate() const {
   require(
       max_inflight_messages >= 1 && max_inflight_messages <= 65535,
       "max_inflight_messages must be in 1..65535, got " + std::to_string(max_inflight_messages));
+  require(max_incoming_packet_bytes >= 2 && max_incoming_packet_bytes <= kMaxPayloadBytes,
+          "max_incoming_packet_bytes must be in 2.." + std::to_string(kMaxPayloadBytes));
   reconnect.validate();
 }
 
@@ -1040,7 +1028,7 @@ Result<MessageId> MqttClient::publish(std::string_view topic, std::string_view p
   if (qos < 0 || qos > 2) {
     return invalid<MessageId>("QoS must be 0, 1 or 2, got " + std::to_string(qos));
   }
-  if (!valid_topic_name(topic)) {
+  if (!wire::valid_topic_name(topic)) {
     return invalid<MessageId>("not a valid topic name for a publish");
   }
   if (payload.size() > kMaxPayloadBytes) {
@@ -1143,7 +1131,7 @@ Result<Done> MqttClient::subscribe(std::string_view filter, int qos) {
   if (qos < 0 || qos > 2) {
     return invalid<Done>("QoS must be 0, 1 or 2, got " + std::to_string(qos));
   }
-  if (!valid_topic_filter(filter)) {
+  if (!wire::valid_topic_filter(filter)) {
     return invalid<Done>("not a valid topic filter: " + std::string(filter));
   }
   const auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
