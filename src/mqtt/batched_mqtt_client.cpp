@@ -285,16 +285,17 @@ Status BatchedMqttClient::tls_failure(int ssl_error, int saved_errno) const {
         return {ErrorCode::kUnavailable,
                 "TLS with " + endpoint() + " failed: " + std::strerror(saved_errno)};
       }
-      if (closed) {
+      if (closed || ssl_error != SSL_ERROR_SSL) {
         // With TLS 1.3 the broker checks the client certificate after the client's side of the
-        // handshake is done; its alert is lost when the close overtakes it.
+        // handshake is done; its alert is lost when the close overtakes it, and so it is when
+        // the close is a reset because the client's CONNECT was left unread.
         return {ErrorCode::kUnavailable,
                 endpoint() +
                     " closed the connection after the TLS handshake, before CONNACK (as a broker "
-                    "refusing the client certificate does)"};
+                    "refusing the client certificate does)" +
+                    (closed ? std::string() : ": " + cause)};
       }
-      return {ssl_error == SSL_ERROR_SSL ? ErrorCode::kPermissionDenied : ErrorCode::kUnavailable,
-              "TLS with " + endpoint() + " failed: " + cause};
+      return {ErrorCode::kPermissionDenied, "TLS with " + endpoint() + " failed: " + cause};
     default:
       return {ErrorCode::kUnavailable, endpoint() + ": " + cause};
   }
