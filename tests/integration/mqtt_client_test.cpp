@@ -9,10 +9,12 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <future>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <netinet/in.h>
 #include <optional>
 #include <ostream>
@@ -34,6 +36,7 @@
 
 #include "recmesh/core/loopback.hpp"
 #include "recmesh/core/secret.hpp"
+#include "recmesh/mqtt/batched_mqtt_client.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/pki/pki.hpp"
 
@@ -41,6 +44,8 @@
 #include "mosquitto_broker.hpp"
 #include "mqtt_probe.hpp"
 #include "recmesh_cli.hpp"
+#include "scripted_broker.hpp"
+#include "tcp_proxy.hpp"
 #include "temp_dir.hpp"
 #include "test_community.hpp"
 
@@ -184,15 +189,34 @@ std::string_view mode_name(RawListener::Mode mode) {
   return "?";
 }
 
-// For gtest's names of the parameterised tests.
-void PrintTo(RawListener::Mode mode, std::ostream* out) {
-  *out << mode_name(mode);
-}
+// Holds the loop thread in a task until destroyed: its clients notice nothing meanwhile.
+class LoopPause {
+ public:
+  explicit LoopPause(EventLoop& loop) : state_(std::make_shared<State>()) {
+    auto paused = state_->paused.get_future();
+    loop.post([state = state_, released = state_->release.get_future().share()] {
+      state->paused.set_value();
+      released.wait_for(120s);
+    });
+    paused.wait();
+  }
+  LoopPause(const LoopPause&) = delete;
+  LoopPause& operator=(const LoopPause&) = delete;
+  ~LoopPause() { state_->release.set_value(); }
 
+ private:
+  struct State {
+    std::promise<void> paused;
+    std::promise<void> release;
+  };
+  std::shared_ptr<State> state_;
+};
+
+template <typename Client>
 class MqttClientTest : public ::testing::Test {
  protected:
   struct Peer {
-    MqttClient* client = nullptr;
+    Client* client = nullptr;
     Observed* seen = nullptr;
   };
 
@@ -253,6 +277,16 @@ class MqttClientTest : public ::testing::Test {
     }
     return std::make_unique<testing::MosquittoBroker>(broker_config_,
                                                       std::vector<int>{member_port_, bridge_port_});
+  }
+  // A TLS server with the broker certificate of r1/m1, which the clients trust, that plays a
+  // broker by `script`.
+  std::unique_ptr<testing::ScriptedBroker> scripted_broker(testing::ScriptedBroker::Script script) {
+    if (broker_config_.empty()) {
+      broker_config_ = render_broker();
+    }
+    const fs::path dir = broker_config_.parent_path();
+    return std::make_unique<testing::ScriptedBroker>(dir / "server.crt", dir / "server.key",
+                                                     std::move(script));
   }
   fs::path broker_persistence_file() const {
     return broker_config_.parent_path() / "data" / "mosquitto.db";
@@ -316,34 +350,11 @@ class MqttClientTest : public ::testing::Test {
     return true;
   }
 
-  // Holds the loop thread in a task until destroyed: its clients notice nothing meanwhile.
-  class LoopPause {
-   public:
-    explicit LoopPause(EventLoop& loop) : state_(std::make_shared<State>()) {
-      auto paused = state_->paused.get_future();
-      loop.post([state = state_, released = state_->release.get_future().share()] {
-        state->paused.set_value();
-        released.wait_for(120s);
-      });
-      paused.wait();
-    }
-    LoopPause(const LoopPause&) = delete;
-    LoopPause& operator=(const LoopPause&) = delete;
-    ~LoopPause() { state_->release.set_value(); }
-
-   private:
-    struct State {
-      std::promise<void> paused;
-      std::promise<void> release;
-    };
-    std::shared_ptr<State> state_;
-  };
-
   Peer add_client(const MqttClientOptions& options) {
     observed_.push_back(std::make_unique<Observed>());
     Observed* seen = observed_.back().get();
-    MqttClient* client = on_loop([&] {
-      clients_.push_back(std::make_unique<MqttClient>(loop_, options, observe(*seen)));
+    Client* client = on_loop([&] {
+      clients_.push_back(std::make_unique<Client>(loop_, options, observe(*seen)));
       return clients_.back().get();
     });
     return {client, seen};
@@ -374,31 +385,46 @@ class MqttClientTest : public ::testing::Test {
   fs::path broker_config_;
   EventLoop loop_;
   std::thread runner_;
-  std::vector<std::unique_ptr<Observed>> observed_;   // outlives the clients below
-  std::vector<std::unique_ptr<MqttClient>> clients_;  // touched on the loop thread only
+  std::vector<std::unique_ptr<Observed>> observed_;  // outlives the clients below
+  std::vector<std::unique_ptr<Client>> clients_;     // touched on the loop thread only
 };
+
+// Every test of both clients runs once for each: MqttClientTest/MqttClient.* (libmosquitto) and
+// MqttClientTest/BatchedMqttClient.* (our own wire codec).
+using Clients = ::testing::Types<MqttClient, BatchedMqttClient>;
+struct ClientName {
+  template <typename T>
+  static std::string GetName(int) {
+    return std::is_same_v<T, MqttClient> ? "MqttClient" : "BatchedMqttClient";
+  }
+};
+TYPED_TEST_SUITE(MqttClientTest, Clients, ClientName);
+
+// Where the two differ by design (docs/mqtt-client.md), each has its own tests.
+using LibmosquittoClientTest = MqttClientTest<MqttClient>;
+using BatchedMqttClientTest = MqttClientTest<BatchedMqttClient>;
 
 // --- mutual TLS, QoS 1 --------------------------------------------------------------------------
 
-TEST_F(MqttClientTest, ExchangesQos1MessagesOverMutualTls) {
-  const ClientFiles gw = gateway();
-  const ClientFiles meter = device("meter");
-  auto broker = start_broker();
-  start_loop();
-  const Peer subscriber = add_client(options_for(gw, gw.common_name));
-  const Peer publisher = add_client(options_for(meter, meter.common_name));
-  on_loop([&] {
+TYPED_TEST(MqttClientTest, ExchangesQos1MessagesOverMutualTls) {
+  const ClientFiles gw = this->gateway();
+  const ClientFiles meter = this->device("meter");
+  auto broker = this->start_broker();
+  this->start_loop();
+  const auto subscriber = this->add_client(this->options_for(gw, gw.common_name));
+  const auto publisher = this->add_client(this->options_for(meter, meter.common_name));
+  this->on_loop([&] {
     ASSERT_TRUE(subscriber.client->subscribe("/device/+/metrics/#", 1));
     subscriber.client->start();
   });
-  ASSERT_TRUE(eventually([&] { return !subscriber.seen->subacks.empty(); })) << broker->log();
-  EXPECT_EQ(on_loop([&] { return subscriber.seen->subacks.front(); }),
+  ASSERT_TRUE(this->eventually([&] { return !subscriber.seen->subacks.empty(); })) << broker->log();
+  EXPECT_EQ(this->on_loop([&] { return subscriber.seen->subacks.front(); }),
             (std::pair<std::string, int>{"/device/+/metrics/#", 1}));
 
-  on_loop([&] { publisher.client->start(); });
-  ASSERT_TRUE(eventually([&] { return publisher.client->connected(); })) << broker->log();
+  this->on_loop([&] { publisher.client->start(); });
+  ASSERT_TRUE(this->eventually([&] { return publisher.client->connected(); })) << broker->log();
   constexpr int kMessages = 20;
-  const std::vector<MessageId> ids = on_loop([&] {
+  const std::vector<MessageId> ids = this->on_loop([&] {
     std::vector<MessageId> sent;
     for (int i = 0; i < kMessages; ++i) {
       const Result<MessageId> id =
@@ -409,10 +435,10 @@ TEST_F(MqttClientTest, ExchangesQos1MessagesOverMutualTls) {
     return sent;
   });
 
-  ASSERT_TRUE(eventually([&] { return subscriber.seen->messages.size() == kMessages; }))
+  ASSERT_TRUE(this->eventually([&] { return subscriber.seen->messages.size() == kMessages; }))
       << broker->log();
-  ASSERT_TRUE(eventually([&] { return publisher.seen->delivered.size() == kMessages; }));
-  on_loop([&] {
+  ASSERT_TRUE(this->eventually([&] { return publisher.seen->delivered.size() == kMessages; }));
+  this->on_loop([&] {
     for (int i = 0; i < kMessages; ++i) {
       const auto& message = subscriber.seen->messages[static_cast<std::size_t>(i)];
       EXPECT_EQ(message.topic, "/device/meter/metrics/power");
@@ -429,20 +455,21 @@ TEST_F(MqttClientTest, ExchangesQos1MessagesOverMutualTls) {
   });
 }
 
-TEST_F(MqttClientTest, ConnectsWithAnEncryptedKeyAndItsPassphrase) {
+TYPED_TEST(MqttClientTest, ConnectsWithAnEncryptedKeyAndItsPassphrase) {
   const Secret passphrase("device key passphrase");
-  const ClientFiles meter = issue(IdentityKind::kDevice, "m1", "meter", &passphrase);
-  auto broker = start_broker();
-  start_loop();
-  MqttClientOptions options = options_for(meter, meter.common_name);
+  const ClientFiles meter = this->issue(IdentityKind::kDevice, "m1", "meter", &passphrase);
+  auto broker = this->start_broker();
+  this->start_loop();
+  MqttClientOptions options = this->options_for(meter, meter.common_name);
   options.key_passphrase = std::make_shared<const Secret>(Secret("device key passphrase"));
-  const Peer client = add_client(options);
-  on_loop([&] { client.client->start(); });
-  ASSERT_TRUE(eventually([&] { return client.client->connected(); }))
-      << on_loop([&] { return client.client->last_error(); });
+  const auto client = this->add_client(options);
+  this->on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(this->eventually([&] { return client.client->connected(); }))
+      << this->on_loop([&] { return client.client->last_error(); });
 }
 
-TEST_F(MqttClientTest, EncryptedKeyWithoutTheRightPassphraseFailsWithAReason) {
+// libmosquitto reads the key at connect: the attempt fails, with its own words.
+TEST_F(LibmosquittoClientTest, EncryptedKeyWithoutTheRightPassphraseFailsAtConnectWithAReason) {
   const Secret passphrase("device key passphrase");
   const ClientFiles meter = issue(IdentityKind::kDevice, "m1", "meter", &passphrase);
   auto broker = start_broker();
@@ -450,13 +477,13 @@ TEST_F(MqttClientTest, EncryptedKeyWithoutTheRightPassphraseFailsWithAReason) {
   MqttClientOptions wrong = options_for(meter, "meter-wrong");
   wrong.key_passphrase = std::make_shared<const Secret>(Secret("not the passphrase"));
   const MqttClientOptions none = options_for(meter, "meter-none");  // must not prompt on a tty
-  const Peer with_wrong = add_client(wrong);
-  const Peer with_none = add_client(none);
+  const auto with_wrong = add_client(wrong);
+  const auto with_none = add_client(none);
   on_loop([&] {
     with_wrong.client->start();
     with_none.client->start();
   });
-  for (const Peer& peer : {with_wrong, with_none}) {
+  for (const auto& peer : {with_wrong, with_none}) {
     ASSERT_TRUE(eventually([&] { return !peer.seen->connect_failures.empty(); }));
     const Status reason = on_loop([&] { return peer.seen->connect_failures.front(); });
     EXPECT_EQ(reason.code, ErrorCode::kPermissionDenied) << reason.message;
@@ -466,21 +493,47 @@ TEST_F(MqttClientTest, EncryptedKeyWithoutTheRightPassphraseFailsWithAReason) {
   }
 }
 
+// The batched client loads its key once, in the constructor, and refuses to be made with a key
+// it cannot read: the error names the file and the reason, and no tty is ever asked.
+TEST_F(BatchedMqttClientTest, EncryptedKeyWithoutTheRightPassphraseIsRefusedByTheConstructor) {
+  const Secret passphrase("device key passphrase");
+  const ClientFiles meter = issue(IdentityKind::kDevice, "m1", "meter", &passphrase);
+  MqttClientOptions wrong = options_for(meter, "meter-wrong");
+  wrong.key_passphrase = std::make_shared<const Secret>(Secret("not the passphrase"));
+  const MqttClientOptions none = options_for(meter, "meter-none");
+  const std::vector<std::pair<MqttClientOptions, std::string>> cases = {
+      {wrong, "wrong passphrase for " + meter.key.string()},
+      {none, meter.key.string() + " is encrypted and no passphrase was given"}};
+  for (const auto& [options, reason] : cases) {
+    SCOPED_TRACE(options.client_id);
+    try {
+      const BatchedMqttClient client(loop_, options, {});
+      ADD_FAILURE() << "constructed with a key it cannot read";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::kPermissionDenied) << e.what();
+      EXPECT_NE(std::string_view(e.what()).find(reason), std::string_view::npos) << e.what();
+      EXPECT_EQ(std::string_view(e.what()).find("not the passphrase"), std::string_view::npos)
+          << "the passphrase leaked into the message";
+    }
+  }
+}
+
 // --- status flag (SPEC §4.1) --------------------------------------------------------------------
 
-TEST_F(MqttClientTest, PublishesRetainedOnlineStatusOnConnect) {
-  const ClientFiles meter = device("meter");
-  const ClientFiles gw = gateway();
-  auto broker = start_broker();
-  start_loop();
-  const Peer client = add_client(options_for(meter, meter.common_name, "/device/meter/status"));
-  on_loop([&] { client.client->start(); });
+TYPED_TEST(MqttClientTest, PublishesRetainedOnlineStatusOnConnect) {
+  const ClientFiles meter = this->device("meter");
+  const ClientFiles gw = this->gateway();
+  auto broker = this->start_broker();
+  this->start_loop();
+  const auto client =
+      this->add_client(this->options_for(meter, meter.common_name, "/device/meter/status"));
+  this->on_loop([&] { client.client->start(); });
   // Connected, and the broker acknowledged the status flag.
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(this->eventually([&] {
     return client.client->connected() && client.client->pending_messages() == 0;
   })) << broker->log();
 
-  auto status = watcher(gw, "status-watcher", "/device/meter/status");
+  auto status = this->watcher(gw, "status-watcher", "/device/meter/status");
   ASSERT_NE(status, nullptr);
   const auto flag = status->wait_for_message(5s);
   ASSERT_TRUE(flag.has_value());
@@ -489,23 +542,24 @@ TEST_F(MqttClientTest, PublishesRetainedOnlineStatusOnConnect) {
   EXPECT_EQ(flag->qos, 1);
 }
 
-TEST_F(MqttClientTest, AbruptConnectionLossPublishesTheOfflineLastWill) {
-  const ClientFiles meter = device("meter");
-  const ClientFiles gw = gateway();
-  auto broker = start_broker();
-  start_loop();
-  const Peer client = add_client(options_for(meter, meter.common_name, "/device/meter/status"));
-  on_loop([&] { client.client->start(); });
-  ASSERT_TRUE(eventually(
+TYPED_TEST(MqttClientTest, AbruptConnectionLossPublishesTheOfflineLastWill) {
+  const ClientFiles meter = this->device("meter");
+  const ClientFiles gw = this->gateway();
+  auto broker = this->start_broker();
+  this->start_loop();
+  const auto client =
+      this->add_client(this->options_for(meter, meter.common_name, "/device/meter/status"));
+  this->on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(this->eventually(
       [&] { return client.client->connected() && client.client->pending_messages() == 0; }));
-  auto status = watcher(gw, "status-watcher", "/device/meter/status");
+  auto status = this->watcher(gw, "status-watcher", "/device/meter/status");
   ASSERT_NE(status, nullptr);
   const auto online = status->wait_for_message(5s);
   ASSERT_TRUE(online.has_value());
   ASSERT_EQ(online->payload, "online");
 
   // The socket closes without DISCONNECT, as when the device crashes.
-  on_loop([&] { client.client->abort(); });
+  this->on_loop([&] { client.client->abort(); });
 
   const auto will = status->wait_for_message(10s);
   ASSERT_TRUE(will.has_value()) << broker->log();
@@ -513,38 +567,39 @@ TEST_F(MqttClientTest, AbruptConnectionLossPublishesTheOfflineLastWill) {
   EXPECT_TRUE(broker->wait_for_log("Client " + meter.common_name + " closed its connection", 5s))
       << broker->log();
   // Retained: whoever subscribes later sees the device offline.
-  auto late = watcher(gw, "late-watcher", "/device/meter/status");
+  auto late = this->watcher(gw, "late-watcher", "/device/meter/status");
   ASSERT_NE(late, nullptr);
   const auto retained = late->wait_for_message(5s);
   ASSERT_TRUE(retained.has_value());
   EXPECT_EQ(retained->payload, "offline");
   EXPECT_TRUE(retained->retain);
-  EXPECT_EQ(on_loop([&] { return client.client->state(); }), MqttClient::State::kStopped);
+  EXPECT_EQ(this->on_loop([&] { return client.client->state(); }), TypeParam::State::kStopped);
 }
 
-TEST_F(MqttClientTest, CleanStopPublishesOfflineThenDisconnects) {
-  const ClientFiles meter = device("meter");
-  const ClientFiles gw = gateway();
-  auto broker = start_broker();
-  start_loop();
-  const Peer client = add_client(options_for(meter, meter.common_name, "/device/meter/status"));
-  on_loop([&] { client.client->start(); });
-  ASSERT_TRUE(eventually(
+TYPED_TEST(MqttClientTest, CleanStopPublishesOfflineThenDisconnects) {
+  const ClientFiles meter = this->device("meter");
+  const ClientFiles gw = this->gateway();
+  auto broker = this->start_broker();
+  this->start_loop();
+  const auto client =
+      this->add_client(this->options_for(meter, meter.common_name, "/device/meter/status"));
+  this->on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(this->eventually(
       [&] { return client.client->connected() && client.client->pending_messages() == 0; }));
 
-  on_loop([&] { client.client->stop(); });
-  ASSERT_TRUE(eventually([&] { return client.seen->stopped == 1; })) << broker->log();
+  this->on_loop([&] { client.client->stop(); });
+  ASSERT_TRUE(this->eventually([&] { return client.seen->stopped == 1; })) << broker->log();
   // DISCONNECT made the broker discard the Will, so `offline` is the client's own publish.
   EXPECT_TRUE(broker->wait_for_log("Client " + meter.common_name + " disconnected.", 5s))
       << broker->log();
-  auto late = watcher(gw, "late-watcher", "/device/meter/status");
+  auto late = this->watcher(gw, "late-watcher", "/device/meter/status");
   ASSERT_NE(late, nullptr);
   const auto retained = late->wait_for_message(5s);
   ASSERT_TRUE(retained.has_value());
   EXPECT_EQ(retained->payload, "offline");
   EXPECT_TRUE(retained->retain);
-  on_loop([&] {
-    EXPECT_EQ(client.client->state(), MqttClient::State::kStopped);
+  this->on_loop([&] {
+    EXPECT_EQ(client.client->state(), TypeParam::State::kStopped);
     EXPECT_EQ(client.client->stats().dropped_at_stop, 0U);
     EXPECT_TRUE(client.seen->disconnects.empty()) << "a requested stop is not a loss";
     EXPECT_FALSE(client.client->publish("/device/meter/metrics/power", "1").ok());
@@ -553,33 +608,35 @@ TEST_F(MqttClientTest, CleanStopPublishesOfflineThenDisconnects) {
 
 // --- reconnection -------------------------------------------------------------------------------
 
-TEST_F(MqttClientTest, ReconnectsAfterBrokerRestartAndReceivesWhatWasPublishedMeanwhile) {
-  const ClientFiles gw = gateway();
-  const ClientFiles meter = device("meter");
-  auto broker = start_broker();
-  start_loop();
-  const Peer client = add_client(options_for(gw, gw.common_name, "/smart-gateway/status"));
-  on_loop([&] {
+TYPED_TEST(MqttClientTest, ReconnectsAfterBrokerRestartAndReceivesWhatWasPublishedMeanwhile) {
+  const ClientFiles gw = this->gateway();
+  const ClientFiles meter = this->device("meter");
+  auto broker = this->start_broker();
+  this->start_loop();
+  const auto client =
+      this->add_client(this->options_for(gw, gw.common_name, "/smart-gateway/status"));
+  this->on_loop([&] {
     ASSERT_TRUE(client.client->subscribe("/platform/control", 1));
     client.client->start();
   });
-  ASSERT_TRUE(eventually([&] { return client.seen->subacks.size() == 1; })) << broker->log();
+  ASSERT_TRUE(this->eventually([&] { return client.seen->subacks.size() == 1; })) << broker->log();
 
   {
     // While the loop is held the client cannot reconnect, so the publish below surely happens
     // while it is away.
-    LoopPause pause(loop_);
+    LoopPause pause(this->loop_);
     broker->stop();  // Mosquitto writes the persistent session to disk on SIGTERM
-    broker = start_broker();
+    broker = this->start_broker();
     testing::MqttTestClient publisher(meter.common_name);
     const testing::ConnectOutcome connected =
-        publisher.connect(member_port_, meter.cafile, meter.chain, meter.key);
+        publisher.connect(this->member_port_, meter.cafile, meter.chain, meter.key);
     ASSERT_TRUE(connected.accepted()) << connected;
     ASSERT_TRUE(publisher.publish("/platform/control", "while-away", 1)) << publisher.last_error();
   }
 
-  ASSERT_TRUE(eventually([&] { return !client.seen->messages.empty(); }, 30s)) << broker->log();
-  on_loop([&] {
+  ASSERT_TRUE(this->eventually([&] { return !client.seen->messages.empty(); }, 30s))
+      << broker->log();
+  this->on_loop([&] {
     const auto& message = client.seen->messages.front();
     EXPECT_EQ(message.topic, "/platform/control");
     EXPECT_EQ(message.payload, "while-away");
@@ -596,29 +653,29 @@ TEST_F(MqttClientTest, ReconnectsAfterBrokerRestartAndReceivesWhatWasPublishedMe
 // its client's writes meanwhile: a message received while they are held is not acknowledged, so
 // the broker sends it again to the next connection of the session; once released, the
 // acknowledgement goes out and the broker forgets the message.
-TEST_F(MqttClientTest, HeldWritesKeepTheAcknowledgementOfAReceivedMessageUntilReleased) {
-  const ClientFiles gw = gateway();
-  const ClientFiles meter = device("meter");
-  auto broker = start_broker();
-  start_loop();
-  MqttClientOptions options = options_for(gw, gw.common_name);
+TYPED_TEST(MqttClientTest, HeldWritesKeepTheAcknowledgementOfAReceivedMessageUntilReleased) {
+  const ClientFiles gw = this->gateway();
+  const ClientFiles meter = this->device("meter");
+  auto broker = this->start_broker();
+  this->start_loop();
+  MqttClientOptions options = this->options_for(gw, gw.common_name);
   options.acknowledge_after_handling = true;
   // One session (the same client id, clean_session false) on successive connections.
   const auto connect_receiver = [&] {
-    const Peer peer = add_client(options);
-    on_loop([&] {
+    const auto peer = this->add_client(options);
+    this->on_loop([&] {
       EXPECT_TRUE(peer.client->subscribe("/device/+/metrics/#", 1));
       peer.client->start();
     });
-    EXPECT_TRUE(eventually([&] { return !peer.seen->subacks.empty(); })) << broker->log();
+    EXPECT_TRUE(this->eventually([&] { return !peer.seen->subacks.empty(); })) << broker->log();
     return peer;
   };
   testing::MqttTestClient publisher(meter.common_name);
   const testing::ConnectOutcome connected =
-      publisher.connect(member_port_, meter.cafile, meter.chain, meter.key);
+      publisher.connect(this->member_port_, meter.cafile, meter.chain, meter.key);
   ASSERT_TRUE(connected.accepted()) << connected;
-  const auto payloads = [&](const Peer& peer) {
-    return on_loop([&] {
+  const auto payloads = [&](const auto& peer) {
+    return this->on_loop([&] {
       std::vector<std::string> out;
       for (const auto& message : peer.seen->messages) {
         out.push_back(message.payload);
@@ -627,115 +684,115 @@ TEST_F(MqttClientTest, HeldWritesKeepTheAcknowledgementOfAReceivedMessageUntilRe
     });
   };
 
-  const Peer first = connect_receiver();
-  on_loop([&] { first.client->hold_writes(true); });
+  const auto first = connect_receiver();
+  this->on_loop([&] { first.client->hold_writes(true); });
   ASSERT_TRUE(publisher.publish("/device/meter/metrics/power", "held", 1));
-  ASSERT_TRUE(eventually([&] { return first.seen->messages.size() == 1; })) << broker->log();
-  EXPECT_TRUE(on_loop([&] { return first.client->writes_held(); }));
-  on_loop([&] { first.client->abort(); });  // as a crash: the held PUBACK never leaves
+  ASSERT_TRUE(this->eventually([&] { return first.seen->messages.size() == 1; })) << broker->log();
+  EXPECT_TRUE(this->on_loop([&] { return first.client->writes_held(); }));
+  this->on_loop([&] { first.client->abort(); });  // as a crash: the held PUBACK never leaves
 
-  const Peer second = connect_receiver();
-  ASSERT_TRUE(eventually([&] { return !second.seen->messages.empty(); })) << broker->log();
+  const auto second = connect_receiver();
+  ASSERT_TRUE(this->eventually([&] { return !second.seen->messages.empty(); })) << broker->log();
   EXPECT_EQ(payloads(second).front(), "held") << "the broker was acknowledged a held message";
-  on_loop([&] { second.client->hold_writes(true); });
+  this->on_loop([&] { second.client->hold_writes(true); });
   ASSERT_TRUE(publisher.publish("/device/meter/metrics/power", "released", 1));
-  ASSERT_TRUE(eventually([&] { return second.seen->messages.back().payload == "released"; }))
+  ASSERT_TRUE(this->eventually([&] { return second.seen->messages.back().payload == "released"; }))
       << broker->log();
-  on_loop([&] {
+  this->on_loop([&] {
     second.client->hold_writes(false);
     second.client->stop();  // DISCONNECT follows the released PUBACKs
   });
-  ASSERT_TRUE(eventually([&] { return second.seen->stopped == 1; }));
+  ASSERT_TRUE(this->eventually([&] { return second.seen->stopped == 1; }));
 
-  const Peer third = connect_receiver();
+  const auto third = connect_receiver();
   ASSERT_TRUE(publisher.publish("/device/meter/metrics/power", "marker", 1));
-  ASSERT_TRUE(eventually([&] { return !third.seen->messages.empty(); })) << broker->log();
+  ASSERT_TRUE(this->eventually([&] { return !third.seen->messages.empty(); })) << broker->log();
   // Sent again, the released messages would come before the marker.
   EXPECT_EQ(payloads(third).front(), "marker");
 }
 
 // --- batched TLS input and output ---------------------------------------------------------------
 
-TEST_F(MqttClientTest, ResumedReadingDeliversWhatWasReadAheadWithoutNewTraffic) {
-  const ClientFiles gw = gateway();
-  const ClientFiles meter = device("meter");
-  auto broker = start_broker();
-  start_loop();
+TYPED_TEST(MqttClientTest, ResumedReadingDeliversWhatWasReadAheadWithoutNewTraffic) {
+  const ClientFiles gw = this->gateway();
+  const ClientFiles meter = this->device("meter");
+  auto broker = this->start_broker();
+  this->start_loop();
   // The subscriber stops reading at its first message, from inside the library's read.
-  observed_.push_back(std::make_unique<Observed>());
-  Observed* seen = observed_.back().get();
-  MqttClient* subscriber = on_loop([&] {
+  this->observed_.push_back(std::make_unique<Observed>());
+  Observed* seen = this->observed_.back().get();
+  TypeParam* subscriber = this->on_loop([&] {
     MqttClientCallbacks callbacks = observe(*seen);
     callbacks.on_message = [seen, client = &subscriber](const IncomingMessage& message) {
       seen->messages.push_back(
           {std::string(message.topic), std::string(message.payload), message.qos, message.retain});
       (*client)->pause_reading(true);
     };
-    clients_.push_back(
-        std::make_unique<MqttClient>(loop_, options_for(gw, gw.common_name), callbacks));
-    return clients_.back().get();
+    this->clients_.push_back(
+        std::make_unique<TypeParam>(this->loop_, this->options_for(gw, gw.common_name), callbacks));
+    return this->clients_.back().get();
   });
-  on_loop([&] {
+  this->on_loop([&] {
     ASSERT_TRUE(subscriber->subscribe("/device/+/metrics/#", 1));
     subscriber->start();
   });
-  ASSERT_TRUE(eventually([&] { return !seen->subacks.empty(); })) << broker->log();
+  ASSERT_TRUE(this->eventually([&] { return !seen->subacks.empty(); })) << broker->log();
 
   // All of them reach the subscriber's socket while its loop is held, so that its first read
   // takes them all at once: one recv() holds the whole burst.
   constexpr int kMessages = 40;
   testing::MqttTestClient publisher(meter.common_name);
   const testing::ConnectOutcome connected =
-      publisher.connect(member_port_, meter.cafile, meter.chain, meter.key);
+      publisher.connect(this->member_port_, meter.cafile, meter.chain, meter.key);
   ASSERT_TRUE(connected.accepted()) << connected;
   {
-    const LoopPause pause(loop_);
+    const LoopPause pause(this->loop_);
     for (int i = 0; i < kMessages; ++i) {
       ASSERT_TRUE(publisher.publish("/device/meter/metrics/power", std::to_string(i), 1));
     }
     std::this_thread::sleep_for(300ms);  // the broker's writes to the subscriber land
   }
-  ASSERT_TRUE(eventually([&] { return seen->messages.size() == 1; })) << broker->log();
+  ASSERT_TRUE(this->eventually([&] { return seen->messages.size() == 1; })) << broker->log();
   std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(on_loop([&] { return seen->messages.size(); }), 1U) << "read on while paused";
+  EXPECT_EQ(this->on_loop([&] { return seen->messages.size(); }), 1U) << "read on while paused";
 
   // Nothing more arrives on the socket: the rest is already inside the TLS layer.
-  on_loop([&] {
+  this->on_loop([&] {
     subscriber->pause_reading(false);
     // Resumed from here on: the callback pauses at every message otherwise.
   });
   for (int expected = 2; expected <= kMessages; ++expected) {
-    ASSERT_TRUE(eventually([&] {
+    ASSERT_TRUE(this->eventually([&] {
       return seen->messages.size() >= static_cast<std::size_t>(expected);
     })) << "stuck at "
         << expected - 1 << " of " << kMessages << "\n"
         << broker->log();
-    on_loop([&] { subscriber->pause_reading(false); });
+    this->on_loop([&] { subscriber->pause_reading(false); });
   }
-  on_loop([&] {
+  this->on_loop([&] {
     for (int i = 0; i < kMessages; ++i) {
       EXPECT_EQ(seen->messages[static_cast<std::size_t>(i)].payload, std::to_string(i));
     }
   });
 }
 
-TEST_F(MqttClientTest, ABurstLargerThanTheSocketBuffersArrivesWholeAndInOrder) {
-  const ClientFiles gw = gateway();
-  const ClientFiles meter = device("meter");
-  auto broker = start_broker();
-  start_loop();
-  const Peer subscriber = add_client(options_for(gw, gw.common_name));
-  on_loop([&] {
+TYPED_TEST(MqttClientTest, ABurstLargerThanTheSocketBuffersArrivesWholeAndInOrder) {
+  const ClientFiles gw = this->gateway();
+  const ClientFiles meter = this->device("meter");
+  auto broker = this->start_broker();
+  this->start_loop();
+  const auto subscriber = this->add_client(this->options_for(gw, gw.common_name));
+  this->on_loop([&] {
     ASSERT_TRUE(subscriber.client->subscribe("/device/+/metrics/#", 1));
     subscriber.client->start();
   });
-  ASSERT_TRUE(eventually([&] { return !subscriber.seen->subacks.empty(); })) << broker->log();
-  MqttClientOptions options = options_for(meter, meter.common_name);
+  ASSERT_TRUE(this->eventually([&] { return !subscriber.seen->subacks.empty(); })) << broker->log();
+  MqttClientOptions options = this->options_for(meter, meter.common_name);
   constexpr int kMessages = 160;
   options.max_inflight_messages = kMessages;  // all of it on the wire at once
-  const Peer publisher = add_client(options);
-  on_loop([&] { publisher.client->start(); });
-  ASSERT_TRUE(eventually([&] { return publisher.client->connected(); })) << broker->log();
+  const auto publisher = this->add_client(options);
+  this->on_loop([&] { publisher.client->start(); });
+  ASSERT_TRUE(this->eventually([&] { return publisher.client->connected(); })) << broker->log();
 
   // 10 MiB in one round: the socket refuses most of it, and the rest waits for writability.
   const auto payload = [](int i) {
@@ -743,17 +800,17 @@ TEST_F(MqttClientTest, ABurstLargerThanTheSocketBuffersArrivesWholeAndInOrder) {
     text.replace(0, std::to_string(i).size(), std::to_string(i));
     return text;
   };
-  on_loop([&] {
+  this->on_loop([&] {
     for (int i = 0; i < kMessages; ++i) {
       ASSERT_TRUE(publisher.client->publish("/device/meter/metrics/power", payload(i), 1).ok());
     }
   });
-  ASSERT_TRUE(eventually([&] { return publisher.seen->delivered.size() == kMessages; }, 60s))
+  ASSERT_TRUE(this->eventually([&] { return publisher.seen->delivered.size() == kMessages; }, 60s))
       << publisher.seen->delivered.size() << " of " << kMessages << " acknowledged\n"
       << broker->log();
-  ASSERT_TRUE(eventually([&] { return subscriber.seen->messages.size() == kMessages; }, 60s))
+  ASSERT_TRUE(this->eventually([&] { return subscriber.seen->messages.size() == kMessages; }, 60s))
       << subscriber.seen->messages.size() << " of " << kMessages << " received";
-  on_loop([&] {
+  this->on_loop([&] {
     for (int i = 0; i < kMessages; ++i) {
       EXPECT_EQ(subscriber.seen->messages[static_cast<std::size_t>(i)].payload, payload(i))
           << "message " << i;
@@ -762,23 +819,23 @@ TEST_F(MqttClientTest, ABurstLargerThanTheSocketBuffersArrivesWholeAndInOrder) {
   });
 }
 
-TEST_F(MqttClientTest, BacksOffWhileTheBrokerIsDownAndResubscribesWhenItLostItsState) {
-  const ClientFiles gw = gateway();
-  const ClientFiles meter = device("meter");
-  auto broker = start_broker();
-  start_loop();
-  const Peer client = add_client(options_for(gw, gw.common_name));
-  on_loop([&] {
+TYPED_TEST(MqttClientTest, BacksOffWhileTheBrokerIsDownAndResubscribesWhenItLostItsState) {
+  const ClientFiles gw = this->gateway();
+  const ClientFiles meter = this->device("meter");
+  auto broker = this->start_broker();
+  this->start_loop();
+  const auto client = this->add_client(this->options_for(gw, gw.common_name));
+  this->on_loop([&] {
     ASSERT_TRUE(client.client->subscribe("/platform/control", 1));
     client.client->start();
   });
-  ASSERT_TRUE(eventually([&] { return client.seen->subacks.size() == 1; })) << broker->log();
+  ASSERT_TRUE(this->eventually([&] { return client.seen->subacks.size() == 1; })) << broker->log();
 
   broker->stop();
   // A broker that comes back without its state knows nothing of the subscription.
-  fs::remove(broker_persistence_file());
-  ASSERT_TRUE(eventually([&] { return client.seen->connect_failures.size() >= 3; }));
-  on_loop([&] {
+  fs::remove(this->broker_persistence_file());
+  ASSERT_TRUE(this->eventually([&] { return client.seen->connect_failures.size() >= 3; }));
+  this->on_loop([&] {
     EXPECT_EQ(client.seen->disconnects.size(), 1U);
     for (const Status& failure : client.seen->connect_failures) {
       EXPECT_EQ(failure.code, ErrorCode::kUnavailable);
@@ -786,28 +843,30 @@ TEST_F(MqttClientTest, BacksOffWhileTheBrokerIsDownAndResubscribesWhenItLostItsS
     }
   });
 
-  broker = start_broker();
-  ASSERT_TRUE(eventually([&] { return client.seen->subacks.size() == 2; }, 30s)) << broker->log();
+  broker = this->start_broker();
+  ASSERT_TRUE(this->eventually([&] { return client.seen->subacks.size() == 2; }, 30s))
+      << broker->log();
   testing::MqttTestClient publisher(meter.common_name);
-  ASSERT_TRUE(publisher.connect(member_port_, meter.cafile, meter.chain, meter.key).accepted());
+  ASSERT_TRUE(
+      publisher.connect(this->member_port_, meter.cafile, meter.chain, meter.key).accepted());
   ASSERT_TRUE(publisher.publish("/platform/control", "after-restart", 1));
-  ASSERT_TRUE(eventually([&] { return !client.seen->messages.empty(); })) << broker->log();
-  EXPECT_EQ(on_loop([&] { return client.seen->messages.front().payload; }), "after-restart");
+  ASSERT_TRUE(this->eventually([&] { return !client.seen->messages.empty(); })) << broker->log();
+  EXPECT_EQ(this->on_loop([&] { return client.seen->messages.front().payload; }), "after-restart");
 }
 
 // --- publishes while disconnected ---------------------------------------------------------------
 
-TEST_F(MqttClientTest, QueuesWhileDisconnectedCountsOverflowAndDeliversAfterConnect) {
-  const ClientFiles meter = device("meter");
-  const ClientFiles gw = gateway();
-  start_loop();
-  MqttClientOptions options = options_for(meter, meter.common_name);
+TYPED_TEST(MqttClientTest, QueuesWhileDisconnectedCountsOverflowAndDeliversAfterConnect) {
+  const ClientFiles meter = this->device("meter");
+  const ClientFiles gw = this->gateway();
+  this->start_loop();
+  MqttClientOptions options = this->options_for(meter, meter.common_name);
   options.max_pending_messages = 5;
-  const Peer client = add_client(options);
-  on_loop([&] { client.client->start(); });  // nothing listens yet
-  ASSERT_TRUE(eventually([&] { return !client.seen->connect_failures.empty(); }));
+  const auto client = this->add_client(options);
+  this->on_loop([&] { client.client->start(); });  // nothing listens yet
+  ASSERT_TRUE(this->eventually([&] { return !client.seen->connect_failures.empty(); }));
 
-  on_loop([&] {
+  this->on_loop([&] {
     for (int i = 0; i < 8; ++i) {
       const Result<MessageId> id =
           client.client->publish("/device/meter/metrics/energy", std::to_string(i), 1);
@@ -827,9 +886,9 @@ TEST_F(MqttClientTest, QueuesWhileDisconnectedCountsOverflowAndDeliversAfterConn
   std::unique_ptr<testing::MosquittoBroker> broker;
   std::unique_ptr<testing::MqttTestClient> metrics;
   {
-    LoopPause pause(loop_);  // the subscriber must be there before the client connects
-    broker = start_broker();
-    metrics = watcher(gw, "metrics-watcher", "/device/+/metrics/#");
+    LoopPause pause(this->loop_);  // the subscriber must be there before the client connects
+    broker = this->start_broker();
+    metrics = this->watcher(gw, "metrics-watcher", "/device/+/metrics/#");
     ASSERT_NE(metrics, nullptr);
   }
   for (int i = 0; i < 5; ++i) {
@@ -838,32 +897,403 @@ TEST_F(MqttClientTest, QueuesWhileDisconnectedCountsOverflowAndDeliversAfterConn
     EXPECT_EQ(message->payload, std::to_string(i));
     EXPECT_EQ(message->qos, 1);
   }
-  ASSERT_TRUE(eventually([&] { return client.client->pending_messages() == 0; }));
-  EXPECT_EQ(on_loop([&] { return client.client->stats().delivered; }), 5U);
+  ASSERT_TRUE(this->eventually([&] { return client.client->pending_messages() == 0; }));
+  EXPECT_EQ(this->on_loop([&] { return client.client->stats().delivered; }), 5U);
 }
+
+// --- the window of unacknowledged publishes
+// -------------------------------------------------------
+
+// What a scripted broker saw and did, in order; written on its thread, read by the test.
+class ScriptLog {
+ public:
+  void add(std::string event) {
+    const std::lock_guard lock(mutex_);
+    events_.push_back(std::move(event));
+  }
+  std::vector<std::string> events() const {
+    const std::lock_guard lock(mutex_);
+    return events_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<std::string> events_;
+};
+
+constexpr int kConnectPacket = 1;
+constexpr int kPublishPacket = 3;
+constexpr int kSubscribePacket = 8;
+
+// A broker that acknowledges one publish at a time: after each PUBACK exactly one more publish
+// may arrive, the oldest waiting one, and nothing beyond the window meanwhile.
+TYPED_TEST(MqttClientTest, PublishesBeyondTheWindowWaitAndLeaveInOrderAsAcknowledgementsArrive) {
+  constexpr int kWindow = 3;
+  constexpr int kMessages = 10;
+  const ClientFiles meter = this->device("meter");
+  ScriptLog log;
+  const auto broker =
+      this->scripted_broker([&log](testing::ScriptedBroker::Connection& connection, int number) {
+        if (number > 1 || !connection.read_until(kConnectPacket, 10s)) {
+          return;
+        }
+        connection.write(testing::mqtt_bytes::connack());
+        std::deque<std::uint16_t> unacknowledged;
+        int received = 0;
+        // What the client sends now: the next publish if one is due, then all that follows at once.
+        const auto read_publishes = [&] {
+          for (auto within = received < kMessages ? 10000ms : 200ms;; within = 200ms) {
+            const auto packet = connection.read_until(kPublishPacket, within);
+            if (!packet) {
+              return;
+            }
+            log.add("publish " + packet->publish_payload());
+            unacknowledged.push_back(packet->publish_packet_id());
+            ++received;
+          }
+        };
+        read_publishes();
+        while (!unacknowledged.empty()) {
+          log.add("puback");
+          connection.write(testing::mqtt_bytes::puback(unacknowledged.front()));
+          unacknowledged.pop_front();
+          read_publishes();
+        }
+        connection.drain_until_closed(2s);
+      });
+  this->start_loop();
+  MqttClientOptions options = this->options_for(meter, meter.common_name);
+  options.port = broker->port();
+  options.max_inflight_messages = kWindow;
+  const auto client = this->add_client(options);
+  this->on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(this->eventually([&] { return client.client->connected(); }))
+      << this->on_loop([&] { return client.client->last_error(); });
+  const std::vector<MessageId> ids = this->on_loop([&] {
+    std::vector<MessageId> sent;
+    for (int i = 0; i < kMessages; ++i) {
+      const Result<MessageId> id =
+          client.client->publish("/device/meter/metrics/power", std::to_string(i), 1);
+      EXPECT_TRUE(id.ok());
+      sent.push_back(id.ok() ? *id : 0);
+    }
+    EXPECT_EQ(client.client->pending_messages(), static_cast<std::size_t>(kMessages));
+    return sent;
+  });
+  ASSERT_TRUE(this->eventually([&] { return client.seen->delivered.size() == kMessages; }, 60s))
+      << "the broker saw: " << ::testing::PrintToString(log.events());
+
+  std::vector<std::string> expected;
+  for (int i = 0; i < kWindow; ++i) {
+    expected.push_back("publish " + std::to_string(i));
+  }
+  for (int i = kWindow; i < kMessages; ++i) {
+    expected.emplace_back("puback");
+    expected.push_back("publish " + std::to_string(i));
+  }
+  for (int i = 0; i < kWindow; ++i) {
+    expected.emplace_back("puback");
+  }
+  // The broker logs its last PUBACK just before writing it.
+  EXPECT_EQ(log.events(), expected);
+  this->on_loop([&] {
+    EXPECT_EQ(client.seen->delivered, ids) << "acknowledged in the order sent";
+    EXPECT_EQ(client.client->pending_messages(), 0U);
+    EXPECT_EQ(client.client->stats().delivered, static_cast<std::uint64_t>(kMessages));
+    EXPECT_TRUE(client.seen->disconnects.empty());
+  });
+}
+
+// The broker dies with a full window unacknowledged and more waiting behind it: after the
+// reconnection every message reaches the subscriber (some maybe twice), in the order published.
+TYPED_TEST(MqttClientTest, UnacknowledgedPublishesAreSentAgainAfterTheBrokerDied) {
+  constexpr int kWindow = 5;
+  constexpr int kMessages = 12;
+  const ClientFiles gw = this->gateway();
+  const ClientFiles meter = this->device("meter");
+  auto broker = this->start_broker();
+  this->start_loop();
+  const auto subscriber = this->add_client(this->options_for(gw, gw.common_name));
+  this->on_loop([&] {
+    ASSERT_TRUE(subscriber.client->subscribe("/device/+/metrics/#", 1));
+    subscriber.client->start();
+  });
+  ASSERT_TRUE(this->eventually([&] { return subscriber.seen->subacks.size() == 1; }))
+      << broker->log();
+
+  // The publisher reaches the broker through a link that can lose what it carries.
+  testing::TcpProxy link(this->member_port_);
+  MqttClientOptions options = this->options_for(meter, meter.common_name);
+  options.port = link.port();
+  options.max_inflight_messages = kWindow;
+  options.connect_timeout = 2s;
+  const auto publisher = this->add_client(options);
+  this->on_loop([&] { publisher.client->start(); });
+  ASSERT_TRUE(this->eventually([&] { return publisher.client->connected(); })) << broker->log();
+
+  link.cut(testing::TcpProxy::Cut::kBlackhole);  // the publishes go, nothing comes back
+  this->on_loop([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      ASSERT_TRUE(
+          publisher.client->publish("/device/meter/metrics/power", std::to_string(i), 1).ok());
+    }
+  });
+  std::this_thread::sleep_for(300ms);
+  this->on_loop([&] {
+    EXPECT_EQ(publisher.client->stats().delivered, 0U);
+    EXPECT_EQ(publisher.client->pending_messages(), static_cast<std::size_t>(kMessages));
+  });
+
+  broker->stop();  // its end of the link closes: the publisher sees the connection drop
+  ASSERT_TRUE(this->eventually([&] { return !publisher.seen->disconnects.empty(); }));
+  broker = this->start_broker();
+  ASSERT_TRUE(this->eventually([&] { return subscriber.seen->subacks.size() == 2; }, 30s))
+      << broker->log();
+  link.restore();
+
+  ASSERT_TRUE(this->eventually(
+      [&] { return publisher.client->stats().delivered == static_cast<std::uint64_t>(kMessages); },
+      30s))
+      << this->on_loop([&] { return publisher.client->stats().delivered; }) << " of " << kMessages
+      << " acknowledged\n"
+      << broker->log();
+  std::vector<std::string> first_seen;
+  ASSERT_TRUE(this->eventually([&] {
+    first_seen.clear();
+    for (const auto& message : subscriber.seen->messages) {
+      if (std::find(first_seen.begin(), first_seen.end(), message.payload) == first_seen.end()) {
+        first_seen.push_back(message.payload);
+      }
+    }
+    return first_seen.size() == kMessages;
+  })) << first_seen.size()
+      << " of " << kMessages << " received";
+  for (int i = 0; i < kMessages; ++i) {
+    EXPECT_EQ(first_seen[static_cast<std::size_t>(i)], std::to_string(i));
+  }
+  EXPECT_EQ(this->on_loop([&] { return publisher.client->pending_messages(); }), 0U);
+}
+
+// --- what only the batched client does -----------------------------------------------------------
+
+TEST_F(BatchedMqttClientTest, RefusesQos2PublishesAndSubscriptions) {
+  const ClientFiles gw = gateway();
+  auto broker = start_broker();
+  start_loop();
+  MqttClientOptions options = options_for(gw, gw.common_name);
+  options.default_qos = 2;
+  const auto client = add_client(options);
+  on_loop([&] {
+    const auto refused_as_qos2 = [](const Status& status) {
+      EXPECT_EQ(status.code, ErrorCode::kInvalidArgument) << status.message;
+      EXPECT_NE(status.message.find("QoS 2 is not supported"), std::string::npos) << status.message;
+    };
+    const Result<MessageId> explicit_qos = client.client->publish("/platform/control", "x", 2);
+    ASSERT_FALSE(explicit_qos.ok());
+    refused_as_qos2(explicit_qos.status());
+    const Result<MessageId> default_qos = client.client->publish("/platform/control", "x");
+    ASSERT_FALSE(default_qos.ok());
+    refused_as_qos2(default_qos.status());
+    const Result<Done> subscribed = client.client->subscribe("/device/+/status", 2);
+    ASSERT_FALSE(subscribed.ok());
+    refused_as_qos2(subscribed.status());
+    const Result<Done> by_default = client.client->subscribe("/device/+/status");
+    ASSERT_FALSE(by_default.ok());
+    refused_as_qos2(by_default.status());
+    EXPECT_EQ(client.client->pending_messages(), 0U);
+    EXPECT_EQ(client.client->stats().queued, 0U);
+    // A refused subscription is not remembered for the connection.
+    ASSERT_TRUE(client.client->subscribe("/device/+/metrics/#", 1));
+    client.client->start();
+  });
+  ASSERT_TRUE(eventually([&] {
+    return client.client->connected() && !client.seen->subacks.empty();
+  })) << broker->log();
+  std::this_thread::sleep_for(200ms);
+  on_loop([&] {
+    EXPECT_EQ(client.seen->subacks,
+              (std::vector<std::pair<std::string, int>>{{"/device/+/metrics/#", 1}}));
+    EXPECT_EQ(client.client->stats().published, 0U);
+  });
+}
+
+// A broker packet larger than max_incoming_packet_bytes ends the connection as soon as its
+// fixed header announces it, before any of it is buffered; one of exactly the limit is taken.
+TEST_F(BatchedMqttClientTest, APacketLargerThanTheClientAcceptsEndsTheConnectionAndItReconnects) {
+  constexpr std::size_t kLimit = 1024;
+  const std::string topic = "/platform/control";
+  const auto publish_of_size = [&topic](std::size_t remaining_length, char fill) {
+    return testing::mqtt_bytes::publish(topic,
+                                        std::string(remaining_length - 2 - topic.size(), fill), 0);
+  };
+  const ClientFiles gw = gateway();
+  const auto broker =
+      scripted_broker([&](testing::ScriptedBroker::Connection& connection, int number) {
+        if (!connection.read_until(kConnectPacket, 10s)) {
+          return;
+        }
+        std::string bytes = testing::mqtt_bytes::connack();
+        if (number == 1) {
+          bytes += publish_of_size(kLimit, 'a');      // taken
+          bytes += publish_of_size(kLimit + 1, 'b');  // one byte too many
+        } else if (number == 2) {
+          // Only the fixed header of a 200 MiB packet: the client must not wait for the rest.
+          bytes += std::string(1, '\x30') + testing::mqtt_bytes::remaining_length(200U << 20U);
+        } else {
+          bytes += testing::mqtt_bytes::publish(topic, "after", 0);
+        }
+        connection.write(bytes);
+        connection.drain_until_closed(number == 2 ? 30s : 2s);
+      });
+  start_loop();
+  MqttClientOptions options = options_for(gw, gw.common_name);
+  options.port = broker->port();
+  options.max_incoming_packet_bytes = kLimit;
+  options.keepalive = 60s;  // only the client's own check may end the second connection
+  const auto client = add_client(options);
+  on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(eventually([&] {
+    return !client.seen->messages.empty() && client.seen->messages.back().payload == "after";
+  })) << on_loop([&] { return client.client->last_error(); });
+  on_loop([&] {
+    ASSERT_EQ(client.seen->messages.size(), 2U);
+    EXPECT_EQ(client.seen->messages.front().payload, std::string(kLimit - 2 - topic.size(), 'a'));
+    ASSERT_EQ(client.seen->disconnects.size(), 2U);
+    for (const Status& reason : client.seen->disconnects) {
+      EXPECT_NE(reason.message.find("malformed packet (packet larger than this client accepts)"),
+                std::string::npos)
+          << reason.message;
+    }
+    EXPECT_NE(client.client->last_error().find("malformed"), std::string::npos);
+    EXPECT_EQ(client.client->stats().connections, 3U);
+    EXPECT_TRUE(client.client->connected());
+  });
+}
+
+// What no honest broker sends, each on the first connection of a scripted broker that is
+// honest from the second on: the client ends the connection saying why, never crashes, and
+// carries on with the next one.
+struct MalformedCase {
+  std::string name;
+  std::string before_connack;  // written before the CONNACK
+  std::string after_connack;   // written after it (after the SUBACK is asked for)
+  std::string reason;          // what last_error() says within "malformed packet (...)"
+};
+
+void PrintTo(const MalformedCase& c, std::ostream* out) {
+  *out << c.name;
+}
+
+class BatchedMalformedPacketTest : public BatchedMqttClientTest,
+                                   public ::testing::WithParamInterface<MalformedCase> {};
+
+TEST_P(BatchedMalformedPacketTest, EndsTheConnectionAsMalformedAndReconnects) {
+  const MalformedCase& hostile = GetParam();
+  const ClientFiles gw = gateway();
+  const auto broker =
+      scripted_broker([&hostile](testing::ScriptedBroker::Connection& connection, int number) {
+        if (!connection.read_until(kConnectPacket, 10s)) {
+          return;
+        }
+        if (number == 1) {
+          connection.write(hostile.before_connack + testing::mqtt_bytes::connack());
+          const auto subscribe = connection.read_until(kSubscribePacket, 10s);
+          if (subscribe && !hostile.after_connack.empty()) {
+            connection.write(hostile.after_connack);
+          }
+        } else {
+          connection.write(testing::mqtt_bytes::connack());
+          const auto subscribe = connection.read_until(kSubscribePacket, 10s);
+          if (subscribe) {
+            const auto id =
+                static_cast<std::uint16_t>((static_cast<unsigned char>(subscribe->body[0]) << 8) |
+                                           static_cast<unsigned char>(subscribe->body[1]));
+            connection.write(testing::mqtt_bytes::suback(id, 1) +
+                             testing::mqtt_bytes::publish("/platform/control", "alive", 1, 7));
+          }
+        }
+        connection.drain_until_closed(2s);
+      });
+  start_loop();
+  MqttClientOptions options = options_for(gw, gw.common_name);
+  options.port = broker->port();
+  const auto client = add_client(options);
+  on_loop([&] {
+    ASSERT_TRUE(client.client->subscribe("/platform/control", 1));
+    client.client->start();
+  });
+  ASSERT_TRUE(eventually([&] { return !client.seen->messages.empty(); }))
+      << on_loop([&] { return client.client->last_error(); });
+  on_loop([&] {
+    ASSERT_EQ(client.seen->messages.size(), 1U) << "something of the hostile connection passed";
+    EXPECT_EQ(client.seen->messages.front().payload, "alive");
+    const std::string expected = "malformed packet (" + hostile.reason + ")";
+    EXPECT_NE(client.client->last_error().find(expected), std::string::npos)
+        << client.client->last_error();
+    // Before CONNACK it is a failed attempt, after it a lost connection.
+    const std::vector<Status>& ended =
+        hostile.before_connack.empty() ? client.seen->disconnects : client.seen->connect_failures;
+    ASSERT_EQ(ended.size(), 1U);
+    EXPECT_EQ(ended.front().code, ErrorCode::kUnavailable);
+    EXPECT_NE(ended.front().message.find(expected), std::string::npos) << ended.front().message;
+    EXPECT_EQ(client.seen->disconnects.size() + client.seen->connect_failures.size(), 1U);
+    EXPECT_TRUE(client.client->connected());
+    EXPECT_EQ(client.seen->subacks,
+              (std::vector<std::pair<std::string, int>>{{"/platform/control", 1}}));
+  });
+}
+
+std::vector<MalformedCase> malformed_cases() {
+  using testing::mqtt_bytes::packet;
+  using testing::mqtt_bytes::publish;
+  const std::string topic_body = std::string("\0\x11/platform/control\0\x01x", 22);
+  return {
+      {"RemainingLengthOfFiveBytes", "", std::string("\x30\xff\xff\xff\xff\x7f", 6),
+       "remaining length longer than four bytes"},
+      {"PublishWithQos3", "", packet(0x36, topic_body), "PUBLISH with QoS 3"},
+      {"PublishWithQos2", "", packet(0x34, topic_body), "PUBLISH with QoS 2 to a QoS 0/1 client"},
+      {"PublishWithAWildcardInItsTopic", "", publish("/device/+/metrics", "x", 1, 1),
+       "PUBLISH topic is not a valid topic name"},
+      {"PublishWithAnEmptyTopic", "", publish("", "x", 0),
+       "PUBLISH topic is not a valid topic name"},
+      {"PacketBeforeConnack", publish("/platform/control", "early", 0), "",
+       "a packet before CONNACK"},
+      {"SecondConnack", "", testing::mqtt_bytes::connack(), "a second CONNACK"},
+      {"SubackWithReturnCode3", "", testing::mqtt_bytes::suback(1, 0x03),
+       "SUBACK return code other than 0, 1, 2 or 0x80"},
+      {"TruncatedPublish", "", packet(0x30, std::string("\0\x20/platform", 11)),
+       "PUBLISH shorter than its topic and packet identifier"},
+  };
+}
+
+INSTANTIATE_TEST_SUITE_P(Hostile, BatchedMalformedPacketTest,
+                         ::testing::ValuesIn(malformed_cases()),
+                         [](const ::testing::TestParamInfo<MalformedCase>& param) {
+                           return param.param.name;
+                         });
 
 // --- failed connections: reported, and never a busy loop -----------------------------------------
 
-TEST_F(MqttClientTest, WrongCaFailsWithAClearReasonAndBacksOffWithoutSpinning) {
-  const ClientFiles meter = device("meter");
+TYPED_TEST(MqttClientTest, WrongCaFailsWithAClearReasonAndBacksOffWithoutSpinning) {
+  const ClientFiles meter = this->device("meter");
   // A CA of another hierarchy: it did not sign the broker's certificate.
   const fs::path stranger_ca =
-      pki::Pki::create(tmp_ / "other-pki", Secret(testing::kTestPassphrase))
+      pki::Pki::create(this->tmp_ / "other-pki", Secret(testing::kTestPassphrase))
           .authority_cert_path("root");
-  auto broker = start_broker();
-  start_loop();
-  MqttClientOptions options = options_for(meter, meter.common_name);
+  auto broker = this->start_broker();
+  this->start_loop();
+  MqttClientOptions options = this->options_for(meter, meter.common_name);
   options.cafile = stranger_ca;
   options.reconnect.initial = 50ms;
   options.reconnect.max = 200ms;
-  const Peer client = add_client(options);
+  const auto client = this->add_client(options);
 
-  const std::uint64_t wakeups_before = loop_.wakeups();
-  on_loop([&] { client.client->start(); });
+  const std::uint64_t wakeups_before = this->loop_.wakeups();
+  this->on_loop([&] { client.client->start(); });
   std::this_thread::sleep_for(1500ms);
-  const std::uint64_t wakeups = loop_.wakeups() - wakeups_before;
+  const std::uint64_t wakeups = this->loop_.wakeups() - wakeups_before;
 
-  on_loop([&] {
+  this->on_loop([&] {
     const MqttClientStats& stats = client.client->stats();
     // Waits of at least 25, 50, 100, then 100 ms each: about 16 attempts fit in 1.5 s.
     EXPECT_GE(stats.connect_attempts, 3U);
@@ -879,17 +1309,18 @@ TEST_F(MqttClientTest, WrongCaFailsWithAClearReasonAndBacksOffWithoutSpinning) {
   EXPECT_LT(wakeups, 1000U) << "the loop spun";
 }
 
-TEST_F(MqttClientTest, BrokerRefusingTheClientCertificateIsReportedAsSuch) {
+TYPED_TEST(MqttClientTest, BrokerRefusingTheClientCertificateIsReportedAsSuch) {
   // A device of member m2 on m1's member listener: the broker, not the client, says no.
-  const ClientFiles stranger = device("meter", "m2");
-  auto broker = start_broker();
-  start_loop();
-  MqttClientOptions options = options_for(stranger, stranger.common_name);
-  options.cafile = root_ca_;  // the client accepts the broker; only the broker's verdict counts
-  const Peer client = add_client(options);
-  on_loop([&] { client.client->start(); });
-  ASSERT_TRUE(eventually([&] { return client.seen->connect_failures.size() >= 2; }));
-  on_loop([&] {
+  const ClientFiles stranger = this->device("meter", "m2");
+  auto broker = this->start_broker();
+  this->start_loop();
+  MqttClientOptions options = this->options_for(stranger, stranger.common_name);
+  options.cafile =
+      this->root_ca_;  // the client accepts the broker; only the broker's verdict counts
+  const auto client = this->add_client(options);
+  this->on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(this->eventually([&] { return client.seen->connect_failures.size() >= 2; }));
+  this->on_loop([&] {
     for (const Status& failure : client.seen->connect_failures) {
       // The broker's TLS alert names the reason, unless its close overtook the alert.
       const bool alert = failure.code == ErrorCode::kPermissionDenied &&
@@ -905,59 +1336,54 @@ TEST_F(MqttClientTest, BrokerRefusingTheClientCertificateIsReportedAsSuch) {
 
 // libmosquitto 2.0 takes SSL_ERROR_SYSCALL during the handshake (a reset connection) for "try
 // again" and reports success on every call: the client must see the dead socket itself.
-class ClosingListenerTest : public MqttClientTest,
-                            public ::testing::WithParamInterface<RawListener::Mode> {};
+TYPED_TEST(MqttClientTest, ListenerClosingDuringTheTlsHandshakeIsAFailureNotASpin) {
+  const ClientFiles meter = this->device("meter");
+  this->start_loop();
+  for (const RawListener::Mode mode :
+       {RawListener::Mode::kCloseAtOnce, RawListener::Mode::kResetAtOnce,
+        RawListener::Mode::kResetAfterHello}) {
+    SCOPED_TRACE(mode_name(mode));
+    RawListener listener(mode);
+    MqttClientOptions options = this->options_for(meter, meter.common_name);
+    options.port = listener.port();
+    options.reconnect.initial = 50ms;
+    options.reconnect.max = 200ms;
+    const auto client = this->add_client(options);
 
-TEST_P(ClosingListenerTest, ListenerClosingDuringTheTlsHandshakeIsAFailureNotASpin) {
-  const ClientFiles meter = device("meter");
-  RawListener listener(GetParam());
-  start_loop();
-  MqttClientOptions options = options_for(meter, meter.common_name);
-  options.port = listener.port();
-  options.reconnect.initial = 50ms;
-  options.reconnect.max = 200ms;
-  const Peer client = add_client(options);
-
-  const std::uint64_t wakeups_before = loop_.wakeups();
-  on_loop([&] { client.client->start(); });
-  ASSERT_TRUE(eventually([&] { return client.seen->connect_failures.size() >= 3; }, 5s))
-      << "accepted " << listener.accepted() << " connection(s)";
-  const std::uint64_t wakeups = loop_.wakeups() - wakeups_before;
-  on_loop([&] {
-    for (const Status& failure : client.seen->connect_failures) {
-      EXPECT_EQ(failure.code, ErrorCode::kUnavailable);
-      // Which one depends on whether the close arrives before the connect is seen to finish.
-      const bool during_handshake =
-          failure.message.find("closed the connection during the TLS handshake") !=
-          std::string::npos;
-      const bool reset = failure.message.find("Connection reset by peer") != std::string::npos;
-      EXPECT_TRUE(during_handshake || reset) << failure.message;
-    }
-  });
-  EXPECT_LT(wakeups, 500U) << "the loop spun";
+    const std::uint64_t wakeups_before = this->loop_.wakeups();
+    this->on_loop([&] { client.client->start(); });
+    ASSERT_TRUE(this->eventually([&] { return client.seen->connect_failures.size() >= 3; }, 5s))
+        << "accepted " << listener.accepted() << " connection(s)";
+    const std::uint64_t wakeups = this->loop_.wakeups() - wakeups_before;
+    this->on_loop([&] {
+      client.client->abort();
+      for (const Status& failure : client.seen->connect_failures) {
+        EXPECT_EQ(failure.code, ErrorCode::kUnavailable);
+        // Which one depends on whether the close arrives before the connect is seen to finish.
+        const bool during_handshake =
+            failure.message.find("closed the connection during the TLS handshake") !=
+            std::string::npos;
+        const bool reset = failure.message.find("Connection reset by peer") != std::string::npos;
+        EXPECT_TRUE(during_handshake || reset) << failure.message;
+      }
+    });
+    EXPECT_LT(wakeups, 500U) << "the loop spun";
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Close, ClosingListenerTest,
-                         ::testing::Values(RawListener::Mode::kCloseAtOnce,
-                                           RawListener::Mode::kResetAtOnce,
-                                           RawListener::Mode::kResetAfterHello),
-                         [](const ::testing::TestParamInfo<RawListener::Mode>& param) {
-                           return std::string(mode_name(param.param));
-                         });
-
-TEST_F(MqttClientTest, SilentListenerTimesOutAndRetries) {
-  const ClientFiles meter = device("meter");
+TYPED_TEST(MqttClientTest, SilentListenerTimesOutAndRetries) {
+  const ClientFiles meter = this->device("meter");
   RawListener listener(RawListener::Mode::kSilent);
-  start_loop();
-  MqttClientOptions options = options_for(meter, meter.common_name);
+  this->start_loop();
+  MqttClientOptions options = this->options_for(meter, meter.common_name);
   options.port = listener.port();
   options.connect_timeout = 300ms;
   options.reconnect.initial = 50ms;
   options.reconnect.max = 100ms;
-  const Peer client = add_client(options);
-  on_loop([&] { client.client->start(); });
-  ASSERT_TRUE(eventually([&] { return client.seen->connect_failures.size() >= 2; }, 10s));
-  on_loop([&] {
+  const auto client = this->add_client(options);
+  this->on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(this->eventually([&] { return client.seen->connect_failures.size() >= 2; }, 10s));
+  this->on_loop([&] {
     const Status& failure = client.seen->connect_failures.front();
     EXPECT_EQ(failure.code, ErrorCode::kUnavailable);
     EXPECT_NE(failure.message.find("within 300 ms (waiting for the TLS handshake)"),
@@ -976,7 +1402,7 @@ std::size_t thread_count() {
   return count;
 }
 
-TEST_F(MqttClientTest, ThousandClientsOnOneLoopThreadEachDeliverAQos1Message) {
+TYPED_TEST(MqttClientTest, ThousandClientsOnOneLoopThreadEachDeliverAQos1Message) {
   constexpr int kClients = 1000;
   rlimit files{};
   ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &files), 0);
@@ -987,30 +1413,30 @@ TEST_F(MqttClientTest, ThousandClientsOnOneLoopThreadEachDeliverAQos1Message) {
     GTEST_SKIP() << "RLIMIT_NOFILE " << files.rlim_cur << " is too low for " << kClients
                  << " clients";
   }
-  const ClientFiles gw = gateway();
-  const ClientFiles meter = device("meter");  // one certificate, distinct client ids
-  auto broker = start_broker();
-  start_loop();
-  const std::thread::id loop_thread = on_loop([] { return std::this_thread::get_id(); });
+  const ClientFiles gw = this->gateway();
+  const ClientFiles meter = this->device("meter");  // one certificate, distinct client ids
+  auto broker = this->start_broker();
+  this->start_loop();
+  const std::thread::id loop_thread = this->on_loop([] { return std::this_thread::get_id(); });
   const std::size_t threads_before = thread_count();
 
-  const Peer subscriber = add_client(options_for(gw, gw.common_name));
-  on_loop([&] {
+  const auto subscriber = this->add_client(this->options_for(gw, gw.common_name));
+  this->on_loop([&] {
     ASSERT_TRUE(subscriber.client->subscribe("/device/+/metrics/#", 1));
     subscriber.client->start();
   });
-  ASSERT_TRUE(eventually([&] { return subscriber.seen->subacks.size() == 1; }));
+  ASSERT_TRUE(this->eventually([&] { return subscriber.seen->subacks.size() == 1; }));
 
-  std::vector<Peer> devices;
+  std::vector<typename TestFixture::Peer> devices;
   for (int i = 0; i < kClients; ++i) {
-    MqttClientOptions options =
-        options_for(meter, fmt::format("meter-{:04}", i), fmt::format("/device/d{:04}/status", i));
+    MqttClientOptions options = this->options_for(meter, fmt::format("meter-{:04}", i),
+                                                  fmt::format("/device/d{:04}/status", i));
     options.connect_timeout = 30s;  // a thousand handshakes at once queue up at the broker
-    devices.push_back(add_client(options));
+    devices.push_back(this->add_client(options));
   }
-  on_loop([&] {
+  this->on_loop([&] {
     for (int i = 0; i < kClients; ++i) {
-      const Peer& peer = devices[static_cast<std::size_t>(i)];
+      const auto& peer = devices[static_cast<std::size_t>(i)];
       // Queued now, sent once connected.
       ASSERT_TRUE(peer.client->publish(fmt::format("/device/d{:04}/metrics/power", i),
                                        std::to_string(i), 1));
@@ -1018,24 +1444,24 @@ TEST_F(MqttClientTest, ThousandClientsOnOneLoopThreadEachDeliverAQos1Message) {
     }
   });
 
-  const bool all_received = eventually(
+  const bool all_received = this->eventually(
       [&] { return subscriber.seen->messages.size() >= static_cast<std::size_t>(kClients); }, 240s);
-  const auto [connected, delivered, failures] = on_loop([&] {
+  const auto [connected, delivered, failures] = this->on_loop([&] {
     std::size_t up = 0;
     std::size_t acked = 0;
     std::uint64_t failed = 0;
-    for (const Peer& peer : devices) {
+    for (const auto& peer : devices) {
       up += peer.client->connected() ? 1U : 0U;
       acked += peer.client->stats().delivered;
       failed += peer.client->stats().connect_failures;
     }
     return std::tuple{up, acked, failed};
   });
-  ASSERT_TRUE(all_received) << on_loop([&] { return subscriber.seen->messages.size(); }) << " of "
-                            << kClients << " messages; " << connected << " connected; " << failures
-                            << " failed attempts";
+  ASSERT_TRUE(all_received) << this->on_loop([&] { return subscriber.seen->messages.size(); })
+                            << " of " << kClients << " messages; " << connected << " connected; "
+                            << failures << " failed attempts";
   std::set<std::string> payloads;
-  on_loop([&] {
+  this->on_loop([&] {
     for (const auto& message : subscriber.seen->messages) {
       payloads.insert(message.payload);
       EXPECT_EQ(message.qos, 1);
@@ -1043,17 +1469,17 @@ TEST_F(MqttClientTest, ThousandClientsOnOneLoopThreadEachDeliverAQos1Message) {
   });
   EXPECT_EQ(payloads.size(), static_cast<std::size_t>(kClients)) << "each client's message once";
   EXPECT_EQ(connected, static_cast<std::size_t>(kClients));
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(this->eventually([&] {
     std::size_t acked = 0;
-    for (const Peer& peer : devices) {
+    for (const auto& peer : devices) {
       acked += peer.client->stats().delivered;
     }
     return acked == static_cast<std::size_t>(kClients);
   }));
   // No thread per connection: every callback ran on the one loop thread, and the process did
   // not grow threads.
-  on_loop([&] {
-    for (const Peer& peer : devices) {
+  this->on_loop([&] {
+    for (const auto& peer : devices) {
       EXPECT_EQ(peer.seen->threads, std::set<std::thread::id>{loop_thread});
     }
   });
