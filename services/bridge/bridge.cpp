@@ -1,6 +1,7 @@
 #include "bridge/bridge.hpp"
 
 #include <algorithm>
+#include <malloc.h>
 #include <mutex>
 #include <utility>
 
@@ -33,6 +34,8 @@ constexpr std::size_t kClientQueueSlack = 16;
 constexpr std::size_t kMappedTopics = 4096;
 // The longest a removal waits for a commit when no batch of appends carries it.
 constexpr auto kRemovalCommitDelay = 100ms;
+constexpr int kKeptFreeHeapBytes = 32 * 1024 * 1024;  // run_bridge(): heap the process keeps
+constexpr int kHeapGrowthBytes = 1024 * 1024;
 
 std::string info_topic(std::string_view status_topic) {
   return std::string(status_topic) + "/info";
@@ -309,6 +312,11 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
       ++route.unsafe;
       route.unsafe_since.emplace_back(*sent, loop_.now());
       arm_write_behind();
+      if (route.in_flight.size() >= static_cast<std::size_t>(settings_.max_inflight)) {
+        // The window is full: the source stops here, mid-read, and keeps the rest of what
+        // was read for when the window opens, instead of it going through the store.
+        update_reading();
+      }
       return;
     }
   }
@@ -791,6 +799,12 @@ void Bridge::note_stopped() {
 }
 
 int run_bridge(const BridgeSettings& settings, daemon::DaemonContext& context) {
+  // SQLite allocates and frees a statement's savepoint at the top of the heap. With glibc's
+  // default trim threshold (128 KiB) every insert into the store then cost a brk() to grow the
+  // heap and one to shrink it: a quarter of the bridge's CPU while it stores a stream. The
+  // process keeps up to 32 MiB of freed heap instead.
+  (void)::mallopt(M_TRIM_THRESHOLD, kKeptFreeHeapBytes);
+  (void)::mallopt(M_TOP_PAD, kHeapGrowthBytes);
   mqtt::EventLoop loop;
   Bridge bridge(loop, settings, context.metrics());
   bool stopped = false;

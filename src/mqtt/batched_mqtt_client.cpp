@@ -433,6 +433,7 @@ void BatchedMqttClient::close_connection() {
   input_begin_ = 0;
   input_end_ = 0;
   output_.clear();
+  output_written_ = 0;
   acknowledgements_.clear();  // the broker sends those messages again
   pending_subacks_.clear();
 }
@@ -479,6 +480,7 @@ void BatchedMqttClient::read_socket() {
   // What an earlier round read and a pause left undecoded goes first.
   bool alive = dispatch_packets();
   std::size_t read_this_round = 0;
+  ERR_clear_error();  // what SSL_get_error reads must be this connection's
   while (alive && !reading_stopped() && read_this_round < kMaxReadPerRound) {
     if (input_.size() - input_end_ < kReadChunk) {
       if (input_begin_ > 0) {
@@ -490,7 +492,6 @@ void BatchedMqttClient::read_socket() {
         input_.resize(input_end_ + kReadChunk);
       }
     }
-    ERR_clear_error();
     errno = 0;
     const int n = SSL_read(tls_.get(), input_.data() + input_end_, static_cast<int>(kReadChunk));
     if (n > 0) {
@@ -519,7 +520,7 @@ void BatchedMqttClient::read_socket() {
   acknowledge_received();
   request_write();
   // The socket will not say readable for what OpenSSL already took from it.
-  if (read_this_round >= kMaxReadPerRound || SSL_has_pending(tls_.get()) == 1) {
+  if (read_this_round >= kMaxReadPerRound || tls_input_held(tls_.get())) {
     post_read();
   }
   update_interest();
@@ -648,7 +649,7 @@ void BatchedMqttClient::pause_reading(bool paused) {
 void BatchedMqttClient::post_read() {
   if (read_posted_ || !tls_ || reading_stopped() ||
       (state_ != State::kConnected && state_ != State::kStopping) ||
-      (input_begin_ == input_end_ && SSL_has_pending(tls_.get()) != 1)) {
+      (input_begin_ == input_end_ && !tls_input_held(tls_.get()))) {
     return;
   }
   read_posted_ = true;
@@ -688,13 +689,18 @@ void BatchedMqttClient::write_socket() {
     return;
   }
   socket_full_ = false;
-  while (!output_.empty()) {
-    ERR_clear_error();
+  ERR_clear_error();  // what SSL_get_error reads must be this connection's
+  while (output_written_ < output_.size()) {
     errno = 0;
-    const int length = static_cast<int>(std::min<std::size_t>(output_.size(), INT_MAX / 2));
-    const int n = SSL_write(tls_.get(), output_.data(), length);
+    const int length =
+        static_cast<int>(std::min<std::size_t>(output_.size() - output_written_, INT_MAX / 2));
+    const int n = SSL_write(tls_.get(), output_.data() + output_written_, length);
     if (n > 0) {
-      output_.erase(0, static_cast<std::size_t>(n));
+      output_written_ += static_cast<std::size_t>(n);
+      if (output_written_ == output_.size()) {
+        output_.clear();  // keeps its memory for the next round
+        output_written_ = 0;
+      }
       last_sent_ = loop_.now();
       continue;
     }
@@ -706,7 +712,7 @@ void BatchedMqttClient::write_socket() {
     connection_failed(tls_failure(error, errno));
     return;
   }
-  if (output_.empty() && disconnect_sent_ && state_ == State::kStopping) {
+  if (output_written_ == output_.size() && disconnect_sent_ && state_ == State::kStopping) {
     finish_stop();  // DISCONNECT is on the wire
     return;
   }
@@ -722,10 +728,18 @@ void BatchedMqttClient::flush() {
 
 void BatchedMqttClient::hold_writes(bool held) {
   assert(loop_.in_loop_thread());
-  writes_held_ = held;
-  if (!held) {
-    request_write();
+  if (writes_held_ == held) {
+    return;
   }
+  writes_held_ = held;
+  // A release is the moment what was held became true (the messages it acknowledges are
+  // safe): it is written at once, not at the end of the round, by when a new hold may have
+  // come. Held, the socket is not watched for writability: it would spin.
+  if (!held && state_ == State::kConnected && !socket_full_) {
+    write_socket();
+    return;
+  }
+  update_interest();
 }
 
 void BatchedMqttClient::update_interest() {

@@ -12,7 +12,7 @@
 namespace recmesh::mqtt {
 namespace {
 
-constexpr std::size_t kReadAheadBytes = std::size_t{64} * 1024;
+constexpr int kReadBufferBytes = 64 * 1024;  // taken from the socket per read()
 
 [[noreturn]] void refuse(const std::filesystem::path& file, const std::string& what) {
   const std::string detail = crypto::drain_openssl_errors();
@@ -46,8 +46,6 @@ SslCtxPtr make_tls_client_context(const TlsClientFiles& files) {
   // Partial writes let one SSL_write hand over a whole round of packets and resume where the
   // socket stopped taking them.
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  // Reading ahead (make_tls_client_session) takes up to this much of the socket per read().
-  SSL_CTX_set_default_read_buffer_len(ctx, kReadAheadBytes);
   if (SSL_CTX_load_verify_locations(ctx, files.cafile.c_str(), nullptr) != 1) {
     refuse(files.cafile, "cafile");
   }
@@ -76,15 +74,31 @@ SslPtr make_tls_client_session(SSL_CTX* context, int fd, const std::string& host
   }
   // With OpenSSL 3 an address literal is checked against the certificate's IP entries.
   const bool named = SSL_set1_host(ssl.get(), host.c_str()) == 1 &&
-                     SSL_set_fd(ssl.get(), fd) == 1 &&
                      (is_ip_literal(host) || send_server_name(ssl.get(), host));
   if (!named) {
     ssl.reset();
     return ssl;
   }
-  // The records a socket read brings stay with OpenSSL instead of one read() per record part.
-  SSL_set_read_ahead(ssl.get(), 1);
+  // Reads go through a buffer: one read() brings many records, and OpenSSL takes each record's
+  // header and body from the buffer. (OpenSSL's own read-ahead moves what it holds to the
+  // front of its buffer at every record: quadratic in the records one read() brings.)
+  BIO* socket_reader = BIO_new_socket(fd, BIO_NOCLOSE);
+  BIO* buffer = BIO_new(BIO_f_buffer());
+  BIO* socket_writer = BIO_new_socket(fd, BIO_NOCLOSE);
+  if (socket_reader == nullptr || buffer == nullptr || socket_writer == nullptr ||
+      BIO_set_read_buffer_size(buffer, kReadBufferBytes) != 1) {
+    BIO_free(socket_reader);
+    BIO_free(buffer);
+    BIO_free(socket_writer);
+    ssl.reset();
+    return ssl;
+  }
+  SSL_set_bio(ssl.get(), BIO_push(buffer, socket_reader), socket_writer);
   return ssl;
+}
+
+bool tls_input_held(const SSL* ssl) {
+  return SSL_has_pending(ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0;
 }
 
 }  // namespace recmesh::mqtt

@@ -27,9 +27,13 @@ struct TlsClientFiles {
 // kPermissionDenied for a wrong or missing passphrase of an encrypted key.
 SslCtxPtr make_tls_client_context(const TlsClientFiles& files);
 
-// A session over the connected socket `fd` that will check the broker's certificate against
-// `host`: an IP address literal against its IP entries, a name against its DNS entries (and
-// sent as SNI). Null if OpenSSL cannot allocate it.
+// A session over the connected socket `fd`, reading through a buffer, that will check the broker's
+// certificate against `host`: an IP address literal against its IP entries, a name against its DNS
+// entries (and sent as SNI). Null if OpenSSL cannot allocate it.
 SslPtr make_tls_client_session(SSL_CTX* context, int fd, const std::string& host);
+
+// True when the session holds input taken from the socket that SSL_read has not returned: the
+// socket will not say readable for it.
+bool tls_input_held(const SSL* ssl);
 
 }  // namespace recmesh::mqtt

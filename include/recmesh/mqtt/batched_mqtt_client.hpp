@@ -168,7 +168,8 @@ class BatchedMqttClient {
   std::vector<char> input_;  // bytes read from TLS; [input_begin_, input_end_) undecoded
   std::size_t input_begin_ = 0;
   std::size_t input_end_ = 0;
-  std::string output_;                           // packets gathered for the next SSL_write
+  std::string output_;              // packets gathered for the next SSL_write
+  std::size_t output_written_ = 0;  // the part of output_ OpenSSL took before the socket filled
   std::vector<std::uint16_t> acknowledgements_;  // PUBACKs owed, written after handling
 
   std::vector<Subscription> subscriptions_;
