@@ -502,9 +502,10 @@ struct Lossless {
 Lossless find_lossless(const World& world, Variant variant, std::size_t payload,
                        const Options& options) {
   const std::vector<int> ladder =
-      options.quick ? std::vector<int>{5000, 15000, 30000, 40000, 50000, 65000, 80000, 100000}
-                    : std::vector<int>{5000,  10000, 15000, 20000, 25000, 30000, 35000,
-                                       40000, 45000, 50000, 60000, 70000, 80000, 100000};
+      options.quick
+          ? std::vector<int>{5000, 15000, 30000, 40000, 50000, 65000, 80000, 100000, 120000}
+          : std::vector<int>{5000,  10000, 15000, 20000, 25000, 30000,  35000,  40000,
+                             45000, 50000, 60000, 70000, 80000, 100000, 120000, 150000};
   Lossless out;
   for (const int rate : ladder) {
     if (rate < options.ladder_from || (options.ladder_to > 0 && rate > options.ladder_to)) {

@@ -33,7 +33,6 @@ constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 // Read per round before the loop's other connections get their turn.
 constexpr std::size_t kMaxReadPerRound = std::size_t{1024} * 1024;
 constexpr auto kMiscInterval = std::chrono::seconds(1);  // keepalive bookkeeping
-constexpr std::size_t kMaxPendingLimit = 60000;          // below the 16-bit packet id space
 constexpr int kConnackServerUnavailable = 3;
 constexpr unsigned char kSubscriptionRefused = 0x80;
 constexpr std::string_view kNoQos2 = "QoS 2 is not supported by this client (QoS 0 and 1 are)";
@@ -971,12 +970,15 @@ void BatchedMqttClient::resend_in_flight() {
 }
 
 std::uint16_t BatchedMqttClient::next_packet_id() {
-  // At most 60,001 identifiers are in use (kMaxPendingLimit, the status flag, subscriptions):
-  // a free one is always found.
-  do {
+  // At most 60,001 identifiers await an answer (max_pending_messages, the status flag) besides
+  // the SUBSCRIBEs of a connect: a free one is found within one turn of the 16-bit space.
+  for (int tries = 0; tries < 65535; ++tries) {
     last_packet_id_ = static_cast<std::uint16_t>(last_packet_id_ + 1);
-  } while (last_packet_id_ == 0 || in_flight_.contains(last_packet_id_) ||
-           pending_subacks_.contains(last_packet_id_));
+    if (last_packet_id_ != 0 && !in_flight_.contains(last_packet_id_) &&
+        !pending_subacks_.contains(last_packet_id_)) {
+      break;
+    }
+  }
   return last_packet_id_;
 }
 
