@@ -63,8 +63,9 @@ struct MqttClientOptions {
   // have stored yet. With it libmosquitto only queues outgoing packets (its "threaded" mode) and
   // the event loop writes them when the socket is next writable.
   bool acknowledge_after_handling = false;
-  // BatchedMqttClient only: a larger packet from the broker closes the connection before it is
-  // buffered. (libmosquitto accepts MQTT's maximum, 256 MiB.)
+  // BatchedMqttClient only: a packet from the broker whose remaining length (all after its fixed
+  // header) is larger closes the connection before any of it is buffered. (libmosquitto accepts
+  // MQTT's maximum, 256 MiB.)
   std::size_t max_incoming_packet_bytes = 268435455;
 
   // Throws Error(kInvalidArgument) naming the field and its allowed range.
