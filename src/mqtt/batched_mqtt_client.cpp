@@ -35,7 +35,6 @@ constexpr std::size_t kMaxReadPerRound = std::size_t{1024} * 1024;
 constexpr auto kMiscInterval = std::chrono::seconds(1);  // keepalive bookkeeping
 constexpr int kConnackServerUnavailable = 3;
 constexpr unsigned char kSubscriptionRefused = 0x80;
-constexpr std::string_view kNoQos2 = "QoS 2 is not supported by this client (QoS 0 and 1 are)";
 
 // The pending error of a socket whose non-blocking connect finished (0: it connected).
 int socket_error(int fd) {
@@ -52,11 +51,6 @@ int socket_error(int fd) {
 void ignore_sigpipe() {
   static std::once_flag once;
   std::call_once(once, [] { (void)std::signal(SIGPIPE, SIG_IGN); });
-}
-
-template <typename T>
-Result<T> invalid(std::string message) {
-  return Result<T>::failure(ErrorCode::kInvalidArgument, std::move(message));
 }
 
 const MqttClientOptions& validated(const MqttClientOptions& options) {
@@ -104,25 +98,6 @@ BatchedMqttClient::~BatchedMqttClient() {
     }
   }
   close_connection();
-}
-
-template <typename Callback, typename... Args>
-void BatchedMqttClient::notify(const Callback& callback, const char* name, Args&&... args) {
-  if (!callback) {
-    return;
-  }
-  try {
-    callback(std::forward<Args>(args)...);
-  } catch (const std::exception& e) {
-    if (callback_errors_logged_.insert(name).second) {
-      spdlog::error("mqtt {}: the {} callback threw: {} (logged once)", options_.client_id, name,
-                    e.what());
-    }
-  } catch (...) {
-    if (callback_errors_logged_.insert(name).second) {
-      spdlog::error("mqtt {}: the {} callback threw (logged once)", options_.client_id, name);
-    }
-  }
 }
 
 std::string BatchedMqttClient::endpoint() const {
@@ -371,15 +346,10 @@ void BatchedMqttClient::handle_connack(bool session_present, int return_code) {
   if (!options_.status_topic.empty()) {
     send_publish({0, options_.status_topic, std::string(kStatusOnline), 1, true});
   }
-  if (drops_unreported_ > 0) {
-    spdlog::warn("mqtt {}: {} publish(es) were refused while the outgoing queue was full",
-                 options_.client_id, drops_unreported_);
-    drops_unreported_ = 0;
-  }
-  drop_logged_ = false;
+  queue_full_.after_connect(options_.client_id);
   schedule_misc();
   const std::uint64_t connection = connection_;
-  notify(callbacks_.on_connect, "on_connect");
+  notify_(callbacks_.on_connect, "on_connect");
   if (connection == connection_) {
     send_waiting();
     request_write();
@@ -401,7 +371,7 @@ void BatchedMqttClient::fail_attempt(Status reason) {
     spdlog::debug("mqtt {}: {} (again)", options_.client_id, reason.message);
   }
   schedule_reconnect();
-  notify(callbacks_.on_connect_failed, "on_connect_failed", reason);
+  notify_(callbacks_.on_connect_failed, "on_connect_failed", reason);
 }
 
 void BatchedMqttClient::lose_connection(Status reason) {
@@ -414,7 +384,7 @@ void BatchedMqttClient::lose_connection(Status reason) {
   spdlog::warn("mqtt {}: {}; reconnecting with backoff", options_.client_id, reason.message);
   last_failure_logged_ = reason.message;
   schedule_reconnect();
-  notify(callbacks_.on_disconnect, "on_disconnect", reason);
+  notify_(callbacks_.on_disconnect, "on_disconnect", reason);
 }
 
 void BatchedMqttClient::close_connection() {
@@ -525,7 +495,7 @@ void BatchedMqttClient::read_socket() {
     alive = false;
   }
   if (stats_.received != received_before) {
-    notify(callbacks_.on_messages_received, "on_messages_received");
+    notify_(callbacks_.on_messages_received, "on_messages_received");
   }
   if (connection != connection_) {
     return;
@@ -604,7 +574,7 @@ void BatchedMqttClient::handle_publish(const wire::ServerPacket& packet) {
   incoming.payload = packet.payload;
   incoming.qos = packet.qos;
   incoming.retain = packet.retain;
-  notify(callbacks_.on_message, "on_message", incoming);
+  notify_(callbacks_.on_message, "on_message", incoming);
   if (acknowledge && options_.acknowledge_after_handling && connection == connection_) {
     acknowledgements_.push_back(packet.packet_id);
   }
@@ -626,7 +596,7 @@ void BatchedMqttClient::handle_puback(std::uint16_t packet_id) {
   in_flight_.erase(it);
   if (id != 0) {
     ++stats_.delivered;
-    notify(callbacks_.on_delivered, "on_delivered", id);
+    notify_(callbacks_.on_delivered, "on_delivered", id);
   }
   send_waiting();
   check_stop_progress();
@@ -647,7 +617,7 @@ void BatchedMqttClient::handle_suback(std::uint16_t packet_id, std::string_view 
                    filter);
     }
   }
-  notify(callbacks_.on_subscribe, "on_subscribe", filter, qos);
+  notify_(callbacks_.on_subscribe, "on_subscribe", filter, qos);
 }
 
 void BatchedMqttClient::pause_reading(bool paused) {
@@ -852,7 +822,7 @@ void BatchedMqttClient::finish_stop() {
   // Posted, so that on_stopped runs outside this client's own calls and may destroy it.
   loop_.post([this, alive = std::weak_ptr<int>(alive_)] {
     if (!alive.expired()) {
-      notify(callbacks_.on_stopped, "on_stopped");
+      notify_(callbacks_.on_stopped, "on_stopped");
     }
   });
 }
@@ -894,28 +864,16 @@ Result<MessageId> BatchedMqttClient::publish(std::string_view topic, std::string
 Result<MessageId> BatchedMqttClient::publish(std::string_view topic, std::string_view payload,
                                              int qos, bool retain) {
   assert(loop_.in_loop_thread());
-  if (state_ == State::kStopping || state_ == State::kStopped) {
-    return Result<MessageId>::failure(
-        ErrorCode::kFailedPrecondition,
-        "mqtt client " + options_.client_id + " is " + std::string(to_string(state_)));
-  }
-  if (qos < 0 || qos > 1) {
-    return invalid<MessageId>(qos == 2 ? std::string(kNoQos2)
-                                       : "QoS must be 0 or 1, got " + std::to_string(qos));
-  }
-  if (!wire::valid_topic_name(topic)) {
-    return invalid<MessageId>("not a valid topic name for a publish");
-  }
-  if (payload.size() + topic.size() + 4 > wire::kMaxRemainingLength) {
-    return invalid<MessageId>("payload of " + std::to_string(payload.size()) +
-                              " bytes exceeds MQTT's limit");
+  const bool closed = state_ == State::kStopping || state_ == State::kStopped;
+  if (const Result<Done> checked = detail::check_publish(
+          options_.client_id, closed, to_string(state_), topic, payload.size(), qos, 1);
+      !checked) {
+    return Result<MessageId>::failure(checked.status().code, checked.status().message);
   }
   if (pending_messages() >= options_.max_pending_messages) {
-    note_drop();
-    return Result<MessageId>::failure(ErrorCode::kUnavailable,
-                                      "outgoing queue of " + options_.client_id + " is full (" +
-                                          std::to_string(options_.max_pending_messages) +
-                                          " messages); publish dropped");
+    const Status refused = queue_full_.refuse(options_.client_id, options_.max_pending_messages,
+                                              to_string(state_), stats_.dropped_queue_full);
+    return Result<MessageId>::failure(refused.code, refused.message);
   }
   Outgoing message{next_id_++, std::string(topic), std::string(payload), qos, retain};
   const MessageId id = message.id;
@@ -933,17 +891,6 @@ Result<MessageId> BatchedMqttClient::publish(std::string_view topic, std::string
 
 bool BatchedMqttClient::window_open(int qos) const {
   return qos == 0 || in_flight_.size() < static_cast<std::size_t>(options_.max_inflight_messages);
-}
-
-void BatchedMqttClient::note_drop() {
-  ++stats_.dropped_queue_full;
-  ++drops_unreported_;
-  if (!drop_logged_) {
-    drop_logged_ = true;
-    spdlog::warn(
-        "mqtt {}: outgoing queue full ({} messages, {}); refusing publishes until it drains",
-        options_.client_id, options_.max_pending_messages, to_string(state_));
-  }
 }
 
 void BatchedMqttClient::send_publish(Outgoing message) {
@@ -1002,25 +949,13 @@ Result<Done> BatchedMqttClient::subscribe(std::string_view filter) {
 
 Result<Done> BatchedMqttClient::subscribe(std::string_view filter, int qos) {
   assert(loop_.in_loop_thread());
-  if (state_ == State::kStopping || state_ == State::kStopped) {
-    return Result<Done>::failure(
-        ErrorCode::kFailedPrecondition,
-        "mqtt client " + options_.client_id + " is " + std::string(to_string(state_)));
+  const bool closed = state_ == State::kStopping || state_ == State::kStopped;
+  if (Result<Done> checked =
+          detail::check_subscribe(options_.client_id, closed, to_string(state_), filter, qos, 1);
+      !checked) {
+    return checked;
   }
-  if (qos < 0 || qos > 1) {
-    return invalid<Done>(qos == 2 ? std::string(kNoQos2)
-                                  : "QoS must be 0 or 1, got " + std::to_string(qos));
-  }
-  if (!wire::valid_topic_filter(filter)) {
-    return invalid<Done>("not a valid topic filter: " + std::string(filter));
-  }
-  const auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
-                               [filter](const Subscription& s) { return s.filter == filter; });
-  if (it != subscriptions_.end()) {
-    it->qos = qos;
-  } else {
-    subscriptions_.push_back({std::string(filter), qos});
-  }
+  detail::remember(subscriptions_, filter, qos);
   if (state_ == State::kConnected) {
     send_subscribe({std::string(filter), qos});
   }
@@ -1029,12 +964,9 @@ Result<Done> BatchedMqttClient::subscribe(std::string_view filter, int qos) {
 
 Result<Done> BatchedMqttClient::unsubscribe(std::string_view filter) {
   assert(loop_.in_loop_thread());
-  const auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
-                               [filter](const Subscription& s) { return s.filter == filter; });
-  if (it == subscriptions_.end()) {
+  if (!detail::forget(subscriptions_, filter)) {
     return Result<Done>::failure(ErrorCode::kNotFound, "not subscribed to " + std::string(filter));
   }
-  subscriptions_.erase(it);
   if (state_ == State::kConnected) {
     wire::append_unsubscribe(output_, next_packet_id(), filter);
     request_write();

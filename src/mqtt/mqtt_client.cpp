@@ -26,8 +26,7 @@ constexpr int kVerifyPeer = 1;  // SSL_VERIFY_PEER, as mosquitto_tls_opts_set ex
 constexpr int kSubscriptionRefused = 0x80;
 constexpr auto kMiscInterval = std::chrono::seconds(1);  // keepalive bookkeeping
 constexpr std::size_t kMaxAttemptLogLines = 8;
-constexpr std::size_t kMaxPayloadBytes = 268435455;  // MQTT's remaining-length limit
-constexpr std::size_t kMaxPendingLimit = 60000;      // below the 16-bit packet id space
+constexpr std::size_t kMaxPendingLimit = 60000;  // below the 16-bit packet id space
 constexpr int kConnackServerUnavailable = 3;
 constexpr int kMaxReadCallsPerRound = 256;
 
@@ -71,11 +70,6 @@ bool rejected_before_queueing(int rc) {
 const MqttClientOptions& validated(const MqttClientOptions& options) {
   options.validate();
   return options;
-}
-
-template <typename T>
-Result<T> invalid(std::string message) {
-  return Result<T>::failure(ErrorCode::kInvalidArgument, std::move(message));
 }
 
 }  // namespace
@@ -123,8 +117,8 @@ void MqttClientOptions::validate() const {
   require(
       max_inflight_messages >= 1 && max_inflight_messages <= 65535,
       "max_inflight_messages must be in 1..65535, got " + std::to_string(max_inflight_messages));
-  require(max_incoming_packet_bytes >= 2 && max_incoming_packet_bytes <= kMaxPayloadBytes,
-          "max_incoming_packet_bytes must be in 2.." + std::to_string(kMaxPayloadBytes));
+  require(max_incoming_packet_bytes >= 2 && max_incoming_packet_bytes <= wire::kMaxRemainingLength,
+          "max_incoming_packet_bytes must be in 2.." + std::to_string(wire::kMaxRemainingLength));
   reconnect.validate();
 }
 
@@ -231,7 +225,7 @@ void MqttClient::on_publish_cb(mosquitto*, void* user_data, int mid) {
     self->in_flight_.erase(it);
     if (id != 0) {  // 0: the status flag, not the caller's
       ++self->stats_.delivered;
-      self->notify(self->callbacks_.on_delivered, "on_delivered", id);
+      self->notify_(self->callbacks_.on_delivered, "on_delivered", id);
     }
   } catch (...) {
     spdlog::error("mqtt {}: handling PUBACK threw", self->options_.client_id);
@@ -256,7 +250,7 @@ void MqttClient::on_subscribe_cb(mosquitto*, void* user_data, int mid, int count
                      filter);
       }
     }
-    self->notify(self->callbacks_.on_subscribe, "on_subscribe", filter, qos);
+    self->notify_(self->callbacks_.on_subscribe, "on_subscribe", filter, qos);
   } catch (...) {
     spdlog::error("mqtt {}: handling SUBACK threw", self->options_.client_id);
   }
@@ -274,7 +268,7 @@ void MqttClient::on_message_cb(mosquitto*, void* user_data, const mosquitto_mess
     }
     incoming.qos = message->qos;
     incoming.retain = message->retain;
-    self->notify(self->callbacks_.on_message, "on_message", incoming);
+    self->notify_(self->callbacks_.on_message, "on_message", incoming);
   } catch (...) {
     spdlog::error("mqtt {}: handling a message threw", self->options_.client_id);
   }
@@ -314,25 +308,6 @@ int MqttClient::password_cb(char* buf, int size, int, void* user_data) {
   }
   std::memcpy(buf, passphrase.data(), passphrase.size());
   return static_cast<int>(passphrase.size());
-}
-
-template <typename Callback, typename... Args>
-void MqttClient::notify(const Callback& callback, const char* name, Args&&... args) {
-  if (!callback) {
-    return;
-  }
-  try {
-    callback(std::forward<Args>(args)...);
-  } catch (const std::exception& e) {
-    if (callback_errors_logged_.insert(name).second) {
-      spdlog::error("mqtt {}: the {} callback threw: {} (logged once)", options_.client_id, name,
-                    e.what());
-    }
-  } catch (...) {
-    if (callback_errors_logged_.insert(name).second) {
-      spdlog::error("mqtt {}: the {} callback threw (logged once)", options_.client_id, name);
-    }
-  }
 }
 
 // --- driving libmosquitto ---------------------------------------------------------------------
@@ -635,7 +610,7 @@ void MqttClient::read_socket() {
     }
   }
   if (stats_.received != before) {
-    notify(callbacks_.on_messages_received, "on_messages_received");
+    notify_(callbacks_.on_messages_received, "on_messages_received");
     // The batch is handled: its acknowledgements go out now rather than a poll round later.
     flush();
   }
@@ -815,14 +790,9 @@ void MqttClient::handle_connack(int rc) {
   if (!options_.status_topic.empty()) {
     publish_status(kStatusOnline);
   }
-  if (drops_unreported_ > 0) {
-    spdlog::warn("mqtt {}: {} publish(es) were refused while the outgoing queue was full",
-                 options_.client_id, drops_unreported_);
-    drops_unreported_ = 0;
-  }
-  drop_logged_ = false;
+  queue_full_.after_connect(options_.client_id);
   schedule_misc();
-  notify(callbacks_.on_connect, "on_connect");
+  notify_(callbacks_.on_connect, "on_connect");
 }
 
 void MqttClient::handle_library_disconnect(int rc, int saved_errno) {
@@ -861,7 +831,7 @@ void MqttClient::fail_attempt(Status reason) {
     spdlog::debug("mqtt {}: {} (again)", options_.client_id, reason.message);
   }
   schedule_reconnect();
-  notify(callbacks_.on_connect_failed, "on_connect_failed", reason);
+  notify_(callbacks_.on_connect_failed, "on_connect_failed", reason);
 }
 
 void MqttClient::lose_connection(Status reason) {
@@ -879,7 +849,7 @@ void MqttClient::lose_connection(Status reason) {
   last_failure_logged_ = reason.message;
   attempt_log_.clear();
   schedule_reconnect();
-  notify(callbacks_.on_disconnect, "on_disconnect", reason);
+  notify_(callbacks_.on_disconnect, "on_disconnect", reason);
 }
 
 void MqttClient::schedule_reconnect() {
@@ -971,7 +941,7 @@ void MqttClient::finish_stop() {
   // Posted, so that on_stopped runs outside every libmosquitto call and may destroy the client.
   loop_.post([this, alive = std::weak_ptr<int>(alive_)] {
     if (!alive.expired()) {
-      notify(callbacks_.on_stopped, "on_stopped");
+      notify_(callbacks_.on_stopped, "on_stopped");
     }
   });
 }
@@ -1020,27 +990,16 @@ Result<MessageId> MqttClient::publish(std::string_view topic, std::string_view p
 Result<MessageId> MqttClient::publish(std::string_view topic, std::string_view payload, int qos,
                                       bool retain) {
   assert(loop_.in_loop_thread());
-  if (state_ == State::kStopping || state_ == State::kStopped) {
-    return Result<MessageId>::failure(
-        ErrorCode::kFailedPrecondition,
-        "mqtt client " + options_.client_id + " is " + std::string(to_string(state_)));
-  }
-  if (qos < 0 || qos > 2) {
-    return invalid<MessageId>("QoS must be 0, 1 or 2, got " + std::to_string(qos));
-  }
-  if (!wire::valid_topic_name(topic)) {
-    return invalid<MessageId>("not a valid topic name for a publish");
-  }
-  if (payload.size() > kMaxPayloadBytes) {
-    return invalid<MessageId>("payload of " + std::to_string(payload.size()) +
-                              " bytes exceeds MQTT's limit");
+  const bool closed = state_ == State::kStopping || state_ == State::kStopped;
+  if (const Result<Done> checked = detail::check_publish(
+          options_.client_id, closed, to_string(state_), topic, payload.size(), qos, 2);
+      !checked) {
+    return Result<MessageId>::failure(checked.status().code, checked.status().message);
   }
   if (pending_messages() >= options_.max_pending_messages) {
-    note_drop();
-    return Result<MessageId>::failure(ErrorCode::kUnavailable,
-                                      "outgoing queue of " + options_.client_id + " is full (" +
-                                          std::to_string(options_.max_pending_messages) +
-                                          " messages); publish dropped");
+    const Status refused = queue_full_.refuse(options_.client_id, options_.max_pending_messages,
+                                              to_string(state_), stats_.dropped_queue_full);
+    return Result<MessageId>::failure(refused.code, refused.message);
   }
   Outgoing message{next_id_++, std::string(topic), std::string(payload), qos, retain};
   // Behind what is queued, to keep the order: the queue drains right after a CONNACK.
@@ -1051,18 +1010,6 @@ Result<MessageId> MqttClient::publish(std::string_view topic, std::string_view p
   queue_.push_back(std::move(message));
   ++stats_.queued;
   return id;
-}
-
-void MqttClient::note_drop() {
-  ++stats_.dropped_queue_full;
-  ++drops_unreported_;
-  if (!drop_logged_) {
-    drop_logged_ = true;
-    spdlog::warn(
-        "mqtt {}: outgoing queue full ({} messages, {}); refusing publishes until it "
-        "drains",
-        options_.client_id, options_.max_pending_messages, to_string(state_));
-  }
 }
 
 Result<MessageId> MqttClient::hand_over(Outgoing message) {
@@ -1123,24 +1070,13 @@ Result<Done> MqttClient::subscribe(std::string_view filter) {
 
 Result<Done> MqttClient::subscribe(std::string_view filter, int qos) {
   assert(loop_.in_loop_thread());
-  if (state_ == State::kStopping || state_ == State::kStopped) {
-    return Result<Done>::failure(
-        ErrorCode::kFailedPrecondition,
-        "mqtt client " + options_.client_id + " is " + std::string(to_string(state_)));
+  const bool closed = state_ == State::kStopping || state_ == State::kStopped;
+  if (Result<Done> checked =
+          detail::check_subscribe(options_.client_id, closed, to_string(state_), filter, qos, 2);
+      !checked) {
+    return checked;
   }
-  if (qos < 0 || qos > 2) {
-    return invalid<Done>("QoS must be 0, 1 or 2, got " + std::to_string(qos));
-  }
-  if (!wire::valid_topic_filter(filter)) {
-    return invalid<Done>("not a valid topic filter: " + std::string(filter));
-  }
-  const auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
-                               [filter](const Subscription& s) { return s.filter == filter; });
-  if (it != subscriptions_.end()) {
-    it->qos = qos;
-  } else {
-    subscriptions_.push_back({std::string(filter), qos});
-  }
+  detail::remember(subscriptions_, filter, qos);
   if (state_ == State::kConnected) {
     send_subscribe({std::string(filter), qos});
   }
@@ -1149,12 +1085,9 @@ Result<Done> MqttClient::subscribe(std::string_view filter, int qos) {
 
 Result<Done> MqttClient::unsubscribe(std::string_view filter) {
   assert(loop_.in_loop_thread());
-  const auto it = std::find_if(subscriptions_.begin(), subscriptions_.end(),
-                               [filter](const Subscription& s) { return s.filter == filter; });
-  if (it == subscriptions_.end()) {
+  if (!detail::forget(subscriptions_, filter)) {
     return Result<Done>::failure(ErrorCode::kNotFound, "not subscribed to " + std::string(filter));
   }
-  subscriptions_.erase(it);
   if (state_ == State::kConnected) {
     const std::string text(filter);
     call_library([&] { return mosquitto_unsubscribe(handle_.get(), nullptr, text.c_str()); });

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "recmesh/mqtt/client_support.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/mqtt/reconnect_backoff.hpp"
@@ -82,10 +83,7 @@ class BatchedMqttClient {
     Outgoing message;
     std::uint64_t order = 0;  // sending order, kept when sent again after a reconnect
   };
-  struct Subscription {
-    std::string filter;
-    int qos = 0;
-  };
+  using Subscription = detail::Subscription;
   struct ContextDeleter {
     void operator()(ssl_ctx_st* context) const;
   };
@@ -119,7 +117,6 @@ class BatchedMqttClient {
   void send_subscribe(const Subscription& subscription);
   void acknowledge_received();
   std::uint16_t next_packet_id();
-  void note_drop();
 
   // Ends the attempt or the connection as its state requires.
   void connection_failed(const Status& reason);
@@ -132,9 +129,6 @@ class BatchedMqttClient {
   void finish_stop();
   Status tls_failure(int ssl_error, int saved_errno) const;  // drains OpenSSL's errors
   std::string endpoint() const;
-
-  template <typename Callback, typename... Args>
-  void notify(const Callback& callback, const char* name, Args&&... args);
 
   EventLoop& loop_;
   MqttClientOptions options_;
@@ -180,11 +174,10 @@ class BatchedMqttClient {
   std::uint64_t next_order_ = 1;
   std::uint16_t last_packet_id_ = 0;
   MessageId next_id_ = 1;
-  bool drop_logged_ = false;
-  std::uint64_t drops_unreported_ = 0;
+  detail::QueueFullReport queue_full_;
   std::string last_failure_logged_;
   std::string last_error_;
-  std::set<std::string_view> callback_errors_logged_;
+  detail::CallbackRunner notify_{options_.client_id};
   MqttClientStats stats_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };

@@ -15,6 +15,7 @@
 
 #include "recmesh/core/result.hpp"
 #include "recmesh/core/secret.hpp"
+#include "recmesh/mqtt/client_support.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/mqtt/reconnect_backoff.hpp"
 
@@ -199,10 +200,7 @@ class MqttClient {
     int qos = 0;
     bool retain = false;
   };
-  struct Subscription {
-    std::string filter;
-    int qos = 0;
-  };
+  using Subscription = detail::Subscription;
   struct LibraryDeleter {
     void operator()(mosquitto* handle) const;
   };
@@ -257,15 +255,11 @@ class MqttClient {
   void send_subscribe(const Subscription& subscription);
   void publish_status(std::string_view value);
   void flush_queue();
-  void note_drop();
   Status describe_failure(int rc, int saved_errno) const;
   std::string attempt_detail() const;
   std::string endpoint() const;
   bool tls_handshake_done() const;
   int connect_error() const;
-
-  template <typename Callback, typename... Args>
-  void notify(const Callback& callback, const char* name, Args&&... args);
 
   EventLoop& loop_;
   MqttClientOptions options_;
@@ -308,11 +302,10 @@ class MqttClient {
   std::deque<Outgoing> queue_;                            // while disconnected
   std::unordered_map<int, MessageId> in_flight_;          // QoS>=1 packet id -> our id
   MessageId next_id_ = 1;
-  bool drop_logged_ = false;
-  std::uint64_t drops_unreported_ = 0;
+  detail::QueueFullReport queue_full_;
   std::string last_failure_logged_;
   std::string last_error_;
-  std::set<std::string_view> callback_errors_logged_;  // callback names, logged once each
+  detail::CallbackRunner notify_{options_.client_id};
   MqttClientStats stats_;
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);  // posted tasks check it
 };
