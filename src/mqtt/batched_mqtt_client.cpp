@@ -206,6 +206,17 @@ void BatchedMqttClient::on_socket_event(FdEvents events) {
     return;
   }
   const std::uint64_t connection = connection_;
+  if ((events.hangup || events.error) && reading_stopped()) {
+    // The poll reports a closed or failed socket whatever is asked of it, again in every round:
+    // a paused connection that would wait for the resume to find out would spin until then.
+    // What it left unread was not acknowledged: the broker sends it again.
+    const int error = socket_error(socket_);
+    connection_failed(
+        {ErrorCode::kUnavailable,
+         "connection to " + endpoint() +
+             " lost: " + (error != 0 ? std::strerror(error) : "the broker closed the connection")});
+    return;
+  }
   if (events.readable || events.hangup || events.error) {
     read_socket();
   }

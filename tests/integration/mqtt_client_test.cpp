@@ -1172,6 +1172,53 @@ TEST_F(BatchedMqttClientTest, APacketLargerThanTheClientAcceptsEndsTheConnection
   });
 }
 
+// A broker that resets the connection while the client has paused reading: the poll reports the
+// dead socket in every round whatever is asked of it, so the client must end the connection at
+// once rather than wait for the resume (or two keepalives) and spin meanwhile.
+TEST_F(BatchedMqttClientTest, AConnectionResetWhileReadingIsPausedEndsAtOnceWithoutSpinning) {
+  std::atomic<bool> unread_sent{false};
+  const ClientFiles gw = gateway();
+  const auto broker =
+      scripted_broker([&unread_sent](testing::ScriptedBroker::Connection& connection, int number) {
+        if (!connection.read_until(kConnectPacket, 10s)) {
+          return;
+        }
+        connection.write(testing::mqtt_bytes::connack());
+        if (number == 1) {
+          // The client's publish stays unread: closing then sends a reset, not a FIN.
+          for (int i = 0; i < 500 && !unread_sent.load(); ++i) {
+            std::this_thread::sleep_for(10ms);
+          }
+          std::this_thread::sleep_for(200ms);
+          return;
+        }
+        connection.drain_until_closed(5s);
+      });
+  start_loop();
+  MqttClientOptions options = options_for(gw, gw.common_name);
+  options.port = broker->port();
+  options.keepalive = 60s;  // only the reset may end the connection within the test
+  const auto client = add_client(options);
+  on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(eventually([&] { return client.client->connected(); }));
+  on_loop([&] {
+    client.client->pause_reading(true);
+    ASSERT_TRUE(client.client->publish("/platform/metrics/x", "never read", 1));
+  });
+  const std::uint64_t wakeups_before = loop_.wakeups();
+  unread_sent = true;
+  ASSERT_TRUE(eventually([&] { return !client.seen->disconnects.empty(); }, 10s))
+      << "a reset connection went unnoticed while reading was paused";
+  const std::uint64_t wakeups = loop_.wakeups() - wakeups_before;
+  on_loop([&] {
+    EXPECT_NE(client.seen->disconnects.front().message.find("lost"), std::string::npos)
+        << client.seen->disconnects.front().message;
+  });
+  EXPECT_LT(wakeups, 500U) << "the loop spun";
+  // Still paused, it connects again: a CONNACK is always read.
+  EXPECT_TRUE(eventually([&] { return broker->connections() >= 2 && client.client->connected(); }));
+}
+
 // What no honest broker sends, each on the first connection of a scripted broker that is
 // honest from the second on: the client ends the connection saying why, never crashes, and
 // carries on with the next one.
