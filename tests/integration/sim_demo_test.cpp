@@ -169,7 +169,8 @@ TEST_F(SimProcessTest, AFailingChildEndsEverythingAndTheReportIsWritten) {
       }
     }
   }
-  ASSERT_GT(gateway, 0) << "the gateway never started";
+  ASSERT_GT(gateway, 0) << "the gateway never started; the simulator said:\n"
+                        << (fs::exists(tmp_ / "sim.log") ? read_file(tmp_ / "sim.log") : "");
   std::this_thread::sleep_for(2s);
   ASSERT_EQ(::kill(gateway, SIGKILL), 0);
   const auto code = sim.signal_and_wait(0, 60s);  // signal 0: only wait
