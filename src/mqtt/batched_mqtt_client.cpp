@@ -646,16 +646,26 @@ void BatchedMqttClient::post_read() {
       (input_begin_ == input_end_ && !tls_input_held(tls_.get()))) {
     return;
   }
-  read_posted_ = true;
-  loop_.post([this, alive = std::weak_ptr<int>(alive_), connection = connection_] {
+  loop_.post(once_on_this_connection(read_posted_, [this] {
+    if (!reading_stopped()) {
+      read_socket();
+    }
+  }));
+}
+
+template <typename F>
+EventLoop::Task BatchedMqttClient::once_on_this_connection(bool& asked, F work) {
+  asked = true;
+  return [this, &asked, alive = std::weak_ptr<int>(alive_), connection = connection_,
+          work = std::move(work)] {
     if (alive.expired()) {
       return;
     }
-    read_posted_ = false;
-    if (connection == connection_ && !reading_stopped()) {
-      read_socket();
+    asked = false;
+    if (connection == connection_) {
+      work();
     }
-  });
+  };
 }
 
 // --- writing ----------------------------------------------------------------------------------
@@ -666,16 +676,7 @@ void BatchedMqttClient::request_write() {
     return;
   }
   // Everything the round produces leaves at its end, in one SSL_write: one TLS record.
-  write_posted_ = true;
-  loop_.defer([this, alive = std::weak_ptr<int>(alive_), connection = connection_] {
-    if (alive.expired()) {
-      return;
-    }
-    write_posted_ = false;
-    if (connection == connection_) {
-      write_socket();
-    }
-  });
+  loop_.defer(once_on_this_connection(write_posted_, [this] { write_socket(); }));
 }
 
 void BatchedMqttClient::write_socket() {

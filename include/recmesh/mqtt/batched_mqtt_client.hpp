@@ -103,6 +103,10 @@ class BatchedMqttClient {
   void write_socket();
   void request_write();
   void post_read();
+  // A task for the loop that runs `work` unless the client is gone or the connection it was
+  // asked for has ended; `asked` is true until it runs, so that it is asked for once.
+  template <typename F>
+  EventLoop::Task once_on_this_connection(bool& asked, F work);
   void update_interest();
   void schedule_misc();
   void on_misc_timer();
