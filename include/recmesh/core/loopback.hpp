@@ -17,8 +17,10 @@ bool loopback_accepts(int port);
 // A TCP port on 127.0.0.1 that can be bound now and is not among `taken`, which it joins.
 // Picked at random below the kernel's ephemeral range (net.ipv4.ip_local_port_range), from
 // 20000 up: until its user binds it, no outgoing connection of any process on the machine can
-// take it as its source port, and processes picking ports at the same time rarely pick the same
-// one. Thread-safe for distinct `taken`. Throws Error(kInternal) when none is found.
+// take it as its source port. A port is handed out once per process, and never while another
+// process of the same user that picked it lives (a lock on
+// $TMPDIR/recmesh-loopback-ports-<uid>): simulators and tests starting brokers side by side do
+// not pick the same port. Thread-safe. Throws Error(kInternal) when none is found.
 int free_loopback_port(std::vector<int>& taken);
 
 }  // namespace recmesh
