@@ -665,14 +665,16 @@ void Bridge::update_blocking() {
   }
 }
 
-bool Bridge::waiting_for_window(Route& route) {
+bool Bridge::window_full(const Route& route) const {
   const mqtt::BatchedMqttClient& far =
       route.direction == BridgeDirection::kOut ? *central_ : *local_;
-  // Reading resumes once a quarter of the window is open again, not at every PUBACK.
   const auto window = static_cast<std::size_t>(settings_.max_inflight);
   const std::size_t limit = route.full_since ? window - window / 4 : window;
-  const bool full = !stopping_ && far.connected() && route.in_flight.size() >= limit;
-  if (!full) {
+  return !stopping_ && far.connected() && route.in_flight.size() >= limit;
+}
+
+bool Bridge::update_window_wait(Route& route) {
+  if (!window_full(route)) {
     route.full_since.reset();
     if (route.spill_timer != 0) {
       loop_.cancel_timer(route.spill_timer);
@@ -694,8 +696,8 @@ bool Bridge::waiting_for_window(Route& route) {
 void Bridge::update_reading() {
   // Only the source of a direction with a backlog stops for a full store: the other side must
   // still be read, since the PUBACKs that drain the store arrive there.
-  const bool local_paused = (blocked_ && !out_.unsent.empty()) || waiting_for_window(out_);
-  const bool central_paused = (blocked_ && !in_.unsent.empty()) || waiting_for_window(in_);
+  const bool local_paused = (blocked_ && !out_.unsent.empty()) || update_window_wait(out_);
+  const bool central_paused = (blocked_ && !in_.unsent.empty()) || update_window_wait(in_);
   local_->pause_reading(local_paused);
   central_->pause_reading(central_paused);
 }

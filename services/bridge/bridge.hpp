@@ -103,7 +103,12 @@ class Bridge {
   // Pauses reading a source while its direction's store is full (overflow: block) or while
   // the far broker keeps the forwarding window full (for at most settings.window_wait).
   void update_reading();
-  bool waiting_for_window(Route& route);
+  // Whether the far broker, connected, keeps `route`'s forwarding window full. Once full, it
+  // counts as full until a quarter of the window is open again, not at every PUBACK.
+  bool window_full(const Route& route) const;
+  // Starts or ends `route`'s wait for a full window (its start and the timer that ends it),
+  // and says whether reading its source still waits: for at most settings.window_wait.
+  bool update_window_wait(Route& route);
   void schedule_commit();
   bool forward_at_once(const Route& route) const;
   void stage_unsafe(Route& route);
