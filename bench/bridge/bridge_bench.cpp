@@ -30,6 +30,7 @@
 #include "recmesh/e2e/key_schedule.hpp"
 #include "recmesh/e2e/session.hpp"
 #include "recmesh/e2e/settings.hpp"
+#include "recmesh/mqtt/batched_mqtt_client.hpp"
 #include "recmesh/mqtt/event_loop.hpp"
 #include "recmesh/mqtt/mqtt_client.hpp"
 #include "recmesh/pki/pki.hpp"
@@ -55,7 +56,10 @@ constexpr std::string_view kTopic = "/platform/metrics/bench";
 constexpr std::string_view kCentralFilter = "/bench/m1/metrics/#";
 // The topic the envelope authenticates: the platform's name of the flow, the same on both ends.
 constexpr std::string_view kE2eTopic = "/bench/m1/metrics/bench";
-constexpr double kAchievedShare = 0.95;  // a step counts only if the producer reached this share
+// A step counts only if the local broker acknowledged the producer, and the EMS side received,
+// at this share of the offered rate: a bridge that falls behind leaves the backlog in the local
+// broker's memory, which hides it for a step of seconds but not in a day's stream.
+constexpr double kAchievedShare = 0.95;
 constexpr int kLatencyRate = 5000;
 
 struct Options {
@@ -211,7 +215,8 @@ mqtt::MqttClientOptions client_options(const std::string& id, int port, const Tl
 
 struct RunResult {
   double target_rate = 0;
-  double achieved_rate = 0;  // acknowledged by the local broker per second
+  double achieved_rate = 0;   // acknowledged by the local broker per second
+  double delivered_rate = 0;  // received at the EMS side per second, first send to last receipt
   std::uint64_t acked = 0;
   std::uint64_t lost = 0;  // acknowledged and never received
   std::uint64_t duplicates = 0;
@@ -255,6 +260,14 @@ e2e::Session session(e2e::Direction send_direction) {
       settings, SystemClock::instance());
 }
 
+// The device and the EMS side, the same for every variant, with the MQTT client `Client`:
+// - near the machine's limit (the lossless ladder and the flood) the client that costs least per
+//   message (mqtt::BatchedMqttClient, one TLS record per loop round), so that the two cores go
+//   to the brokers and the bridge under test: with libmosquitto at both ends the EMS-side
+//   subscriber itself tops out near 65k msg/s here;
+// - at 5k msg/s (latency), far from that limit, the client the gateway and the EMS engine use
+//   (mqtt::MqttClient, libmosquitto), so that the latency is the one they see.
+template <typename Client>
 class Load {
  public:
   explicit Load(const World& world)
@@ -265,7 +278,7 @@ class Load {
     sub.on_message = [this](const mqtt::IncomingMessage& message) { on_received(message); };
     sub.on_subscribe = [this](const std::string&, int) { subscribed_ = true; };
     consumer_.run([&] {
-      consumer_client_ = std::make_unique<mqtt::MqttClient>(
+      consumer_client_ = std::make_unique<Client>(
           consumer_.loop(), client_options("ems_engine", world.ems_port, world.engine), sub);
       (void)consumer_client_->subscribe(kCentralFilter, 1);
       consumer_client_->start();
@@ -279,7 +292,7 @@ class Load {
       }
     };
     producer_.run([&] {
-      producer_client_ = std::make_unique<mqtt::MqttClient>(
+      producer_client_ = std::make_unique<Client>(
           producer_.loop(),
           client_options("rec_bench_m1_gateway", world.member_port, world.gateway), pub);
       producer_client_->start();
@@ -339,6 +352,7 @@ class Load {
       latencies_.clear();
       latencies_.reserve(total);
       first_id_ = kUnarmed;
+      last_received_at_ = Clock::time_point{};
     }
     std::size_t sent = 0;
     std::uint64_t refused = 0;
@@ -412,6 +426,12 @@ class Load {
     result.target_rate = rate;
     result.acked = acked_count_;
     result.achieved_rate = static_cast<double>(acked_count_) / std::max(send_seconds, 1e-3);
+    if (received_count_ > 0) {
+      const double receive_seconds =
+          std::chrono::duration<double>(last_received_at_ - start).count();
+      result.delivered_rate =
+          static_cast<double>(received_count_) / std::max(receive_seconds, 1e-3);
+    }
     for (std::size_t i = 0; i < total; ++i) {
       if (acked_[i] != 0 && received_[i] == 0) {
         ++result.lost;
@@ -464,6 +484,7 @@ class Load {
     }
     flag = 1;
     ++received_count_;
+    last_received_at_ = Clock::now();
     latencies_.push_back(static_cast<double>(now - sent_ns) / 1e6);
   }
 
@@ -473,8 +494,8 @@ class Load {
   e2e::Session receiver_;
   LoopThread consumer_;
   LoopThread producer_;
-  std::unique_ptr<mqtt::MqttClient> consumer_client_;  // on consumer_'s loop
-  std::unique_ptr<mqtt::MqttClient> producer_client_;  // on producer_'s loop
+  std::unique_ptr<Client> consumer_client_;  // on consumer_'s loop
+  std::unique_ptr<Client> producer_client_;  // on producer_'s loop
   std::atomic<bool> subscribed_{false};
   std::mutex mutex_;
   std::uint64_t next_seq_ = 1;  // guarded by mutex_
@@ -485,6 +506,7 @@ class Load {
   std::vector<std::uint8_t> received_;   // guarded by mutex_
   std::uint64_t acked_count_ = 0;        // guarded by mutex_
   std::uint64_t received_count_ = 0;     // guarded by mutex_
+  Clock::time_point last_received_at_;   // guarded by mutex_
   std::uint64_t duplicates_ = 0;         // guarded by mutex_
   std::vector<double> latencies_;        // guarded by mutex_
   double seal_seconds_ = 0;              // guarded by mutex_
@@ -494,29 +516,33 @@ class Load {
 
 // --- measurements -------------------------------------------------------------------------------
 
+using ThroughputClient = mqtt::BatchedMqttClient;
+using LatencyClient = mqtt::MqttClient;
+
 struct Lossless {
-  int rate = 0;  // highest rate with 0 loss that the producer reached
+  int rate = 0;  // highest rate with 0 loss that was both acknowledged and delivered
   std::vector<RunResult> steps;
 };
 
 Lossless find_lossless(const World& world, Variant variant, std::size_t payload,
                        const Options& options) {
   const std::vector<int> ladder =
-      options.quick
-          ? std::vector<int>{5000, 15000, 30000, 40000, 50000, 65000, 80000, 100000, 120000}
-          : std::vector<int>{5000,  10000, 15000, 20000, 25000, 30000,  35000,  40000,
-                             45000, 50000, 60000, 70000, 80000, 100000, 120000, 150000};
+      options.quick ? std::vector<int>{5000,  15000, 30000, 45000, 55000,  60000, 65000,
+                                       70000, 75000, 80000, 90000, 100000, 120000}
+                    : std::vector<int>{5000,  10000, 15000, 20000,  25000,  30000, 35000,
+                                       40000, 45000, 50000, 55000,  60000,  65000, 70000,
+                                       75000, 80000, 90000, 100000, 120000, 150000};
   Lossless out;
   for (const int rate : ladder) {
     if (rate < options.ladder_from || (options.ladder_to > 0 && rate > options.ladder_to)) {
       continue;
     }
-    // A producer that falls short is the shared machine's noise as often as a limit: such a
-    // rung is tried once more. A loss is never retried.
+    // A rate that falls short is the shared machine's noise as often as a limit: such a rung is
+    // tried once more. A loss is never retried.
     bool passed = false;
     for (int attempt = 0; attempt < 2 && !passed; ++attempt) {
       Deployment deployment(world, variant, options);
-      Load load(world);
+      Load<ThroughputClient> load(world);
       if (!load.ready(15s)) {
         throw std::runtime_error(
             fmt::format("{}: nothing crosses; run with RECMESH_BENCH_KEEP=1 and see {}",
@@ -533,16 +559,17 @@ Lossless find_lossless(const World& world, Variant variant, std::size_t payload,
           per_message_us(deployment.bridge_process_cpu_seconds() - bridge_before);
       out.steps.push_back(r);
       std::fprintf(stderr,
-                   "  %-16s %5zu B  %6d msg/s: achieved %7.0f, acked %7llu, lost %6llu, dup %llu, "
-                   "bridging CPU %.2f us/msg (bridge process %.2f)\n",
+                   "  %-16s %5zu B  %6d msg/s: achieved %7.0f, delivered %7.0f, acked %7llu, "
+                   "lost %6llu, dup %llu, bridging CPU %.2f us/msg (bridge process %.2f)\n",
                    std::string(name_of(variant)).c_str(), payload, rate, r.achieved_rate,
-                   static_cast<unsigned long long>(r.acked),
+                   r.delivered_rate, static_cast<unsigned long long>(r.acked),
                    static_cast<unsigned long long>(r.lost),
                    static_cast<unsigned long long>(r.duplicates), bridging_us, bridge_us);
       if (r.lost > 0) {
         return out;
       }
-      passed = r.achieved_rate >= kAchievedShare * rate;
+      passed =
+          r.achieved_rate >= kAchievedShare * rate && r.delivered_rate >= kAchievedShare * rate;
     }
     if (!passed) {
       break;
@@ -569,7 +596,7 @@ Latency measure_latency(const World& world, Variant variant, std::size_t payload
   std::size_t overhead = 0;
   for (int i = 0; i < options.repetitions; ++i) {
     Deployment deployment(world, variant, options);
-    Load load(world);
+    Load<LatencyClient> load(world);
     if (!load.ready(15s)) {
       throw std::runtime_error(fmt::format("{}: nothing crosses", name_of(variant)));
     }
@@ -616,7 +643,7 @@ Latency median_latency(const std::vector<Latency>& runs) {
 RunResult flood(const World& world, Variant variant, int rate, std::size_t payload,
                 const Options& options) {
   Deployment deployment(world, variant, options);
-  Load load(world);
+  Load<ThroughputClient> load(world);
   if (!load.ready(15s)) {
     throw std::runtime_error(fmt::format("{}: nothing crosses", name_of(variant)));
   }
