@@ -633,6 +633,12 @@ void BatchedMqttClient::handle_suback(std::uint16_t packet_id, std::string_view 
 
 void BatchedMqttClient::pause_reading(bool paused) {
   assert(loop_.in_loop_thread());
+  // The bridge asks again after every PUBACK. A resume of a connection that was never paused
+  // must not post a read: mid-dispatch the TLS buffer still holds the rest of the batch, and the
+  // posted read would find nothing once this round had handled it.
+  if (paused == reading_paused_) {
+    return;
+  }
   reading_paused_ = paused;
   update_interest();
   if (!paused) {
