@@ -124,6 +124,34 @@ std::string_view decode_body(PacketType type, unsigned flags, std::string_view b
   }
 }
 
+// Whether `text` ends inside a multi-byte UTF-8 sequence. libmosquitto 2.0.11's
+// mosquitto_validate_utf8 notices a cut sequence at one position only, and elsewhere reads the
+// bytes that follow the text to complete it: past the topic into a packet's payload, or past the
+// end of a buffer. Only the last sequence can reach past the end: an earlier one meets the next
+// lead byte, not a continuation byte, within the text.
+bool ends_in_a_cut_sequence(std::string_view text) {
+  constexpr std::size_t kLongestSequence = 4;
+  const auto byte_at = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
+  std::size_t continuations = 0;
+  while (continuations < text.size() && continuations < kLongestSequence - 1 &&
+         (byte_at(text.size() - 1 - continuations) & 0xc0U) == 0x80U) {
+    ++continuations;
+  }
+  if (continuations == text.size()) {
+    return false;  // continuation bytes only (or nothing): refused within the text
+  }
+  const unsigned lead = byte_at(text.size() - 1 - continuations);
+  std::size_t length = 1;
+  if ((lead & 0xe0U) == 0xc0U) {
+    length = 2;
+  } else if ((lead & 0xf0U) == 0xe0U) {
+    length = 3;
+  } else if ((lead & 0xf8U) == 0xf0U) {
+    length = 4;
+  }
+  return length > continuations + 1;
+}
+
 }  // namespace
 
 void append_connect(std::string& out, const ConnectFields& fields) {
@@ -237,6 +265,7 @@ DecodeResult decode_server_packet(std::string_view input, std::size_t max_packet
 
 bool valid_utf8_string(std::string_view text) {
   return text.size() <= 65535 && text.find('\0') == std::string_view::npos &&
+         !ends_in_a_cut_sequence(text) &&
          mosquitto_validate_utf8(text.data(), static_cast<int>(text.size())) == MOSQ_ERR_SUCCESS;
 }
 

@@ -280,5 +280,25 @@ TEST(WireCodecTest, NameChecksFollowMqtt) {
   EXPECT_FALSE(valid_utf8_string("\xed\xa0\x80"));  // a UTF-16 surrogate
 }
 
+// A sequence cut by the end of a name is refused whatever follows the name in memory (libmosquitto
+// 2.0.11 alone reads on to complete it: here into continuation bytes that would make it valid).
+TEST(WireCodecTest, AMultiByteSequenceCutByTheEndOfANameIsRefused) {
+  const std::string memory =
+      "`\xe7\x9d\x9d"
+      "\xf0\x9f\x98\x80";
+  EXPECT_FALSE(valid_utf8_string(std::string_view(memory).substr(0, 2)));
+  EXPECT_FALSE(valid_utf8_string(std::string_view(memory).substr(0, 3)));
+  EXPECT_TRUE(valid_utf8_string(std::string_view(memory).substr(0, 4)));
+  EXPECT_FALSE(valid_utf8_string(std::string_view(memory).substr(4, 3)));
+  EXPECT_TRUE(valid_utf8_string(std::string_view(memory).substr(4, 4)));   // U+1F600
+  EXPECT_FALSE(valid_utf8_string(std::string_view(memory).substr(3, 1)));  // a continuation byte
+  // The fuzzer's find: a PUBLISH whose topic "`\xe7" looked valid through its payload's bytes.
+  const std::string publish("\x30\x05\x00\x02\x60\xe7\x9d", 7);
+  ServerPacket packet;
+  const DecodeResult result = decode_server_packet(publish, 1024, packet);
+  EXPECT_EQ(result.status, DecodeStatus::kMalformed);
+  EXPECT_EQ(result.error, "PUBLISH topic is not a valid topic name");
+}
+
 }  // namespace
 }  // namespace recmesh::mqtt::wire
