@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <cerrno>
 #include <cstdint>
 #include <fcntl.h>
 #include <filesystem>
@@ -71,7 +72,13 @@ class PortClaims {
       range.l_start = port;
       range.l_len = 1;
       if (::fcntl(fd_, F_OFD_SETLK, &range) != 0) {
-        return false;  // another process holds it (or the lock failed: pick another port)
+        if (errno == EAGAIN || errno == EACCES) {
+          return false;  // another process holds it
+        }
+        // Locks do not work on this file system: claims within this process only, as when the
+        // file cannot be opened (refusing every port would leave no port at all).
+        ::close(fd_);
+        fd_ = -1;
       }
     }
     mine_.insert(port);
