@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <cerrno>
+#include <cstdlib>
+#include <fcntl.h>
 #include <fstream>
 #include <set>
 #include <sys/socket.h>
@@ -10,6 +13,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "temp_dir.hpp"
 
 namespace recmesh {
 namespace {
@@ -153,6 +158,94 @@ TEST(LoopbackTest, APortAnotherLiveProcessPickedIsNeverPickedHere) {
   for (const int port : mine) {
     EXPECT_FALSE(picked_there.contains(port)) << port;
   }
+}
+
+// What a child that picks ports with $TMPDIR set to `dir` reports: how it ended.
+enum PickerExit { kPicked = 0, kThrew = 2 };
+
+int pick_in_child(const std::filesystem::path& dir) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // The claims file is opened anew after a fork, in $TMPDIR as it is then.
+    ::setenv("TMPDIR", dir.c_str(), 1);
+    std::vector<int> taken;
+    try {
+      for (int i = 0; i < 20; ++i) {
+        (void)free_loopback_port(taken);
+      }
+    } catch (...) {
+      ::_exit(kThrew);
+    }
+    ::_exit(kPicked);
+  }
+  int status = 0;
+  if (child < 0 || ::waitpid(child, &status, 0) != child || !WIFEXITED(status)) {
+    return -1;
+  }
+  return WEXITSTATUS(status);
+}
+
+std::filesystem::path claims_file_in(const std::filesystem::path& dir) {
+  return dir / ("recmesh-loopback-ports-" + std::to_string(::getuid()));
+}
+
+// A file owned by `owner` that this process holds locked whole: through it every claim would
+// fail. The lock lasts as long as the returned descriptor is open; -1 with errno on failure.
+int file_locked_whole(const std::filesystem::path& path, uid_t owner) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  struct flock whole {};
+  whole.l_type = F_WRLCK;
+  whole.l_whence = SEEK_SET;
+  if (fd < 0 || ::fchown(fd, owner, static_cast<gid_t>(-1)) != 0 ||
+      ::fcntl(fd, F_OFD_SETLK, &whole) != 0) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+    return -1;
+  }
+  return fd;
+}
+
+// Another user of a shared $TMPDIR may plant a link where the claims file goes: it is never
+// followed, neither to create the file it names nor to lock one that exists.
+TEST(LoopbackTest, AClaimsFileThatIsALinkIsNeverFollowed) {
+  const testing::TempDir dir;
+  const std::filesystem::path target = dir / "planted";
+  std::filesystem::create_symlink(target, claims_file_in(dir.path()));
+  EXPECT_EQ(pick_in_child(dir.path()), kPicked);
+  EXPECT_FALSE(std::filesystem::exists(target)) << "created through the link";
+
+  // Followed, the link would lead to a file locked whole: every claim refused, no port at all.
+  const int held = file_locked_whole(target, ::getuid());
+  ASSERT_GE(held, 0);
+  EXPECT_EQ(pick_in_child(dir.path()), kPicked);
+  ::close(held);
+}
+
+// The control of the next test: the user's own file, held whole elsewhere, refuses every port.
+TEST(LoopbackTest, AClaimsFileLockedWholeByAnotherProcessRefusesEveryPort) {
+  const testing::TempDir dir;
+  const int held = file_locked_whole(claims_file_in(dir.path()), ::getuid());
+  ASSERT_GE(held, 0);
+  EXPECT_EQ(pick_in_child(dir.path()), kThrew);
+  ::close(held);
+}
+
+// Another user's file where the claims file goes is never used: its owner could refuse every
+// port, or learn which ones this user's processes are about to bind.
+TEST(LoopbackTest, AClaimsFileOwnedByAnotherUserIsNeverUsed) {
+  constexpr uid_t kNobody = 65534;
+  if (::getuid() == kNobody) {
+    GTEST_SKIP() << "runs as the user the planted file is given to";
+  }
+  const testing::TempDir dir;
+  const int held = file_locked_whole(claims_file_in(dir.path()), kNobody);
+  if (held < 0 && errno == EPERM) {
+    GTEST_SKIP() << "giving a file to another user takes privileges this run does not have";
+  }
+  ASSERT_GE(held, 0);
+  EXPECT_EQ(pick_in_child(dir.path()), kPicked);
+  ::close(held);
 }
 
 }  // namespace
