@@ -1122,6 +1122,74 @@ TEST_F(BatchedMqttClientTest, RefusesQos2PublishesAndSubscriptions) {
   });
 }
 
+// Every packet one loop round produces leaves in as few TLS records as its bytes need (up to
+// 16 KiB each), not in one record per packet: the broker reads and decrypts them together.
+TEST_F(BatchedMqttClientTest, ThePacketsOfOneLoopRoundLeaveInAsFewTlsRecordsAsTheirBytesNeed) {
+  struct Burst {
+    int messages;
+    std::size_t payload;
+  };
+  constexpr Burst kSmall{50, 8};      // 2 KiB in all: one record
+  constexpr Burst kLarge{200, 1024};  // some 210 KiB: 13 records of 16 KiB
+  const std::string topic = "/device/meter/metrics/power";
+  const ClientFiles meter = device("meter");
+  struct Seen {
+    std::atomic<std::uint64_t> records{0};
+    std::atomic<std::size_t> bytes{0};
+    std::atomic<bool> whole{false};  // every publish arrived
+  };
+  Seen small;
+  Seen large;
+  const auto broker =
+      scripted_broker([&](testing::ScriptedBroker::Connection& connection, int number) {
+        if (number > 1 || !connection.read_until(kConnectPacket, 10s)) {
+          return;
+        }
+        connection.write(testing::mqtt_bytes::connack());
+        for (const auto& [burst, seen] : {std::pair{kSmall, &small}, std::pair{kLarge, &large}}) {
+          const std::uint64_t before = connection.records_read();
+          std::string pubacks;
+          std::size_t bytes = 0;
+          for (int i = 0; i < burst.messages; ++i) {
+            const auto packet = connection.read_until(kPublishPacket, 10s);
+            if (!packet) {
+              return;
+            }
+            bytes += 1 + testing::mqtt_bytes::remaining_length(packet->body.size()).size() +
+                     packet->body.size();
+            pubacks += testing::mqtt_bytes::puback(packet->publish_packet_id());
+          }
+          seen->records = connection.records_read() - before;
+          seen->bytes = bytes;
+          seen->whole = true;
+          connection.write(pubacks);
+        }
+        connection.drain_until_closed(2s);
+      });
+  start_loop();
+  MqttClientOptions options = options_for(meter, meter.common_name);
+  options.port = broker->port();
+  options.max_inflight_messages = kLarge.messages;  // the whole burst on the wire at once
+  const auto client = add_client(options);
+  on_loop([&] { client.client->start(); });
+  ASSERT_TRUE(eventually([&] { return client.client->connected(); }))
+      << on_loop([&] { return client.client->last_error(); });
+  for (const Burst& burst : {kSmall, kLarge}) {
+    on_loop([&] {  // one round
+      for (int i = 0; i < burst.messages; ++i) {
+        EXPECT_TRUE(client.client->publish(topic, std::string(burst.payload, 'p'), 1).ok());
+      }
+    });
+    ASSERT_TRUE(eventually([&] { return client.client->pending_messages() == 0; }));
+  }
+  ASSERT_TRUE(small.whole && large.whole);
+  constexpr std::size_t kRecordBytes = 16 * 1024;
+  EXPECT_EQ(small.records, 1U) << small.bytes << " bytes";
+  const std::size_t needed = (large.bytes + kRecordBytes - 1) / kRecordBytes;
+  EXPECT_GE(large.records, needed);
+  EXPECT_LE(large.records, needed + 1) << large.bytes << " bytes";
+}
+
 // A broker packet larger than max_incoming_packet_bytes ends the connection as soon as its
 // fixed header announces it, before any of it is buffered; one of exactly the limit is taken.
 TEST_F(BatchedMqttClientTest, APacketLargerThanTheClientAcceptsEndsTheConnectionAndItReconnects) {

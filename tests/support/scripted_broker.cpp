@@ -149,6 +149,26 @@ bool ScriptedBroker::Connection::fill(std::chrono::milliseconds timeout) {
   return SSL_get_error(ssl_, n) == SSL_ERROR_WANT_READ;
 }
 
+ScriptedBroker::Connection::Connection(SSL* ssl, int fd, const std::atomic<bool>& stopping)
+    : ssl_(ssl), fd_(fd), stopping_(stopping) {
+  SSL_set_msg_callback_arg(ssl_, this);
+  SSL_set_msg_callback(ssl_, &Connection::on_tls_message);
+}
+
+ScriptedBroker::Connection::~Connection() {
+  SSL_set_msg_callback(ssl_, nullptr);
+}
+
+void ScriptedBroker::Connection::on_tls_message(int write_p, int /*version*/, int content_type,
+                                                const void* buf, std::size_t len, SSL* /*ssl*/,
+                                                void* arg) {
+  // TLS 1.3 reports the type inside each record it decrypted, one byte.
+  if (write_p == 0 && content_type == SSL3_RT_INNER_CONTENT_TYPE && len == 1 &&
+      *static_cast<const unsigned char*>(buf) == SSL3_RT_APPLICATION_DATA) {
+    ++static_cast<Connection*>(arg)->records_read_;
+  }
+}
+
 std::optional<ClientPacket> ScriptedBroker::Connection::read_packet(
     std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;

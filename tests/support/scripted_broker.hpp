@@ -52,8 +52,10 @@ class ScriptedBroker {
  public:
   class Connection {
    public:
-    Connection(SSL* ssl, int fd, const std::atomic<bool>& stopping)
-        : ssl_(ssl), fd_(fd), stopping_(stopping) {}
+    Connection(SSL* ssl, int fd, const std::atomic<bool>& stopping);
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+    ~Connection();
     // The next packet from the client; nullopt when it closed the connection, sent something
     // that is not MQTT, or sent nothing within `timeout`.
     std::optional<ClientPacket> read_packet(std::chrono::milliseconds timeout);
@@ -62,14 +64,20 @@ class ScriptedBroker {
     bool write(std::string_view bytes);
     // Reads and discards until the client closes, or `silence` passes without a byte.
     void drain_until_closed(std::chrono::milliseconds silence);
+    // TLS records of application data decrypted so far on this connection (after the
+    // handshake): how the client cut its stream into records.
+    std::uint64_t records_read() const { return records_read_; }
 
    private:
     bool fill(std::chrono::milliseconds timeout);
+    static void on_tls_message(int write_p, int version, int content_type, const void* buf,
+                               std::size_t len, SSL* ssl, void* arg);
 
     SSL* ssl_;
     int fd_;
     const std::atomic<bool>& stopping_;
     std::string input_;
+    std::uint64_t records_read_ = 0;
   };
   using Script = std::function<void(Connection& connection, int number)>;
 
