@@ -309,8 +309,7 @@ void Bridge::on_message(Side side, const mqtt::IncomingMessage& message) {
       depth_ += 1;
       bytes_ += stored.size();
       route.in_flight.emplace(*sent, std::move(stored));
-      ++route.unsafe;
-      route.unsafe_since.emplace_back(*sent, loop_.now());
+      route.unsafe.add(*sent, loop_.now());
       arm_write_behind();
       if (route.in_flight.size() >= static_cast<std::size_t>(settings_.max_inflight)) {
         // The window is full: the source stops here, mid-read, and keeps the rest of what
@@ -370,46 +369,20 @@ void Bridge::stage_unsafe(Route& route) {
 }
 
 bool Bridge::stage_unsafe_until(Route& route,
-                                std::optional<mqtt::MonotonicClock::TimePoint> forwarded_before) {
+                                std::optional<mqtt::MonotonicClock::TimePoint> forwarded_by) {
   bool staged = false;
-  const auto stage = [&](StoredMessage& message) {
-    store_.append(message);  // sets message.id: safe once committed
+  // In the order they were forwarded, so that the store keeps the order of arrival.
+  for (const mqtt::MessageId id : route.unsafe.take(forwarded_by)) {
+    const auto it = route.in_flight.find(id);
+    if (it == route.in_flight.end() || it->second.id != 0) {
+      continue;  // not in flight, or stored: neither happens to an unsafe message
+    }
+    store_.append(it->second);  // sets its id: safe once committed
     route.buffered_metric->increment();
     ++counters_.buffered;
-    route.unsafe -= route.unsafe > 0 ? 1 : 0;
     staged = true;
-  };
-  // In the order they were forwarded, so that the store keeps the order of arrival.
-  while (route.unsafe > 0 && !route.unsafe_since.empty() &&
-         (!forwarded_before || route.unsafe_since.front().second <= *forwarded_before)) {
-    const auto it = route.in_flight.find(route.unsafe_since.front().first);
-    if (it != route.in_flight.end() && it->second.id == 0) {
-      stage(it->second);
-    }
-    route.unsafe_since.pop_front();
-  }
-  if (!forwarded_before && route.unsafe > 0) {
-    for (auto& entry : route.in_flight) {  // none is left unless an ID was reused meanwhile
-      if (entry.second.id == 0) {
-        stage(entry.second);
-      }
-    }
-  }
-  if (route.unsafe == 0 || !forwarded_before) {
-    route.unsafe = 0;
-    route.unsafe_since.clear();
   }
   return staged;
-}
-
-void Bridge::forget_safe(Route& route) {
-  while (!route.unsafe_since.empty()) {
-    const auto it = route.in_flight.find(route.unsafe_since.front().first);
-    if (it != route.in_flight.end() && it->second.id == 0) {
-      return;  // still unsafe
-    }
-    route.unsafe_since.pop_front();
-  }
 }
 
 void Bridge::arm_write_behind() {
@@ -418,8 +391,9 @@ void Bridge::arm_write_behind() {
   }
   std::optional<mqtt::MonotonicClock::TimePoint> oldest;
   for (const Route* route : {&out_, &in_}) {
-    if (!route->unsafe_since.empty() && (!oldest || route->unsafe_since.front().second < *oldest)) {
-      oldest = route->unsafe_since.front().second;
+    const auto forwarded = route->unsafe.oldest();
+    if (forwarded && (!oldest || *forwarded < *oldest)) {
+      oldest = forwarded;
     }
   }
   if (!oldest) {
@@ -439,13 +413,11 @@ void Bridge::on_write_behind_due() {
   // steady stream some message is always in flight, and storing whatever happens to be would
   // put a share of every stream through the store. The source's PUBACKs stay held until the
   // younger ones are acknowledged or old enough to be stored in turn.
-  const auto forwarded_before = loop_.now() - settings_.store_write_behind;
+  const auto forwarded_by = loop_.now() - settings_.store_write_behind;
   bool staged = false;
   try {
     for (Route* route : {&out_, &in_}) {
-      forget_safe(*route);
-      staged = stage_unsafe_until(*route, forwarded_before) || staged;
-      forget_safe(*route);
+      staged = stage_unsafe_until(*route, forwarded_by) || staged;
     }
   } catch (const std::exception& e) {
     fail_stop(e);
@@ -484,14 +456,9 @@ bool Bridge::make_durable() {
 
 void Bridge::update_holds() {
   // A source's PUBACKs wait while any message read from it is neither stored nor acknowledged.
-  local_->hold_writes(out_.unsafe > 0);
-  central_->hold_writes(in_.unsafe > 0);
-  for (Route* route : {&out_, &in_}) {
-    if (route->unsafe == 0) {
-      route->unsafe_since.clear();
-    }
-  }
-  if (out_.unsafe == 0 && in_.unsafe == 0 && durable_timer_ != 0) {
+  local_->hold_writes(!out_.unsafe.empty());
+  central_->hold_writes(!in_.unsafe.empty());
+  if (out_.unsafe.empty() && in_.unsafe.empty() && durable_timer_ != 0) {
     loop_.cancel_timer(durable_timer_);
     durable_timer_ = 0;
   }
@@ -564,13 +531,10 @@ void Bridge::on_delivered(Side side, mqtt::MessageId id) {
       return;
     }
   } else {
-    --route.unsafe;  // safe now without ever being stored
+    route.unsafe.made_safe(id);  // safe now without ever being stored
   }
   release(it->second);
   route.in_flight.erase(it);
-  if (!stored) {
-    forget_safe(route);
-  }
   ++route.forwarded;
   route.forwarded_metric->increment();
   if (stored) {
@@ -608,7 +572,7 @@ void Bridge::pump(Route& route) {
   // The far broker is the source of the other direction: what waits for it must not wait for
   // that direction's write-behind.
   const Route& reverse = &route == &out_ ? in_ : out_;
-  if (!route.unsent.empty() && reverse.unsafe > 0 && !make_durable()) {
+  if (!route.unsent.empty() && !reverse.unsafe.empty() && !make_durable()) {
     return;
   }
   // Never forward what a crash could still undo. (Staged removals may wait: a crash before

@@ -20,6 +20,7 @@
 #include "bridge/bridge_settings.hpp"
 #include "bridge/message_store.hpp"
 #include "bridge/topic_map_cache.hpp"
+#include "bridge/unsafe_messages.hpp"
 
 namespace recmesh::bridge {
 
@@ -68,12 +69,9 @@ class Bridge {
     protocol::BridgeDirection direction;
     std::deque<StoredMessage> unsent;                              // oldest first
     std::unordered_map<mqtt::MessageId, StoredMessage> in_flight;  // awaiting the far PUBACK
-    // In in_flight and not in the store (id 0): forwarded at once, and the source's PUBACKs
-    // wait until each is acknowledged by the far broker or stored.
-    std::uint64_t unsafe = 0;
-    // When each unsafe message was forwarded, oldest first (entries of messages made safe
-    // since are dropped lazily, by forget_safe).
-    std::deque<std::pair<mqtt::MessageId, mqtt::MonotonicClock::TimePoint>> unsafe_since;
+    // Those in in_flight that are not in the store (id 0): forwarded at once, and the source's
+    // PUBACKs wait until each is acknowledged by the far broker or stored.
+    UnsafeMessages unsafe;
     // Since when the forwarding window has been full while the far broker is connected, and
     // the timer that ends the wait for it (docs/bridge.md, "Back-pressure").
     std::optional<mqtt::MonotonicClock::TimePoint> full_since;
@@ -112,11 +110,10 @@ class Bridge {
   void schedule_commit();
   bool forward_at_once(const Route& route) const;
   void stage_unsafe(Route& route);
-  // Appends the unsafe messages forwarded before the given time (all: nullopt) to the store;
-  // true if it appended any.
+  // Appends the unsafe messages forwarded at or before the given time (all: nullopt) to the
+  // store, oldest first; true if it appended any.
   bool stage_unsafe_until(Route& route,
-                          std::optional<mqtt::MonotonicClock::TimePoint> forwarded_before);
-  static void forget_safe(Route& route);
+                          std::optional<mqtt::MonotonicClock::TimePoint> forwarded_by);
   // Arms the write-behind timer for the oldest unsafe message, if any and not armed yet.
   void arm_write_behind();
   void on_write_behind_due();
@@ -139,8 +136,8 @@ class Bridge {
   TopicMapCache central_topics_;
   std::string local_info_topic_;
   std::string central_info_topic_;
-  Route out_{protocol::BridgeDirection::kOut, {}, {}, 0, {}, {}, 0, 0, nullptr, nullptr};
-  Route in_{protocol::BridgeDirection::kIn, {}, {}, 0, {}, {}, 0, 0, nullptr, nullptr};
+  Route out_{protocol::BridgeDirection::kOut, {}, {}, {}, {}, 0, 0, nullptr, nullptr};
+  Route in_{protocol::BridgeDirection::kIn, {}, {}, {}, {}, 0, 0, nullptr, nullptr};
 
   std::uint64_t depth_ = 0;
   std::uint64_t bytes_ = 0;
