@@ -120,7 +120,7 @@ class BridgeDurabilityTest : public ::testing::Test {
   // go silent (connections stay open, no byte moves) for `silent` while the stream goes on.
   void stream_into_a_silent_route(BridgeOptions options, std::chrono::milliseconds silent) {
     options.through_proxy = true;
-    start(options);
+    ASSERT_NO_FATAL_FAILURE(start(options));
     std::this_thread::sleep_for(1000ms);
     world_.backbone().cut(TcpProxy::Cut::kBlackhole);
     std::this_thread::sleep_for(silent);
@@ -131,7 +131,7 @@ class BridgeDurabilityTest : public ::testing::Test {
 };
 
 TEST_F(BridgeDurabilityTest, CentralBrokerRestart) {
-  start();
+  ASSERT_NO_FATAL_FAILURE(start());
   std::this_thread::sleep_for(1500ms);
   world_.restart_central(1500ms);
   std::this_thread::sleep_for(1500ms);
@@ -140,7 +140,7 @@ TEST_F(BridgeDurabilityTest, CentralBrokerRestart) {
 }
 
 TEST_F(BridgeDurabilityTest, LocalBrokerRestart) {
-  start();
+  ASSERT_NO_FATAL_FAILURE(start());
   std::this_thread::sleep_for(1500ms);
   world_.restart_local(1500ms);
   std::this_thread::sleep_for(2000ms);
@@ -151,7 +151,7 @@ TEST_F(BridgeDurabilityTest, LocalBrokerRestart) {
 TEST_F(BridgeDurabilityTest, BridgeKilledWithSigkill) {
   BridgeOptions options;
   options.through_proxy = true;
-  start(options);
+  ASSERT_NO_FATAL_FAILURE(start(options));
   std::this_thread::sleep_for(1000ms);
   // Messages pile up in the store while the backbone is cut; then the bridge crashes.
   world_.backbone().cut();
@@ -170,7 +170,7 @@ TEST_F(BridgeDurabilityTest, BridgeKilledWithSigkill) {
 TEST_F(BridgeDurabilityTest, BackboneCut) {
   BridgeOptions options;
   options.through_proxy = true;
-  start(options);
+  ASSERT_NO_FATAL_FAILURE(start(options));
   std::this_thread::sleep_for(1000ms);
   world_.backbone().cut(TcpProxy::Cut::kReset);
   std::this_thread::sleep_for(3000ms);
@@ -188,7 +188,7 @@ TEST_F(BridgeDurabilityTest, FullStoreBlocksReadingAndLosesNothing) {
   BridgeOptions options;
   options.through_proxy = true;
   options.store_max_messages = 100;
-  start(options);
+  ASSERT_NO_FATAL_FAILURE(start(options));
   world_.backbone().cut();
   ASSERT_TRUE(eventually([&] { return world_.metric_or_zero("recmesh_bridge_blocked") == 1; }))
       << world_.bridge_log();
@@ -206,7 +206,7 @@ TEST_F(BridgeDurabilityTest, DropNewestCountsWhatItDrops) {
   options.through_proxy = true;
   options.store_max_messages = 100;
   options.overflow = "drop-newest";
-  start(options);
+  ASSERT_NO_FATAL_FAILURE(start(options));
   std::this_thread::sleep_for(300ms);
   world_.backbone().cut();
   std::this_thread::sleep_for(2000ms);
@@ -222,7 +222,7 @@ TEST_F(BridgeDurabilityTest, DropOldestCountsWhatItDropsAndKeepsTheNewest) {
   options.through_proxy = true;
   options.store_max_messages = 100;
   options.overflow = "drop-oldest";
-  start(options);
+  ASSERT_NO_FATAL_FAILURE(start(options));
   std::this_thread::sleep_for(300ms);
   world_.backbone().cut();
   std::this_thread::sleep_for(2000ms);
@@ -236,7 +236,7 @@ TEST_F(BridgeDurabilityTest, DropOldestCountsWhatItDropsAndKeepsTheNewest) {
 // Mosquitto's default queue of 1,000 messages, which would drop the rest silently after
 // acknowledging them to the device (broker-config renders a deeper queue).
 TEST_F(BridgeDurabilityTest, LocalBrokerQueuesMoreThanMosquittosDefaultWhileTheBridgeIsDown) {
-  start({}, plain_codec(), 500);
+  ASSERT_NO_FATAL_FAILURE(start({}, plain_codec(), 500));
   std::this_thread::sleep_for(500ms);
   world_.kill_bridge();
   const std::size_t acked_before = stream_->acked().size();
@@ -254,7 +254,7 @@ TEST_F(BridgeDurabilityTest, LocalBrokerQueuesMoreThanMosquittosDefaultWhileTheB
 TEST_F(BridgeDurabilityTest, E2eStreamAcrossASixtySecondBackboneCut) {
   BridgeOptions options;
   options.through_proxy = true;
-  start(options, e2e_codec(std::make_shared<E2eSessions>()), 100);
+  ASSERT_NO_FATAL_FAILURE(start(options, e2e_codec(std::make_shared<E2eSessions>()), 100));
   std::this_thread::sleep_for(1000ms);
   world_.backbone().cut(TcpProxy::Cut::kBlackhole);
   std::this_thread::sleep_for(60s);
@@ -274,7 +274,7 @@ TEST_F(BridgeDurabilityTest, E2eStreamAcrossASixtySecondBackboneCut) {
 TEST_F(BridgeDurabilityTest, E2eStreamAcrossRestartsAndABridgeCrash) {
   BridgeOptions options;
   options.through_proxy = true;
-  start(options, e2e_codec(std::make_shared<E2eSessions>()));
+  ASSERT_NO_FATAL_FAILURE(start(options, e2e_codec(std::make_shared<E2eSessions>())));
   std::this_thread::sleep_for(1000ms);
   world_.restart_central(1500ms);
   std::this_thread::sleep_for(1500ms);
@@ -301,7 +301,7 @@ TEST_F(BridgeDurabilityTest, KillBetweenForwardAndCommitLosesNothingAcknowledged
   BridgeOptions options;
   options.write_behind = "60s";
   options.max_inflight = 1000;  // room for everything read while the route is silent
-  stream_into_a_silent_route(options, 1000ms);
+  ASSERT_NO_FATAL_FAILURE(stream_into_a_silent_route(options, 1000ms));
   // Forwarded and unacknowledged, not stored: the window this test is about.
   EXPECT_GT(world_.metric_or_zero("recmesh_bridge_queue_depth"), 50.0) << world_.bridge_log();
   EXPECT_EQ(world_.metric_or_zero(R"(recmesh_bridge_buffered_total{direction="out"})"), 0.0);
@@ -329,7 +329,8 @@ BridgeOptions small_window(std::string window_wait) {
 }
 
 TEST_F(BridgeDurabilityTest, AFullWindowPausesReadingTheSourceInsteadOfStoring) {
-  stream_into_a_silent_route(small_window("60s"), 1500ms);  // 300 messages, within keepalive
+  ASSERT_NO_FATAL_FAILURE(
+      stream_into_a_silent_route(small_window("60s"), 1500ms));  // 300 messages, within keepalive
   const double depth = world_.metric_or_zero("recmesh_bridge_queue_depth");
   EXPECT_GE(depth, 20.0) << world_.bridge_log();
   // The window, and at most what one read of the local broker's socket carried beyond it.
@@ -345,7 +346,7 @@ TEST_F(BridgeDurabilityTest, AFullWindowPausesReadingTheSourceInsteadOfStoring) 
 // the backlog to the local broker's memory and queue limits. Past window_wait the bridge reads
 // on and stores what it reads, as during an outage.
 TEST_F(BridgeDurabilityTest, AWindowFullForLongerThanWindowWaitIsReadIntoTheStore) {
-  stream_into_a_silent_route(small_window("200ms"), 1500ms);
+  ASSERT_NO_FATAL_FAILURE(stream_into_a_silent_route(small_window("200ms"), 1500ms));
   EXPECT_GT(world_.metric_or_zero("recmesh_bridge_queue_depth"), 100.0) << world_.bridge_log();
   EXPECT_GT(world_.metric_or_zero(R"(recmesh_bridge_buffered_total{direction="out"})"), 100.0);
   world_.backbone().restore();
@@ -359,7 +360,7 @@ TEST_F(BridgeDurabilityTest, AWindowFullForLongerThanWindowWaitIsReadIntoTheStor
 // stores what was in flight (the window, at most 40 here, see above) in any case, so the check
 // asks for more than that: waiting for the disconnected broker stores nothing more for 60 s.
 TEST_F(BridgeDurabilityTest, AFarBrokerThatIsNotConnectedIsNeverWaitedFor) {
-  stream_into_a_silent_route(small_window("60s"), 1500ms);
+  ASSERT_NO_FATAL_FAILURE(stream_into_a_silent_route(small_window("60s"), 1500ms));
   const auto buffered = [&] {
     return world_.metric_or_zero(R"(recmesh_bridge_buffered_total{direction="out"})");
   };
