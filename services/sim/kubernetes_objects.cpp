@@ -102,13 +102,22 @@ YAML::Node config_map(const std::string& name, const std::string& ns,
 
 YAML::Node secret(const std::string& name, const std::string& ns,
                   const std::map<std::string, fs::path>& files) {
+  std::map<std::string, std::string> contents;
+  for (const auto& [key, path] : files) {
+    contents.emplace(key, read_file(path));
+  }
+  return secret_of_contents(name, ns, contents);
+}
+
+YAML::Node secret_of_contents(const std::string& name, const std::string& ns,
+                              const std::map<std::string, std::string>& contents) {
   YAML::Node n;
   n["apiVersion"] = "v1";
   n["kind"] = "Secret";
   n["type"] = "Opaque";
   n["metadata"] = metadata(name, ns, name);
-  for (const auto& [key, path] : files) {
-    n["data"][key] = crypto::base64_encode(read_file(path));
+  for (const auto& [key, content] : contents) {
+    n["data"][key] = crypto::base64_encode(content);
   }
   return n;
 }

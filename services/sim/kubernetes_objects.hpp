@@ -19,6 +19,9 @@ YAML::Node config_map(const std::string& name, const std::string& ns,
 // A Secret of the files' contents (base64), by key.
 YAML::Node secret(const std::string& name, const std::string& ns,
                   const std::map<std::string, std::filesystem::path>& files);
+// A Secret of these contents (base64), by key.
+YAML::Node secret_of_contents(const std::string& name, const std::string& ns,
+                              const std::map<std::string, std::string>& contents);
 YAML::Node service(const std::string& name, const std::string& ns,
                    const std::vector<std::pair<std::string, int>>& ports);
 // A ReadWriteOnce claim of `size` (e.g. "1Gi") on the cluster's default storage class.

@@ -18,6 +18,7 @@
 #include "secmgr/security_manager.hpp"
 #include "sim/component_launchers.hpp"
 #include "sim/kubernetes_objects.hpp"
+#include "sim/kubernetes_state_secrets.hpp"
 
 namespace recmesh::sim {
 namespace {
@@ -95,9 +96,8 @@ pki::IssuedFiles api_identity(pki::Pki& pki) {
 
 // The manager's copy of the PKI: the database (which holds every certificate), the CAs, the
 // bridges' trust bundles and its own two identities; no other leaf's files, which it never
-// reads (the leaf keys stay with the operator). Secret key -> path under the state directory.
-std::map<std::string, fs::path> pki_copy(const pki::Pki& pki,
-                                         std::map<std::string, std::string>& items) {
+// reads (the leaf keys stay with the operator). Path under the state directory -> file.
+std::map<std::string, fs::path> pki_copy(const pki::Pki& pki) {
   std::map<std::string, fs::path> files;
   const fs::path& root = pki.directory();
   for (const auto& entry : fs::recursive_directory_iterator(root)) {
@@ -110,31 +110,9 @@ std::map<std::string, fs::path> pki_copy(const pki::Pki& pki,
         parts[1] != "ems_secmgr-api") {
       continue;
     }
-    std::string key = "pki";
-    for (const auto& part : parts) {
-      key += "." + part.string();
-    }
-    if (!files.emplace(key, entry.path()).second) {
-      throw Error(ErrorCode::kInternal, fmt::format("two PKI files map to Secret key {}", key));
-    }
-    items[key] = (fs::path("pki") / relative).string();
+    files.emplace((fs::path("pki") / relative).string(), entry.path());
   }
   return files;
-}
-
-// Kubernetes keeps an object within 1 MiB; the state Secret is the largest one rendered.
-void require_secret_fits(const std::map<std::string, fs::path>& files) {
-  constexpr std::uintmax_t kLimit = std::uintmax_t{1024} * 1024;
-  std::uintmax_t encoded = 0;
-  for (const auto& [key, path] : files) {
-    encoded += key.size() + (fs::file_size(path) + 2) / 3 * 4;
-  }
-  if (encoded > kLimit * 95 / 100) {
-    throw Error(ErrorCode::kFailedPrecondition,
-                fmt::format("the Security Manager's state ({} KiB encoded) does not fit in a "
-                            "Kubernetes Secret (1 MiB): render fewer members or devices",
-                            encoded / 1024));
-  }
 }
 
 }  // namespace
@@ -191,29 +169,26 @@ void secmgr_objects(const pki::Pki& pki, const fs::path& passphrase_file,
   using k8s::VolumeKind;
   out.push_back(
       k8s::config_map("secmgr-config", kPlatform, {{"secmgr.yaml", cluster_secmgr_yaml()}}));
-  std::map<std::string, std::string> items;
-  std::map<std::string, fs::path> state = pki_copy(pki, items);
+  std::map<std::string, fs::path> state = pki_copy(pki);
   state["secmgr.db"] = manager.database;
-  items["secmgr.db"] = "secmgr.db";
-  require_secret_fits(state);
-  out.push_back(k8s::secret("secmgr-state", kPlatform, state));
   out.push_back(k8s::secret("secmgr-passphrase", kPlatform, {{"ca.passphrase", passphrase_file}}));
   out.push_back(k8s::persistent_volume_claim("secmgr-data", kPlatform, "1Gi"));
   // The claim is filled once, from the rendered state; from then on it is the manager's own
   // (registrations, certificates and revocations made in the cluster survive restarts).
-  const k8s::Container restore{"restore-state",
-                               {"sh", "-c",
-                                fmt::format("set -eu\n"
-                                            "if [ ! -e {0}/secmgr.db ]; then\n"
-                                            "  cp -RL {1}/pki {0}/\n"
-                                            "  cp -L {1}/secmgr.db {0}/secmgr.db.new\n"
-                                            "  chmod -R u+rwX,go-rwx {0}/pki {0}/secmgr.db.new\n"
-                                            "  mv {0}/secmgr.db.new {0}/secmgr.db\n"
-                                            "fi\n",
-                                            kStateDir, kStateSeed)},
-                               {Mount("secmgr-state", VolumeKind::kSecret, kStateSeed, items),
-                                Mount("secmgr-data", VolumeKind::kClaim, kStateDir).writable()},
-                               {}};
+  std::vector<Mount> restore_mounts;
+  const std::vector<StateSecret> secrets = pack_state_secrets(state);
+  for (std::size_t i = 0; i < secrets.size(); ++i) {
+    const std::string name = i == 0 ? "secmgr-state" : fmt::format("secmgr-state-{}", i);
+    out.push_back(k8s::secret_of_contents(name, kPlatform, secrets[i].data));
+    restore_mounts.emplace_back(name, VolumeKind::kSecret, fmt::format("{}/{}", kStateSeed, i),
+                                secrets[i].items);
+  }
+  restore_mounts.push_back(Mount("secmgr-data", VolumeKind::kClaim, kStateDir).writable());
+  const k8s::Container restore{
+      "restore-state",
+      {"sh", "-c", restore_state_script(kStateDir, kStateSeed, "secmgr.db")},
+      std::move(restore_mounts),
+      {}};
   k8s::Container main{"secmgr",
                       {"recmesh", "secmgr", "--config", std::string(kConfigDir) + "/secmgr.yaml"},
                       {Mount("secmgr-config", VolumeKind::kConfigMap, kConfigDir),

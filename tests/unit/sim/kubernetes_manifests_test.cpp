@@ -23,6 +23,7 @@
 #include "device/device_config.hpp"
 #include "ems/ems_config.hpp"
 #include "gateway/gateway_config.hpp"
+#include "kubelet_volume.hpp"
 #include "secmgr/secmgr_config.hpp"
 #include "secmgr/security_manager.hpp"
 #include "sim/component_launchers.hpp"
@@ -310,8 +311,9 @@ TEST(KubernetesManifests, EveryBrokerStartsGuardedWithTheSecurityManagersBundle)
   const auto secmgr_pod = secmgr["spec"]["template"]["spec"];
   ASSERT_EQ(secmgr_pod["initContainers"].size(), 1U);
   const auto restore_mounts = mounts_of(secmgr_pod["initContainers"][0]);
-  EXPECT_EQ(restore_mounts.at("/run/recmesh/secmgr-state"),
+  EXPECT_EQ(restore_mounts.at("/run/recmesh/secmgr-state/0"),
             std::make_pair(std::string("secmgr-state"), true));
+  EXPECT_EQ(restore_mounts.size(), 2U) << "a small community's state fits in one Secret";
   EXPECT_EQ(restore_mounts.at("/var/lib/recmesh"),
             std::make_pair(std::string("secmgr-data"), false));
   const auto secmgr_mounts = mounts_of(secmgr_pod["containers"][0]);
@@ -323,13 +325,33 @@ TEST(KubernetesManifests, EveryBrokerStartsGuardedWithTheSecurityManagersBundle)
   EXPECT_EQ(decoded(platform.at("Secret/secmgr-passphrase"), "ca.passphrase"),
             read_file(tmp / "out" / "ca.passphrase"));
 
-  // Its state, laid out as the claim receives it: a PKI that opens, holding its own keys but no
-  // other leaf key, and a registry that already holds the community and the brokers at their
-  // cluster addresses.
-  const YAML::Node state_volume = find_volume(secmgr, "secmgr-state");
-  ASSERT_TRUE(state_volume.IsDefined());
-  const fs::path state = unpack_secret(platform.at("Secret/secmgr-state"), tmp / "state",
-                                       state_volume["secret"]["items"]);
+  // Its state, as the init container leaves it in the claim from the Secrets it mounts: a PKI
+  // that opens, holding its own keys but no other leaf key, and a registry that already holds
+  // the community and the brokers at their cluster addresses.
+  const fs::path state = tmp / "claim";
+  fs::create_directories(state);
+  for (const auto& [path, mount] : restore_mounts) {
+    if (mount.first == "secmgr-data") {
+      continue;
+    }
+    const YAML::Node volume = find_volume(secmgr, mount.first);
+    ASSERT_TRUE(volume.IsDefined()) << mount.first;
+    std::map<std::string, std::string> contents;
+    std::map<std::string, std::string> items;
+    for (const auto& item : platform.at("Secret/" + mount.first)["data"]) {
+      contents[item.first.as<std::string>()] =
+          decoded(platform.at("Secret/" + mount.first), item.first.as<std::string>());
+    }
+    for (const auto& item : volume["secret"]["items"]) {
+      items[item["key"].as<std::string>()] = item["path"].as<std::string>();
+    }
+    testing::mount_secret_like_kubelet(tmp / "seed" / fs::path(path).filename(), contents, items);
+  }
+  const testing::ScriptResult restored =
+      testing::run_pod_script(secmgr_pod["initContainers"][0]["command"][2].as<std::string>(),
+                              {{"/var/lib/recmesh", state.string()},
+                               {"/run/recmesh/secmgr-state", (tmp / "seed").string()}});
+  ASSERT_EQ(restored.exit_code, 0) << restored.err;
   EXPECT_TRUE(fs::exists(state / "pki" / "issued" / "ems_secmgr" / "key.pem"));
   EXPECT_TRUE(fs::exists(state / "pki" / "issued" / "ems_secmgr-api" / "key.pem"));
   EXPECT_TRUE(fs::exists(state / "pki" / "ca" / "ems" / "key.pem"));
