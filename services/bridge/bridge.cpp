@@ -483,7 +483,7 @@ void Bridge::fail_stop(const std::exception& e) {
     return;
   }
   failed_ = true;
-  // Dropping both connections without DISCONNECT discards the PUBACKs libmosquitto has queued
+  // Dropping both connections without DISCONNECT discards the PUBACKs the clients have queued
   // but not written, so the brokers send again what the store could not keep.
   log_.critical("the store failed; stopping without acknowledging what it could not keep",
                 {{"error", e.what()}});
