@@ -611,6 +611,11 @@ void Simulation::begin_stop(std::string reason, bool failure) {
   failed_ = failure;
   stop_reason_ = std::move(reason);
   spdlog::info("sim: stopping ({})", stop_reason_);
+  // The report gives the community online as the stop found it, before the gateways go: the
+  // last tick's view may be up to a second older, and miss members that came online since.
+  if (up_at_) {
+    last_view_ = read_ems_view(paths_.ems_database());
+  }
   for (const auto timer : timers_) {
     loop_.cancel_timer(timer);
   }
