@@ -8,6 +8,7 @@
 
 #include "recmesh/broker/mosquitto_config.hpp"
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/core/text.hpp"
 
 #include "sim/kubernetes_objects.hpp"
 
@@ -19,14 +20,6 @@ namespace fs = std::filesystem;
 constexpr const char* kPlatform = "recmesh-platform";
 constexpr const char* kConfigDir = "/etc/mosquitto/conf";
 constexpr const char* kSecretDir = "/run/recmesh/broker-tls";
-
-std::string replace_all(std::string text, const std::string& from, const std::string& to) {
-  for (std::size_t at = text.find(from); at != std::string::npos;
-       at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
-  }
-  return text;
-}
 
 broker::GuardPluginOptions seeded_guard(const fs::path& plugin, const std::string& policy) {
   broker::GuardPluginOptions guard;

@@ -7,6 +7,7 @@
 
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/identifier.hpp"
+#include "recmesh/core/text.hpp"
 #include "recmesh/pki/identity.hpp"
 #include "recmesh/policy/client_identity.hpp"
 #include "recmesh/protocol/bridge_mapping.hpp"
@@ -40,14 +41,6 @@ class Derivation {
     return std::move(result).value();
   }
 };
-
-std::string replace_all(std::string text, std::string_view from, std::string_view to) {
-  for (std::size_t pos = text.find(from); pos != std::string::npos;
-       pos = text.find(from, pos + to.size())) {
-    text.replace(pos, from.size(), to);
-  }
-  return text;
-}
 
 std::string central_side(const protocol::BridgeRule& rule, std::string_view rec,
                          std::string_view member) {

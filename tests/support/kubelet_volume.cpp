@@ -1,8 +1,10 @@
 #include "kubelet_volume.hpp"
 
 #include <set>
+#include <utility>
 
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/core/text.hpp"
 
 #include "child_process.hpp"
 
@@ -35,10 +37,7 @@ void mount_secret_like_kubelet(const fs::path& dir,
 
 ScriptResult run_pod_script(std::string script, const std::map<std::string, std::string>& paths) {
   for (const auto& [from, to] : paths) {
-    for (std::size_t at = script.find(from); at != std::string::npos;
-         at = script.find(from, at + to.size())) {
-      script.replace(at, from.size(), to);
-    }
+    script = replace_all(std::move(script), from, to);
   }
   const CommandResult result = run_command({"sh", "-c", script});
   return {result.exit_code, result.err};

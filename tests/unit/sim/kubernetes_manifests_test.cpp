@@ -11,6 +11,7 @@
 #include "recmesh/config/problem.hpp"
 #include "recmesh/core/error.hpp"
 #include "recmesh/core/file_io.hpp"
+#include "recmesh/core/text.hpp"
 #include "recmesh/crypto/base64url.hpp"
 #include "recmesh/e2e/handshake.hpp"
 #include "recmesh/log/logger.hpp"
@@ -49,13 +50,6 @@ Objects load(const std::vector<fs::path>& files) {
     }
   }
   return out;
-}
-
-std::string replace_all(std::string text, const std::string& from, const std::string& to) {
-  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
-    text.replace(at, from.size(), to);
-  }
-  return text;
 }
 
 TEST(KubernetesManifests, OneNamespacePerMemberWithEverythingItMounts) {
